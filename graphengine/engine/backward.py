@@ -1,0 +1,162 @@
+"""The semiring backward walk.
+
+Nodes are visited in reverse topological order. Each visited node's adjoint is pushed into its
+inputs through the Jacobian structure its op declares (computed once per input, shared by all
+semirings of the call) and ⊕-accumulated there. The walker contains no per-op and no
+per-semiring code. A node's adjoint is complete when the walk reaches it (all its consumers
+come later in topological order) and is dropped right after it has been pushed, unless the node
+is retained.
+
+Tie-breaking for selective semirings: within one structure the lowest consumer element index
+wins; across consumers the consumer visited first wins, i.e. the one latest in topological
+order.
+
+>>> import numpy as np
+>>> from graphengine.ir import Graph
+>>> from graphengine.engine import forward, select
+>>> g = Graph(); x = g.input("x", (2,)); y = g.call("mul", x, x, name="y")
+>>> acts = forward(g, {"x": np.array([3.0, 4.0])})
+>>> backward(g, acts, select("y", (1,))).grad("x")
+array([0., 8.])
+"""
+
+from __future__ import annotations
+
+from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Union
+
+import numpy as np
+
+from ..errors import QoIError
+from ..ir import Graph, get_op
+from ..ir.dtypes import is_float
+from ..semirings import Semiring, get_semiring
+from .propagate import Adjoint, propagate, seed_index
+from .qoi import QoI, parse
+from .result import Backpointers, BackwardResult
+
+RetainSpec = Union[None, str, Iterable]
+
+
+def differentiable_nodes(graph: Graph) -> np.ndarray:
+    """``needs[i]``: node i is floating point and depends on an input or parameter."""
+    needs = np.zeros(len(graph), dtype=bool)
+    for n in graph.nodes:
+        if not is_float(n.dtype):
+            continue
+        needs[n.id] = n.op in ("input", "parameter") or any(needs[i] for i in n.inputs)
+    return needs
+
+
+def _retained_ids(graph: Graph, retain: RetainSpec) -> set:
+    if retain is None:
+        return {n.id for n in graph.nodes if n.op in ("input", "parameter")}
+    if isinstance(retain, str):
+        if retain == "all":
+            return set(range(len(graph)))
+        retain = [retain]
+    ids = set()
+    for r in retain:
+        try:
+            ids.add(graph.node(r).id)
+        except KeyError as e:
+            raise QoIError(f"cannot retain {r!r}: {e.args[0]}") from None
+    return ids
+
+
+def backward(graph: Graph, activations: Mapping[int, np.ndarray], qoi: Union[QoI, str],
+             semirings: Sequence[Union[str, Semiring]] = ("real",), retain: RetainSpec = None) -> BackwardResult:
+    """Run one backward pass computing every semiring in ``semirings``.
+
+    ``retain`` selects the nodes whose results are kept: ``None`` (inputs and parameters),
+    ``"all"``, or a list of node names/ids.
+    """
+    srs = [get_semiring(s) for s in semirings]
+    if len({s.name for s in srs}) != len(srs):
+        raise ValueError("each semiring may appear once per backward call")
+    if isinstance(qoi, str):
+        qoi = parse(qoi)
+    try:
+        qnode = graph.node(qoi.node)
+    except KeyError as e:
+        raise QoIError(f"QoI: {e.args[0]}") from None
+    if not is_float(qnode.dtype):
+        raise QoIError(f"QoI node '{qnode.name}' is {qnode.dtype}, not floating point")
+    coef, mask = qoi.coefficients(qnode.shape)
+    needs = differentiable_nodes(graph)
+    keep = _retained_ids(graph, retain)
+    result = BackwardResult(graph, qnode.id, srs)
+
+    adjoints: Dict[int, Dict[str, Adjoint]] = {}
+    pointers: Dict[int, Dict[str, Backpointers]] = {}
+    adjoints[qnode.id] = {s.name: Adjoint(s.where(mask, s.scale(s.ones(qnode.shape), coef), s.zeros(qnode.shape)))
+                          for s in srs}
+    pointers[qnode.id] = {s.name: _no_pointers(qnode.shape, len(s.components)) for s in srs if s.selective}
+
+    for nid in range(qnode.id, -1, -1):
+        state = adjoints.pop(nid, None)
+        bps = pointers.pop(nid, {})
+        if state is None:
+            continue
+        node = graph.nodes[nid]
+        if nid in keep:
+            for s in srs:
+                result.by_semiring[s.name].values[nid] = state[s.name].value
+                if s.selective:
+                    result.by_semiring[s.name].backpointers[nid] = _mask_unreached(s, state[s.name].value, bps[s.name])
+        if node.op in ("input", "parameter", "constant"):
+            continue
+        opdef = get_op(node.op)
+        xs = [activations[i] for i in node.inputs]
+        y = activations[nid]
+        start_idx = seed_index(node.shape, 1)[0] if any(s.selective for s in srs) else None
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore", under="ignore"):
+            for slot, inp in enumerate(node.inputs):
+                if not needs[inp]:
+                    continue
+                structure = opdef.jacobian(slot, xs, y, node.attrs)
+                if structure is None:
+                    continue
+                in_shape = graph.nodes[inp].shape
+                for s in srs:
+                    start = Adjoint(state[s.name].value,
+                                    (start_idx,) * len(s.components) if s.selective else None)
+                    contrib = propagate(structure, start, in_shape, s)
+                    _accumulate(adjoints, pointers, inp, s, contrib, nid)
+    return result
+
+
+def _no_pointers(shape, k) -> Backpointers:
+    return Backpointers(tuple(np.full(shape, -1, np.int32) for _ in range(k)),
+                        tuple(np.full(shape, -1, np.int64) for _ in range(k)))
+
+
+def _accumulate(adjoints, pointers, inp: int, s: Semiring, contrib: Adjoint, consumer: int) -> None:
+    slot = adjoints.setdefault(inp, {})
+    old = slot.get(s.name)
+    if old is None:
+        slot[s.name] = Adjoint(contrib.value)
+        if s.selective:
+            shape = contrib.shape
+            pointers.setdefault(inp, {})[s.name] = Backpointers(
+                tuple(np.full(shape, consumer, np.int32) for _ in s.components),
+                tuple(np.array(i, dtype=np.int64) for i in contrib.idx))
+        return
+    value, picks = s.plus(old.value, contrib.value)
+    slot[s.name] = Adjoint(value)
+    if s.selective and picks is not None:
+        bp = pointers[inp][s.name]
+        nodes, elems = list(bp.node), list(bp.element)
+        for c, p in enumerate(picks):
+            if p is not None:
+                nodes[c] = np.where(p, np.int32(consumer), nodes[c])
+                elems[c] = np.where(p, contrib.idx[c], elems[c])
+        pointers[inp][s.name] = Backpointers(tuple(nodes), tuple(elems))
+
+
+def _mask_unreached(s: Semiring, value, bp: Backpointers) -> Backpointers:
+    nodes, elems = [], []
+    for c, (n, e) in enumerate(zip(bp.node, bp.element)):
+        dead = value[c] == s.zero_elements[c]
+        nodes.append(np.where(dead, np.int32(-1), n))
+        elems.append(np.where(dead, np.int64(-1), e))
+    return Backpointers(tuple(nodes), tuple(elems))

@@ -1,0 +1,140 @@
+"""Pushing an adjoint through one Jacobian structure in one semiring.
+
+This is where a structure (declared by the op) meets an algebra (declared by the semiring).
+Nothing here knows about specific ops or specific semirings.
+
+An :class:`Adjoint` carries, for selective semirings, the flat index of the *consumer element*
+each value came from (``idx``, one array per component). Every movement applied to values is
+applied to ``idx`` too, and every selective ⊕ gathers ``idx`` at the winner; so after a
+structure has been applied, ``idx`` names the consumer element of the winning edge.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Optional, Sequence, Tuple
+
+import numpy as np
+
+from ..ir.jacobian import Contraction, DenseBlock, Diagonal, Movement, Reduction
+from ..semirings.base import Semiring, Value
+
+
+@dataclass
+class Adjoint:
+    value: Value
+    idx: Optional[Tuple[np.ndarray, ...]] = None
+
+    @property
+    def shape(self):
+        return self.value[0].shape
+
+    def map(self, fn: Callable[[np.ndarray], np.ndarray]) -> "Adjoint":
+        """Apply an index movement (reshape, transpose, broadcast) to values and indices."""
+        return Adjoint(tuple(fn(c) for c in self.value),
+                       None if self.idx is None else tuple(fn(i) for i in self.idx))
+
+
+def seed_index(shape, n_components: int) -> Tuple[np.ndarray, ...]:
+    """Every element names itself: the starting index of a consumer's adjoint."""
+    idx = np.arange(int(np.prod(shape, dtype=np.int64)), dtype=np.int64).reshape(shape)
+    return (idx,) * n_components
+
+
+def _gather(idx, pos, fn):
+    """New indices after a selective reduction: ``fn(idx_c, pos_c)`` per component."""
+    if idx is None or pos is None:
+        return None
+    return tuple(i if p is None else fn(i, p) for i, p in zip(idx, pos))
+
+
+def reduce_last(adj: Adjoint, sr: Semiring) -> Adjoint:
+    value, pos = sr.sum_last(adj.value)
+    idx = _gather(adj.idx, pos, lambda i, p: np.take_along_axis(np.broadcast_to(i, adj.shape), p[..., None], -1)[..., 0])
+    return Adjoint(value, idx)
+
+
+def reduce_to_shape(adj: Adjoint, shape: Sequence[int], sr: Semiring) -> Adjoint:
+    """⊕ over the axes along which ``shape`` was broadcast to ``adj.shape``."""
+    shape = tuple(shape)
+    if adj.shape == shape:
+        return adj
+    lead = len(adj.shape) - len(shape)
+    axes = list(range(lead)) + [lead + i for i, s in enumerate(shape) if s == 1 and adj.shape[lead + i] != 1]
+    if not axes:
+        return adj.map(lambda a: a.reshape(shape))
+    keep = [i for i in range(len(adj.shape)) if i not in axes]
+    n_red = int(np.prod([adj.shape[a] for a in axes], dtype=np.int64))
+    moved = adj.map(lambda a: np.transpose(np.broadcast_to(a, adj.shape), keep + axes)
+                    .reshape([adj.shape[k] for k in keep] + [n_red]))
+    return reduce_last(moved, sr).map(lambda a: a.reshape(shape))
+
+
+def through_diagonal(s: Diagonal, adj: Adjoint, in_shape, sr: Semiring) -> Adjoint:
+    return reduce_to_shape(Adjoint(sr.scale(adj.value, s.weight), adj.idx), in_shape, sr)
+
+
+def through_reduction(s: Reduction, adj: Adjoint, in_shape, sr: Semiring) -> Adjoint:
+    def expand(a):
+        if not s.keepdim:
+            a = np.expand_dims(a, s.axes)
+        return np.broadcast_to(a, in_shape)
+    adj = adj.map(expand)
+    if isinstance(s.weight, (int, float)) and s.weight == 1.0:
+        return adj.map(np.array)
+    return Adjoint(sr.scale(adj.value, s.weight), None if adj.idx is None else tuple(np.array(i) for i in adj.idx))
+
+
+def through_contraction(s: Contraction, adj: Adjoint, in_shape, sr: Semiring) -> Adjoint:
+    a = adj.map(s.view_adjoint)
+    value, pos = sr.matmul(a.value, s.weight)
+    out_shape = value[0].shape
+
+    def pick(i, p):
+        i = np.broadcast_to(i, out_shape[:-2] + i.shape[-2:])
+        return np.take_along_axis(i, p, axis=-1)
+
+    out = Adjoint(value, _gather(a.idx, pos, pick)).map(s.view_result)
+    return reduce_to_shape(out, in_shape, sr)
+
+
+def through_movement(s: Movement, adj: Adjoint, in_shape, sr: Semiring) -> Adjoint:
+    index = s.index.reshape(-1)
+    keep = index >= 0
+    flat = adj.map(lambda a: np.broadcast_to(a, s.index.shape).reshape(-1)[keep])
+    size = int(np.prod(in_shape, dtype=np.int64))
+    value, pos = sr.scatter(flat.value, index[keep], size)
+
+    def pick(i, p):
+        return np.where(p >= 0, i[np.maximum(p, 0)], -1) if i.size else np.full(p.shape, -1, np.int64)
+
+    return Adjoint(value, _gather(flat.idx, pos, pick)).map(lambda a: a.reshape(in_shape))
+
+
+def through_dense_block(s: DenseBlock, adj: Adjoint, in_shape, sr: Semiring) -> Adjoint:
+    k = len(s.axes)
+    dst = list(range(len(in_shape) - k, len(in_shape)))
+    moved_shape = np.moveaxis(np.empty(in_shape, np.int8), s.axes, dst).shape
+    n = s.jacobian.shape[-1]
+    rows = adj.map(lambda a: np.moveaxis(a, s.axes, dst).reshape(moved_shape[: len(in_shape) - k] + (1, n)))
+    value, pos = sr.matmul(rows.value, s.jacobian)
+
+    def pick(i, p):
+        return np.take_along_axis(i, p, axis=-1)
+
+    out = Adjoint(value, _gather(rows.idx, pos, pick))
+    return out.map(lambda a: np.moveaxis(a.reshape(moved_shape), dst, s.axes))
+
+
+THROUGH = {
+    Diagonal: through_diagonal,
+    Reduction: through_reduction,
+    Contraction: through_contraction,
+    Movement: through_movement,
+    DenseBlock: through_dense_block,
+}
+
+
+def propagate(structure, adj: Adjoint, in_shape, sr: Semiring) -> Adjoint:
+    """The contribution of one consumer's adjoint to one of its inputs."""
+    return THROUGH[type(structure)](structure, adj, tuple(in_shape), sr)

@@ -1,0 +1,81 @@
+"""What a backward pass returns: per semiring, per retained node, the semiring value and (for
+selective semirings) element backpointers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+
+from ..ir import Graph
+from ..semirings.base import Semiring, Value
+
+
+@dataclass
+class Backpointers:
+    """For each component: the consumer node id and the flat consumer element index of the edge
+    that won the ⊕ at every element (-1 where there is no path, and at the QoI node itself)."""
+
+    node: Tuple[np.ndarray, ...]
+    element: Tuple[np.ndarray, ...]
+
+
+@dataclass
+class SemiringResult:
+    semiring: Semiring
+    values: Dict[int, Value] = field(default_factory=dict)
+    backpointers: Dict[int, Backpointers] = field(default_factory=dict)
+
+    def finalized(self, node_id: int) -> Dict[str, np.ndarray]:
+        return self.semiring.finalize(self.values[node_id])
+
+
+class BackwardResult:
+    """Results of one backward pass.
+
+    >>> # result.get("embeddings", "real") is the gradient of the QoI w.r.t. that node
+    """
+
+    def __init__(self, graph: Graph, qoi_node: int, semirings: List[Semiring]):
+        self.graph = graph
+        self.qoi_node = qoi_node
+        self.by_semiring: Dict[str, SemiringResult] = {s.name: SemiringResult(s) for s in semirings}
+
+    @property
+    def semirings(self) -> List[str]:
+        return list(self.by_semiring)
+
+    def _sr(self, semiring: Optional[str]) -> SemiringResult:
+        if semiring is None:
+            if len(self.by_semiring) != 1:
+                raise KeyError(f"several semirings in this result ({', '.join(self.by_semiring)}): name one")
+            return next(iter(self.by_semiring.values()))
+        if semiring not in self.by_semiring:
+            raise KeyError(f"semiring '{semiring}' was not computed (have: {', '.join(self.by_semiring)})")
+        return self.by_semiring[semiring]
+
+    def retained(self, semiring: Optional[str] = None) -> List[int]:
+        return sorted(self._sr(semiring).values)
+
+    def components(self, node, semiring: Optional[str] = None) -> Dict[str, np.ndarray]:
+        """All finalized arrays (e.g. ``{"grad": ...}``, ``{"entropy": ..., "Z": ..., "R": ...}``)."""
+        sr = self._sr(semiring)
+        nid = self.graph.node(node).id
+        if nid not in sr.values:
+            name = self.graph.node(node).name
+            raise KeyError(f"node '{name}' was not retained (pass retain=[...]) or no path reaches the QoI from it")
+        return sr.finalized(nid)
+
+    def get(self, node, semiring: Optional[str] = None) -> np.ndarray:
+        """The headline statistic of ``semiring`` at ``node`` (the gradient, for ``real``)."""
+        return next(iter(self.components(node, semiring).values()))
+
+    def grad(self, node) -> np.ndarray:
+        return self.get(node, "real")
+
+    def raw(self, node, semiring: Optional[str] = None) -> Value:
+        return self._sr(semiring).values[self.graph.node(node).id]
+
+    def backpointers(self, node, semiring: Optional[str] = None) -> Backpointers:
+        return self._sr(semiring).backpointers[self.graph.node(node).id]

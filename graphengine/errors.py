@@ -1,0 +1,30 @@
+"""Exceptions raised by graphengine.
+
+Every error that bad input can cause derives from :class:`GraphEngineError` and carries a
+one-line message naming what is wrong and where (the node, its scope, the file), so the CLI can
+print it as-is and exit with code 2.
+"""
+
+
+class GraphEngineError(Exception):
+    """Base class for errors caused by bad input (files, graphs, arguments)."""
+
+
+class GraphValidationError(GraphEngineError):
+    """A graph is structurally wrong: cycle, dangling input, bad shape/dtype/attributes."""
+
+
+class UnknownOpError(GraphValidationError):
+    """A node names an op that is not in the registry."""
+
+
+class GraphFormatError(GraphEngineError):
+    """A graph file cannot be read: not a zip, truncated, missing members, wrong version."""
+
+
+class FeedError(GraphEngineError):
+    """An input fed to :func:`graphengine.forward` is missing or has the wrong shape/dtype."""
+
+
+class QoIError(GraphEngineError):
+    """A quantity of interest names a missing node or an out-of-range element."""

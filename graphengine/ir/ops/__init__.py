@@ -1,0 +1,3 @@
+"""Op definitions; importing this package registers every op."""
+
+from . import blocks, elementwise, leaves, linalg, movement, reductions  # noqa: F401

@@ -1,0 +1,108 @@
+"""Fused ops with a full Jacobian per slice (Jacobian structure: dense block).
+
+Keeping softmax, log-softmax and layer norm whole gives exact Jacobians for them; their
+decomposition into primitives (which changes max paths and entropy, not the gradient) is a
+graph pass.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..dtypes import promote
+from ..jacobian import DenseBlock, Diagonal
+from ..registry import Attr, OpDef, ShapeError, TensorType, register
+from ._common import norm_axis, require_float
+
+
+def _softmax(x, axis):
+    z = x - np.max(x, axis=axis, keepdims=True)
+    e = np.exp(z)
+    return e / np.sum(e, axis=axis, keepdims=True)
+
+
+def _log_softmax(x, axis):
+    z = x - np.max(x, axis=axis, keepdims=True)
+    return z - np.log(np.sum(np.exp(z), axis=axis, keepdims=True))
+
+
+def _axis_infer(name):
+    def infer(types, attrs):
+        require_float(types, name)
+        if types[0].ndim == 0:
+            raise ShapeError(f"'{name}' needs at least one dim")
+        norm_axis(attrs["axis"], types[0].ndim, "axis")
+        return TensorType(types[0].shape, types[0].dtype)
+    return infer
+
+
+def _softmax_jacobian(slot, xs, y, attrs):
+    axis = norm_axis(attrs["axis"], y.ndim)
+    s = np.moveaxis(y, axis, -1)
+    jac = s[..., :, None] * (np.eye(s.shape[-1], dtype=s.dtype) - s[..., None, :])
+    return DenseBlock(jac, (axis,))
+
+
+def _log_softmax_jacobian(slot, xs, y, attrs):
+    axis = norm_axis(attrs["axis"], y.ndim)
+    s = np.exp(np.moveaxis(y, axis, -1))
+    jac = np.eye(s.shape[-1], dtype=s.dtype) - s[..., None, :]
+    return DenseBlock(jac, (axis,))
+
+
+register(OpDef("softmax", "dense_block", 1, 1, _axis_infer("softmax"),
+               lambda xs, a: _softmax(xs[0], a["axis"]), _softmax_jacobian,
+               attrs={"axis": Attr("int", default=-1)}, doc="softmax along one axis"))
+register(OpDef("log_softmax", "dense_block", 1, 1, _axis_infer("log_softmax"),
+               lambda xs, a: _log_softmax(xs[0], a["axis"]), _log_softmax_jacobian,
+               attrs={"axis": Attr("int", default=-1)}, doc="log-softmax along one axis"))
+
+
+def _ln_infer(types, attrs):
+    require_float(types, "layer_norm")
+    x, norm = types[0], tuple(attrs["normalized_shape"])
+    if len(norm) == 0 or x.shape[x.ndim - len(norm):] != norm or len(norm) > x.ndim:
+        raise ShapeError(f"normalized_shape {list(norm)} is not a suffix of input shape {list(x.shape)}")
+    for i, t in enumerate(types[1:], start=1):
+        if t.shape != norm:
+            raise ShapeError(f"input {i} of 'layer_norm' must have shape {list(norm)}, got {list(t.shape)}")
+    return TensorType(x.shape, promote(*[t.dtype for t in types]))
+
+
+def _ln_stats(x, attrs):
+    k = len(attrs["normalized_shape"])
+    flat = x.reshape(x.shape[: x.ndim - k] + (-1,))
+    mu = flat.mean(axis=-1, keepdims=True)
+    var = ((flat - mu) ** 2).mean(axis=-1, keepdims=True)
+    sigma = np.sqrt(var + attrs["eps"])
+    return (flat - mu) / sigma, sigma
+
+
+def _ln_forward(xs, attrs):
+    xhat, _ = _ln_stats(xs[0], attrs)
+    y = xhat.reshape(xs[0].shape)
+    if len(xs) > 1:
+        y = y * xs[1]
+    if len(xs) > 2:
+        y = y + xs[2]
+    return y
+
+
+def _ln_jacobian(slot, xs, y, attrs):
+    x = xs[0]
+    xhat, sigma = _ln_stats(x, attrs)
+    if slot == 1:
+        return Diagonal(xhat.reshape(x.shape))
+    if slot == 2:
+        return Diagonal(1.0)
+    n = xhat.shape[-1]
+    gamma = xs[1].reshape(n) if len(xs) > 1 else np.ones(n, dtype=x.dtype)
+    jac = (np.eye(n, dtype=x.dtype) - 1.0 / n - xhat[..., :, None] * xhat[..., None, :] / n) / sigma[..., None]
+    jac = gamma[:, None] * jac
+    k = len(attrs["normalized_shape"])
+    return DenseBlock(jac, tuple(range(x.ndim - k, x.ndim)))
+
+
+register(OpDef("layer_norm", "dense_block", 1, 3, _ln_infer, _ln_forward, _ln_jacobian,
+               attrs={"normalized_shape": Attr("ints", required=True), "eps": Attr("float", default=1e-5)},
+               doc="layer_norm(x, weight?, bias?) over the trailing normalized_shape (biased variance)"))
