@@ -55,6 +55,8 @@ def difference(node, good: Sequence[int], bad: Sequence[int]) -> QoI:
 def weighted(node, coefficients: np.ndarray) -> QoI:
     """``Σ c[i] y[i]`` over the nonzero entries of a dense coefficient array."""
     c = np.asarray(coefficients, dtype=np.float64)
+    if c.ndim == 0:
+        return QoI(node, (((), float(c)),)) if c != 0 else QoI(node, ())
     return QoI(node, tuple((tuple(int(i) for i in ix), float(c[ix])) for ix in zip(*np.nonzero(c))))
 
 
