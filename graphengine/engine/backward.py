@@ -9,7 +9,12 @@ is retained.
 
 Tie-breaking for selective semirings: within one structure the lowest consumer element index
 wins; across consumers the consumer visited first wins, i.e. the one latest in topological
-order.
+order (and, for one consumer using a node in several slots, the lowest slot).
+
+Granularity: ``"scalar"`` (default) is exact: every ⊕ is over individual scalar edges.
+``"paper"`` reproduces the original implementation (PAPER.md §1): inside one op (contractions,
+broadcast reductions, scatters such as embedding lookups) path weights are *summed*, ⊕ is taken
+only across different consumer nodes, and backpointers name only the consumer node.
 
 >>> import numpy as np
 >>> from graphengine.ir import Graph
@@ -63,14 +68,23 @@ def _retained_ids(graph: Graph, retain: RetainSpec) -> set:
     return ids
 
 
+GRANULARITIES = ("scalar", "paper")
+
+
 def backward(graph: Graph, activations: Mapping[int, np.ndarray], qoi: Union[QoI, str],
-             semirings: Sequence[Union[str, Semiring]] = ("real",), retain: RetainSpec = None) -> BackwardResult:
+             semirings: Sequence[Union[str, Semiring]] = ("real",), retain: RetainSpec = None,
+             granularity: str = "scalar", keep_backpointers: bool = True) -> BackwardResult:
     """Run one backward pass computing every semiring in ``semirings``.
 
-    ``retain`` selects the nodes whose results are kept: ``None`` (inputs and parameters),
-    ``"all"``, or a list of node names/ids.
+    ``retain`` selects the nodes whose semiring values are kept: ``None`` (inputs and
+    parameters), ``"all"``, or a list of node names/ids. Selective semirings keep the
+    backpointers of *every* reached node (compact integer arrays, needed to walk a path) unless
+    ``keep_backpointers=False``. ``granularity`` is ``"scalar"`` or ``"paper"``.
     """
+    if granularity not in GRANULARITIES:
+        raise ValueError(f"granularity must be one of {GRANULARITIES}, got {granularity!r}")
     srs = [get_semiring(s) for s in semirings]
+    inner = {s.name: (s.paper_view() if granularity == "paper" else s) for s in srs}
     if len({s.name for s in srs}) != len(srs):
         raise ValueError("each semiring may appear once per backward call")
     if isinstance(qoi, str):
@@ -82,9 +96,11 @@ def backward(graph: Graph, activations: Mapping[int, np.ndarray], qoi: Union[QoI
     if not is_float(qnode.dtype):
         raise QoIError(f"QoI node '{qnode.name}' is {qnode.dtype}, not floating point")
     coef, mask = qoi.coefficients(qnode.shape)
+    result_coef = coef
     needs = differentiable_nodes(graph)
     keep = _retained_ids(graph, retain)
-    result = BackwardResult(graph, qnode.id, srs)
+    result = BackwardResult(graph, qnode.id, srs, granularity, activations)
+    result.qoi_coefficients = result_coef
 
     adjoints: Dict[int, Dict[str, Adjoint]] = {}
     pointers: Dict[int, Dict[str, Backpointers]] = {}
@@ -98,11 +114,11 @@ def backward(graph: Graph, activations: Mapping[int, np.ndarray], qoi: Union[QoI
         if state is None:
             continue
         node = graph.nodes[nid]
-        if nid in keep:
-            for s in srs:
+        for s in srs:
+            if nid in keep:
                 result.by_semiring[s.name].values[nid] = state[s.name].value
-                if s.selective:
-                    result.by_semiring[s.name].backpointers[nid] = _mask_unreached(s, state[s.name].value, bps[s.name])
+            if s.selective and (nid in keep or keep_backpointers):
+                result.by_semiring[s.name].backpointers[nid] = _mask_unreached(s, state[s.name].value, bps[s.name])
         if node.op in ("input", "parameter", "constant"):
             continue
         opdef = get_op(node.op)
@@ -120,43 +136,48 @@ def backward(graph: Graph, activations: Mapping[int, np.ndarray], qoi: Union[QoI
                 for s in srs:
                     start = Adjoint(state[s.name].value,
                                     (start_idx,) * len(s.components) if s.selective else None)
-                    contrib = propagate(structure, start, in_shape, s)
-                    _accumulate(adjoints, pointers, inp, s, contrib, nid)
+                    contrib = propagate(structure, start, in_shape, inner[s.name])
+                    _accumulate(adjoints, pointers, inp, s, contrib, nid, slot)
     return result
 
 
 def _no_pointers(shape, k) -> Backpointers:
     return Backpointers(tuple(np.full(shape, -1, np.int32) for _ in range(k)),
+                        tuple(np.full(shape, -1, np.int16) for _ in range(k)),
                         tuple(np.full(shape, -1, np.int64) for _ in range(k)))
 
 
-def _accumulate(adjoints, pointers, inp: int, s: Semiring, contrib: Adjoint, consumer: int) -> None:
-    slot = adjoints.setdefault(inp, {})
-    old = slot.get(s.name)
+def _accumulate(adjoints, pointers, inp: int, s: Semiring, contrib: Adjoint, consumer: int, slot: int) -> None:
+    entry = adjoints.setdefault(inp, {})
+    old = entry.get(s.name)
+    k = len(s.components)
+    idx = contrib.idx if contrib.idx is not None else (np.full(contrib.shape, -1, np.int64),) * k
     if old is None:
-        slot[s.name] = Adjoint(contrib.value)
+        entry[s.name] = Adjoint(contrib.value)
         if s.selective:
             shape = contrib.shape
             pointers.setdefault(inp, {})[s.name] = Backpointers(
-                tuple(np.full(shape, consumer, np.int32) for _ in s.components),
-                tuple(np.array(i, dtype=np.int64) for i in contrib.idx))
+                tuple(np.full(shape, consumer, np.int32) for _ in range(k)),
+                tuple(np.full(shape, slot, np.int16) for _ in range(k)),
+                tuple(np.array(i, dtype=np.int64) for i in idx))
         return
     value, picks = s.plus(old.value, contrib.value)
-    slot[s.name] = Adjoint(value)
+    entry[s.name] = Adjoint(value)
     if s.selective and picks is not None:
         bp = pointers[inp][s.name]
-        nodes, elems = list(bp.node), list(bp.element)
+        nodes, slots, elems = list(bp.node), list(bp.slot), list(bp.element)
         for c, p in enumerate(picks):
             if p is not None:
                 nodes[c] = np.where(p, np.int32(consumer), nodes[c])
-                elems[c] = np.where(p, contrib.idx[c], elems[c])
-        pointers[inp][s.name] = Backpointers(tuple(nodes), tuple(elems))
+                slots[c] = np.where(p, np.int16(slot), slots[c])
+                elems[c] = np.where(p, idx[c], elems[c])
+        pointers[inp][s.name] = Backpointers(tuple(nodes), tuple(slots), tuple(elems))
 
 
 def _mask_unreached(s: Semiring, value, bp: Backpointers) -> Backpointers:
-    nodes, elems = [], []
-    for c, (n, e) in enumerate(zip(bp.node, bp.element)):
+    parts = ([], [], [])
+    for c in range(len(s.components)):
         dead = value[c] == s.zero_elements[c]
-        nodes.append(np.where(dead, np.int32(-1), n))
-        elems.append(np.where(dead, np.int64(-1), e))
-    return Backpointers(tuple(nodes), tuple(elems))
+        for out, arr in zip(parts, (bp.node[c], bp.slot[c], bp.element[c])):
+            out.append(np.where(dead, arr.dtype.type(-1), arr))
+    return Backpointers(*(tuple(p) for p in parts))

@@ -71,7 +71,11 @@ def reduce_to_shape(adj: Adjoint, shape: Sequence[int], sr: Semiring) -> Adjoint
 
 
 def through_diagonal(s: Diagonal, adj: Adjoint, in_shape, sr: Semiring) -> Adjoint:
-    return reduce_to_shape(Adjoint(sr.scale(adj.value, s.weight), adj.idx), in_shape, sr)
+    value = sr.scale(adj.value, s.weight)
+    if s.edges is not None:
+        edges = np.broadcast_to(s.edges, adj.shape)
+        value = sr.where(edges, value, sr.zeros(adj.shape))
+    return reduce_to_shape(Adjoint(value, adj.idx), in_shape, sr)
 
 
 def through_reduction(s: Reduction, adj: Adjoint, in_shape, sr: Semiring) -> Adjoint:

@@ -14,10 +14,13 @@ from ..semirings.base import Semiring, Value
 
 @dataclass
 class Backpointers:
-    """For each component: the consumer node id and the flat consumer element index of the edge
-    that won the ⊕ at every element (-1 where there is no path, and at the QoI node itself)."""
+    """For each component: the consumer node id, the consumer's input slot and the flat
+    consumer element index of the edge that won the ⊕ at every element (-1 where there is no
+    path, and at the QoI node itself; ``element`` is -1 everywhere at ``paper`` granularity,
+    whose backpointers name only the consumer node)."""
 
     node: Tuple[np.ndarray, ...]
+    slot: Tuple[np.ndarray, ...]
     element: Tuple[np.ndarray, ...]
 
 
@@ -37,9 +40,12 @@ class BackwardResult:
     >>> # result.get("embeddings", "real") is the gradient of the QoI w.r.t. that node
     """
 
-    def __init__(self, graph: Graph, qoi_node: int, semirings: List[Semiring]):
+    def __init__(self, graph: Graph, qoi_node: int, semirings: List[Semiring], granularity: str = "scalar",
+                 activations=None):
         self.graph = graph
         self.qoi_node = qoi_node
+        self.granularity = granularity
+        self.activations = activations
         self.by_semiring: Dict[str, SemiringResult] = {s.name: SemiringResult(s) for s in semirings}
 
     @property

@@ -164,7 +164,7 @@ class Graph:
         if array is not None:
             array = np.asarray(array)
             array = array.astype(dtype_name(array.dtype), copy=False)
-        node = Node(node_id, op, ids, dict(attrs or {}), (), "float64", name, scope_str)
+        node = Node(node_id, str(op), ids, dict(attrs or {}), (), "float64", str(name), scope_str)
         node.attrs, ttype = _check_node(node, [self.nodes[i].type for i in ids], array)
         node.shape, node.dtype = ttype.shape, ttype.dtype
         self.nodes.append(node)
@@ -211,7 +211,7 @@ class Graph:
                 raise GraphValidationError(f"{node.where()}: duplicate node name '{node.name}'")
             names.add(node.name)
             for i in node.inputs:
-                if not (isinstance(i, (int, np.integer)) and 0 <= i < len(self.nodes)):
+                if isinstance(i, bool) or not (isinstance(i, (int, np.integer)) and 0 <= i < len(self.nodes)):
                     raise GraphValidationError(f"{node.where()}: dangling input {i!r} (no such node)")
                 if i >= node.id:
                     raise GraphValidationError(f"{node.where()}: {self._describe_forward_ref(node, i)}")
@@ -222,8 +222,9 @@ class Graph:
                 raise GraphValidationError(
                     f"{node.where()}: stored type {list(node.shape)} {node.dtype} but op infers "
                     f"{list(ttype.shape)} {ttype.dtype}")
+            node.attrs = attrs  # defaults filled in, as Graph.add stores them
         for o in self.outputs:
-            if not (isinstance(o, int) and 0 <= o < len(self.nodes)):
+            if isinstance(o, bool) or not (isinstance(o, int) and 0 <= o < len(self.nodes)):
                 raise GraphValidationError(f"graph output {o!r} names no node")
         stray = sorted(set(self.arrays) - {n.id for n in self.nodes if n.op in ("parameter", "constant")})
         if stray:

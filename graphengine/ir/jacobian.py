@@ -41,10 +41,14 @@ def _identity(a):
 class Diagonal:
     """Elementwise dependence, with the input broadcast to the output (also ``expand``).
 
-    ``weight`` is ∂y[j]/∂x[i(j)], broadcastable to the output shape.
+    ``weight`` is ∂y[j]/∂x[i(j)], broadcastable to the output shape. ``edges`` (boolean,
+    broadcastable to the output shape, ``None`` = all) marks which output elements depend on
+    the input at all: ``where`` with a constant mask declares no edge for unselected elements,
+    whereas ``relu`` declares an edge of weight 0 for a dead unit (it still counts as a path).
     """
 
     weight: ArrayLike
+    edges: Optional[np.ndarray] = None
 
 
 @dataclass(frozen=True)

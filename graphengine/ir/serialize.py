@@ -18,6 +18,7 @@ import io
 import json
 import os
 import zipfile
+import zlib
 from typing import Any, Dict
 
 import numpy as np
@@ -27,6 +28,12 @@ from .graph import Graph, Node
 
 FORMAT = "graphengine.graph"
 FORMAT_VERSION = 1
+
+# What reading a damaged or hostile zip/npz can raise (zlib.error for corrupt deflate data,
+# NotImplementedError for unknown compression methods, RuntimeError for encrypted members,
+# ValueError (incl. UnicodeDecodeError) for bad headers, MemoryError for absurd array shapes).
+_READ_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, OSError, NotImplementedError,
+                RuntimeError, ValueError, KeyError, MemoryError)
 
 
 def save(graph: Graph, path: str) -> None:
@@ -67,20 +74,24 @@ def load(path: str) -> Graph:
         raise GraphFormatError(f"{path}: no such file") from None
     except IsADirectoryError:
         raise GraphFormatError(f"{path}: is a directory, not a graph file") from None
-    except (zipfile.BadZipFile, EOFError, OSError, zipfile.LargeZipFile) as e:
-        raise GraphFormatError(f"{path}: not a readable graphengine file (bad or truncated zip: {e})") from None
+    except _READ_ERRORS as e:
+        raise GraphFormatError(f"{path}: not a readable graphengine file (bad or truncated zip: {_one_line(e)})") from None
     try:
         doc = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise GraphFormatError(f"{path}: graph.json is not valid JSON ({e})") from None
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+        raise GraphFormatError(f"{path}: graph.json is not valid JSON ({_one_line(e)})") from None
     try:
         arrays = _read_arrays(npz)
-    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as e:
-        raise GraphFormatError(f"{path}: arrays.npz is unreadable ({e})") from None
+    except _READ_ERRORS as e:
+        raise GraphFormatError(f"{path}: arrays.npz is unreadable ({_one_line(e)})") from None
     try:
         return from_document(doc, arrays)
     except GraphEngineError as e:
         raise type(e)(f"{path}: {e}") from None
+
+
+def _one_line(e: BaseException) -> str:
+    return " ".join(str(e).split()) or type(e).__name__
 
 
 def _read_arrays(npz_bytes: bytes) -> Dict[str, np.ndarray]:
@@ -94,7 +105,10 @@ def from_document(doc: Any, arrays: Dict[str, np.ndarray]) -> Graph:
         raise GraphFormatError("graph.json is not a graphengine graph (missing format tag)")
     if doc.get("version") != FORMAT_VERSION:
         raise GraphFormatError(f"unsupported format version {doc.get('version')!r} (this build reads {FORMAT_VERSION})")
-    g = Graph(meta=doc.get("meta") or {})
+    meta = doc.get("meta") or {}
+    if not isinstance(meta, dict):
+        raise GraphFormatError("graph.json 'meta' is not an object")
+    g = Graph(meta=meta)
     nodes = doc.get("nodes")
     if not isinstance(nodes, list):
         raise GraphFormatError("graph.json has no node list")

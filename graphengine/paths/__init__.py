@@ -1,0 +1,10 @@
+"""Paths recovered from backpointers: the heaviest path from any vertex to the QoI.
+
+A path is the ordered list of scalar vertices from a starting element to the QoI element, each
+with the local derivative of the edge leaving it; its weight is the product of those
+derivatives and the QoI coefficient.
+"""
+
+from .top import Path, PathStep, best_input_path, local_derivative, top_path
+
+__all__ = ["Path", "PathStep", "top_path", "best_input_path", "local_derivative"]

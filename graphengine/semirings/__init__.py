@@ -1,14 +1,34 @@
 """Semirings: the algebra a backward pass runs in (one module per family).
 
->>> from graphengine.semirings import get_semiring
->>> get_semiring("real").name
-'real'
+=============  ==========================================================================
+name           statistic
+=============  ==========================================================================
+real           the gradient (Σ over paths of Π w)
+absolute       Z = Σ over paths of Π |w|
+log            log Z, in log space
+max            ⟨M⁺, M⁻⟩: the largest and most negative path product (backpointers)
+maxabs         the largest |path product| (backpointers)
+maxplus        max over paths of Σ log|w| (backpointers, log space)
+entropy        entropy of the path distribution p ∝ Π|w| (nats), with Z and R
+logentropy     the same in log space
+count          number of paths (float64)
+logcount       log number of paths
+bool           reachability (backpointers)
+=============  ==========================================================================
+
+>>> get_semiring("entropy").components
+('Z', 'R')
 """
 
+from .absolute import Absolute, LogAbsolute
 from .base import Semiring, Value
+from .counting import Boolean, Counting, LogCounting
+from .expectation import Entropy, LogEntropy
+from .maxproduct import MaxAbs, MaxPlus, SignedMaxPair
 from .real import Real
 
-SEMIRINGS = {"real": Real}
+SEMIRINGS = {cls.name: cls for cls in (Real, Absolute, LogAbsolute, SignedMaxPair, MaxAbs, MaxPlus,
+                                       Entropy, LogEntropy, Counting, LogCounting, Boolean)}
 
 
 def get_semiring(spec) -> Semiring:
@@ -20,4 +40,5 @@ def get_semiring(spec) -> Semiring:
     raise ValueError(f"unknown semiring {spec!r} (known: {', '.join(sorted(SEMIRINGS))})")
 
 
-__all__ = ["Semiring", "Value", "Real", "SEMIRINGS", "get_semiring"]
+__all__ = ["Semiring", "Value", "Real", "Absolute", "LogAbsolute", "SignedMaxPair", "MaxAbs", "MaxPlus",
+           "Entropy", "LogEntropy", "Counting", "LogCounting", "Boolean", "SEMIRINGS", "get_semiring"]

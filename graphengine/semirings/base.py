@@ -90,6 +90,17 @@ class Semiring:
         """``a ⊗ lift(w)`` for a real derivative ``w`` (broadcasting)."""
         return self.times(a, self.lift(np.asarray(w, dtype=self.dtype)))
 
+    def paper_view(self) -> "Semiring":
+        """The semiring as the original implementation applied it *inside* one op (PAPER.md
+        §1): contractions, broadcast reductions and scatters sum instead of taking ⊕, and no
+        element backpointers are kept. Linear semirings are unchanged."""
+        return self
+
+    def next_component(self, component: int, w: float) -> int:
+        """Which component of the consumer a path continues in, after an edge of weight ``w``
+        (the signed max pair swaps M⁺/M⁻ on negative edges)."""
+        return component
+
     def where(self, mask: np.ndarray, a: Value, b: Value) -> Value:
         return tuple(np.where(mask, x, y) for x, y in zip(a, b))
 

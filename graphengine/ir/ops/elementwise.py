@@ -87,7 +87,7 @@ def _where_jacobian(slot, xs, y, attrs):
     if slot == 0:
         return None  # boolean mask: no gradient
     mask = xs[0] if slot == 1 else ~xs[0]
-    return Diagonal(mask.astype(y.dtype))
+    return Diagonal(mask.astype(y.dtype), edges=mask)
 
 
 register(OpDef("where", "diagonal", 3, 3, _where_infer, lambda xs, a: np.where(xs[0], xs[1], xs[2]),

@@ -1,0 +1,131 @@
+"""Walking element backpointers from a vertex to the QoI.
+
+>>> import numpy as np
+>>> from graphengine.ir import Graph
+>>> from graphengine.engine import forward, backward
+>>> g = Graph(); x = g.input("x", (2,)); w = g.constant(np.array([[2.0, -3.0]]))
+>>> y = g.call("mul", x, w, name="y"); s = g.call("sum", y, name="s")
+>>> from graphengine.engine import select
+>>> r = backward(g, forward(g, {"x": np.ones(2)}), select("s", ()), semirings=["max"])
+>>> p = top_path(r, "x", (1,))
+>>> [st.name for st in p.steps], p.weight
+(['x', 'y', 's'], -3.0)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from ..engine.propagate import Adjoint, propagate
+from ..engine.result import BackwardResult
+from ..ir import get_op
+from ..semirings import Real
+
+
+@dataclass
+class PathStep:
+    node: int
+    name: str
+    scope: str
+    element: Tuple[int, ...]
+    local_derivative: Optional[float]  # of the edge to the next step (None at the QoI)
+
+
+@dataclass
+class Path:
+    steps: List[PathStep]
+    weight: float
+    semiring: str
+    component: str
+
+    def __len__(self):
+        return len(self.steps)
+
+    def to_networkx(self):
+        """A path graph: vertices ``(node name, element)`` with scope, edges with ``weight``."""
+        import networkx as nx
+
+        g = nx.DiGraph()
+        for st in self.steps:
+            g.add_node((st.name, st.element), node=st.node, scope=st.scope)
+        for a, b in zip(self.steps, self.steps[1:]):
+            g.add_edge((a.name, a.element), (b.name, b.element), weight=a.local_derivative)
+        return g
+
+    def scopes(self) -> List[str]:
+        return [st.scope for st in self.steps]
+
+
+def local_derivative(result: BackwardResult, consumer: int, slot: int, y: int, x: int) -> float:
+    """∂consumer[y] / ∂input[x] for the input in ``slot`` (flat indices), from the op's declared
+    Jacobian structure evaluated at the stored activations."""
+    graph, acts = result.graph, result.activations
+    node = graph.nodes[consumer]
+    xs = [acts[i] for i in node.inputs]
+    structure = get_op(node.op).jacobian(slot, xs, acts[consumer], node.attrs)
+    seed = np.zeros(node.shape)
+    seed.flat[y] = 1.0
+    in_shape = graph.nodes[node.inputs[slot]].shape
+    return float(propagate(structure, Adjoint((seed,)), in_shape, Real()).value[0].flat[x])
+
+
+def top_path(result: BackwardResult, node, index: Sequence[int], semiring: Optional[str] = None,
+             component: int = 0) -> Path:
+    """The best path (in ``semiring``'s ``component``, e.g. M⁺) from ``node[index]`` to the QoI.
+
+    Needs a ``scalar``-granularity result of a selective semiring (max, maxabs, maxplus, bool).
+    """
+    if result.granularity != "scalar":
+        raise ValueError("paper-granularity backpointers name only consumer nodes, not elements; "
+                         "run backward(..., granularity='scalar') to recover element paths")
+    sres = result._sr(semiring)
+    sr = sres.semiring
+    if not sr.selective:
+        raise ValueError(f"semiring '{sr.name}' keeps no backpointers (use max, maxabs, maxplus or bool)")
+    graph = result.graph
+    u = graph.node(node).id
+    x = int(np.ravel_multi_index(tuple(index), graph.nodes[u].shape)) if graph.nodes[u].shape else 0
+    qnode = graph.nodes[result.qoi_node]
+    coef = result.qoi_coefficients
+    steps: List[PathStep] = []
+    weight, c = 1.0, component
+    while True:
+        n = graph.nodes[u]
+        elem = tuple(int(i) for i in np.unravel_index(x, n.shape)) if n.shape else ()
+        if u == qnode.id:
+            steps.append(PathStep(u, n.name, n.scope, elem, None))
+            weight *= float(coef.flat[x])
+            break
+        bp = sres.backpointers.get(u)
+        if bp is None or bp.node[c].flat[x] < 0:
+            raise ValueError(f"no path from {n.name}{list(elem)} to the QoI")
+        v, slot, y = int(bp.node[c].flat[x]), int(bp.slot[c].flat[x]), int(bp.element[c].flat[x])
+        w = local_derivative(result, v, slot, y, x)
+        steps.append(PathStep(u, n.name, n.scope, elem, w))
+        weight *= w
+        c = sr.next_component(c, w)
+        u, x = v, y
+    return Path(steps, weight, sr.name, sr.components[component])
+
+
+def best_input_path(result: BackwardResult, semiring: Optional[str] = None, nodes=None) -> Path:
+    """The best path from any element of any input (or of ``nodes``) to the QoI."""
+    sres = result._sr(semiring)
+    graph = result.graph
+    ids = [graph.node(n).id for n in nodes] if nodes is not None else \
+        [n.id for n in graph.nodes if n.op == "input" and n.id in sres.values]
+    best = None
+    for nid in ids:
+        v = sres.values[nid][0]
+        if v.size == 0:
+            continue
+        i = int(np.argmax(v))
+        if best is None or v.flat[i] > best[0]:
+            best = (v.flat[i], nid, i)
+    if best is None or best[0] == sres.semiring.zero_elements[0]:
+        raise ValueError("no input reaches the QoI")
+    nid = best[1]
+    return top_path(result, nid, np.unravel_index(best[2], graph.nodes[nid].shape), semiring)

@@ -1,0 +1,109 @@
+"""Numpy building blocks shared by the semirings: chunked broadcast contractions with argmax
+tracking, log-sum-exp reductions and segment (scatter) reductions. This is the reference
+implementation the compiled kernels are tested against."""
+
+from __future__ import annotations
+
+import numpy as np
+
+CHUNK_ELEMENTS = 1 << 22  # bound on the (.., M, N, K) temporaries of one chunk
+
+
+def batched_pairs(a: np.ndarray, w: np.ndarray):
+    """Broadcast batch dims of ``a (.., M, N)`` and ``w (.., N, K)``; yield row chunks."""
+    batch = np.broadcast_shapes(a.shape[:-2], w.shape[:-2])
+    a = np.broadcast_to(a, batch + a.shape[-2:])
+    w = np.broadcast_to(w, batch + w.shape[-2:])
+    M, N, K = a.shape[-2], a.shape[-1], w.shape[-1]
+    per_row = max(1, int(np.prod(batch, dtype=np.int64)) * N * K)
+    step = max(1, CHUNK_ELEMENTS // per_row)
+    return batch, a, w, M, N, K, step
+
+
+def select_matmul(parts, w: np.ndarray, combine, pick_max: bool = True, zero=None):
+    """``out[.., m, k] = max_n combine(parts[.., m, n], w[.., n, k])`` (or min) and the argmax n.
+
+    ``parts`` is a tuple of arrays shaped like ``a``; ``combine(parts_chunk, w_chunk)`` gets
+    them broadcast to ``(.., m, n, k)`` and returns the products. Ties keep the lowest n.
+    Where N == 0 the result is ``zero``.
+    """
+    batch = np.broadcast_shapes(parts[0].shape[:-2], w.shape[:-2])
+    parts = [np.broadcast_to(p, batch + p.shape[-2:]) for p in parts]
+    _, _, w, M, N, K, step = batched_pairs(parts[0], w)
+    out = np.empty(batch + (M, K), dtype=np.float64)
+    pos = np.zeros(batch + (M, K), dtype=np.int64)
+    if N == 0:
+        out[...] = zero
+        return out, pos
+    for m0 in range(0, M, step):
+        prod = combine([p[..., m0:m0 + step, :, None] for p in parts], w[..., None, :, :])
+        p = np.argmax(prod, axis=-2) if pick_max else np.argmin(prod, axis=-2)
+        pos[..., m0:m0 + step, :] = p
+        out[..., m0:m0 + step, :] = np.take_along_axis(prod, p[..., None, :], axis=-2)[..., 0, :]
+    return out, pos
+
+
+def logsumexp_last(x: np.ndarray):
+    """log Σ exp over the last axis, exact for -inf entries (all -inf gives -inf)."""
+    if x.shape[-1] == 0:
+        return np.full(x.shape[:-1], -np.inf)
+    m = np.max(x, axis=-1)
+    safe = np.where(np.isfinite(m), m, 0.0)
+    with np.errstate(divide="ignore"):
+        return safe + np.log(np.sum(np.exp(x - safe[..., None]), axis=-1))
+
+
+def log_matmul(a: np.ndarray, w: np.ndarray):
+    """``out[.., m, k] = log Σ_n exp(a[.., m, n] + w[.., n, k])`` exactly (chunked broadcast)."""
+    batch, a, w, M, N, K, step = batched_pairs(a, w)
+    out = np.empty(batch + (M, K), dtype=np.float64)
+    for m0 in range(0, M, step):
+        t = a[..., m0:m0 + step, :, None] + w[..., None, :, :]
+        out[..., m0:m0 + step, :] = logsumexp_last(np.moveaxis(t, -2, -1))
+    return out
+
+
+def segment_select(values: np.ndarray, index: np.ndarray, size: int, pick_max: bool, zero: float):
+    """Per segment ``s``: the max (or min) of ``values[index == s]`` and its position (first on
+    ties), ``zero`` / -1 for empty segments."""
+    out = np.full(size, zero, dtype=np.float64)
+    pos = np.full(size, -1, dtype=np.int64)
+    if values.size == 0:
+        return out, pos
+    key = -values if pick_max else values
+    order = np.lexsort((np.arange(values.size), key, index))  # by segment, best first, stable
+    first = np.ones(order.size, dtype=bool)
+    first[1:] = index[order][1:] != index[order][:-1]
+    winners = order[first]
+    out[index[winners]] = values[winners]
+    pos[index[winners]] = winners
+    return out, pos
+
+
+def segment_logsumexp(values: np.ndarray, index: np.ndarray, size: int):
+    """Per segment log Σ exp, -inf for empty segments; also the per-element weights
+    ``exp(values - out[index])`` (0 for -inf)."""
+    m = np.full(size, -np.inf)
+    np.maximum.at(m, index, values)
+    safe = np.where(np.isfinite(m), m, 0.0)
+    e = np.exp(values - safe[index])
+    s = np.bincount(index, weights=e, minlength=size)
+    with np.errstate(divide="ignore"):
+        out = safe + np.log(s)
+    out[~np.isfinite(m)] = -np.inf
+    weights = np.where(s[index] > 0, e / np.where(s[index] > 0, s[index], 1.0), 0.0)
+    return out, weights
+
+
+def xlogx_neg(a: np.ndarray) -> np.ndarray:
+    """``-a log a`` with ``0 log 0 = 0`` (no NaN on exact zeros)."""
+    a = np.asarray(a, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(a > 0, -a * np.log(np.where(a > 0, a, 1.0)), 0.0)
+
+
+def safe_log_abs(w) -> np.ndarray:
+    """``log|w|`` with ``log 0 = -inf`` and no warnings."""
+    w = np.abs(np.asarray(w, dtype=np.float64))
+    with np.errstate(divide="ignore"):
+        return np.log(w)

@@ -1,0 +1,144 @@
+"""Structural semirings: every edge an op declares counts, whatever its weight.
+
+- :class:`Counting` — the number of paths, as float64 (exact up to 2**53; ``inf`` beyond).
+- :class:`LogCounting` — log of the number of paths (no overflow).
+- :class:`Boolean` — reachability, with backpointers to one reaching consumer element.
+
+Edges an op declares absent (``where`` with a constant mask, out-of-range movement) are not
+paths; a dead ReLU is (its edge has weight 0 but exists).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._numpy import logsumexp_last, segment_logsumexp, segment_select
+from .base import Semiring
+
+
+class Counting(Semiring):
+    """Number of paths.
+
+    >>> Counting().matmul((np.array([[1.0, 2.0]]),), np.array([[0.0], [-5.0]]))[0][0]
+    array([[3.]])
+    """
+
+    name = "count"
+    components = ("paths",)
+
+    def lift(self, w):
+        return (np.ones(np.shape(w), dtype=self.dtype),)
+
+    def times(self, a, b):
+        return (a[0] * b[0],)
+
+    def scale(self, a, w):
+        return (np.broadcast_to(a[0], np.broadcast_shapes(a[0].shape, np.shape(w))).copy(),)
+
+    def plus(self, a, b):
+        return (a[0] + b[0],), None
+
+    def sum_last(self, a):
+        return (a[0].sum(axis=-1),), None
+
+    def matmul(self, a, w):
+        return (np.matmul(a[0], np.ones(np.shape(w), dtype=self.dtype)),), None
+
+    def scatter(self, a, index, size):
+        return (np.bincount(index, weights=a[0], minlength=size).astype(self.dtype),), None
+
+    def finalize(self, v):
+        return {"paths": v[0]}
+
+
+class LogCounting(Semiring):
+    """log(number of paths); -inf where there is none."""
+
+    name = "logcount"
+    components = ("log_paths",)
+    zero_elements = (-np.inf,)
+    one_elements = (0.0,)
+
+    def lift(self, w):
+        return (np.zeros(np.shape(w), dtype=self.dtype),)
+
+    def times(self, a, b):
+        return (a[0] + b[0],)
+
+    def scale(self, a, w):
+        return (np.broadcast_to(a[0], np.broadcast_shapes(a[0].shape, np.shape(w))).copy(),)
+
+    def plus(self, a, b):
+        return (np.logaddexp(a[0], b[0]),), None
+
+    def sum_last(self, a):
+        return (logsumexp_last(a[0]),), None
+
+    def matmul(self, a, w):
+        K = np.shape(w)[-1]
+        out = logsumexp_last(a[0])[..., None]
+        batch = np.broadcast_shapes(a[0].shape[:-2], np.shape(w)[:-2])
+        return (np.broadcast_to(out, batch + (a[0].shape[-2], K)).copy(),), None
+
+    def scatter(self, a, index, size):
+        return (segment_logsumexp(a[0], index, size)[0],), None
+
+    def finalize(self, v):
+        return {"log_paths": v[0]}
+
+
+class Boolean(Semiring):
+    """Reachability: is there any path to the QoI? (values are 0.0 / 1.0)"""
+
+    name = "bool"
+    components = ("reachable",)
+    zero_elements = (0.0,)
+    one_elements = (1.0,)
+    selective = True
+
+    def lift(self, w):
+        return (np.ones(np.shape(w), dtype=self.dtype),)
+
+    def times(self, a, b):
+        return (np.minimum(a[0], b[0]),)
+
+    def scale(self, a, w):
+        return (np.broadcast_to(a[0], np.broadcast_shapes(a[0].shape, np.shape(w))).copy(),)
+
+    def plus(self, a, b):
+        return (np.maximum(a[0], b[0]),), (b[0] > a[0],)
+
+    def sum_last(self, a):
+        p = np.argmax(a[0], axis=-1)
+        return (np.take_along_axis(a[0], p[..., None], -1)[..., 0],), (p,)
+
+    def matmul(self, a, w):
+        K = np.shape(w)[-1]
+        batch = np.broadcast_shapes(a[0].shape[:-2], np.shape(w)[:-2])
+        a0 = np.broadcast_to(a[0], batch + a[0].shape[-2:])
+        p = np.argmax(a0, axis=-1)
+        v = np.take_along_axis(a0, p[..., None], -1)
+        return (np.broadcast_to(v, batch + (a0.shape[-2], K)).copy(),), \
+            (np.broadcast_to(p[..., None], batch + (a0.shape[-2], K)).copy(),)
+
+    def scatter(self, a, index, size):
+        out, p = segment_select(a[0], index, size, True, 0.0)
+        return (out,), (p,)
+
+    def finalize(self, v):
+        return {"reachable": v[0] > 0}
+
+    def paper_view(self):
+        from .maxproduct import _View
+
+        class _NoPointers(_View):
+            def sum_last(s, a):
+                return self.sum_last(a)[0], None
+
+            def matmul(s, a, w):
+                return self.matmul(a, w)[0], None
+
+            def scatter(s, a, index, size):
+                return self.scatter(a, index, size)[0], None
+
+        return _NoPointers(self)

@@ -1,0 +1,251 @@
+"""Idempotent "heaviest path" semirings, with element backpointers.
+
+- :class:`SignedMaxPair` — ⟨M⁺, M⁻⟩, the largest and the most negative path product; an edge
+  of negative weight swaps the two, which makes the pair exact (DESIGN.md §3.5).
+- :class:`MaxAbs` — the largest |path product|.
+- :class:`MaxPlus` — the same in log space: max over paths of Σ log|w| (no underflow).
+
+0̄ (no path) is −∞ (and +∞ for M⁻); a path whose product is exactly 0 is still a path. In
+:class:`MaxPlus` a zero-weight edge has log-weight −∞ and so is indistinguishable from no edge.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._numpy import (logsumexp_last, log_matmul, safe_log_abs, segment_logsumexp, segment_select,
+                     select_matmul)
+from .base import Semiring
+
+NEG, POS = -np.inf, np.inf
+
+
+def _mul_keep_zero(a, w, zero):
+    """``a * w`` where ``a == zero`` (no path) stays ``zero`` even when ``w == 0``."""
+    with np.errstate(invalid="ignore"):
+        return np.where(a == zero, zero, a * w)
+
+
+class SignedMaxPair(Semiring):
+    """⟨M⁺, M⁻⟩ = (max, min) over paths of the signed product of local derivatives.
+
+    >>> s = SignedMaxPair()
+    >>> v, pos = s.matmul((np.array([[2.0, -3.0]]), np.array([[2.0, -3.0]])), np.array([[1.0], [-1.0]]))
+    >>> (float(v[0][0, 0]), float(v[1][0, 0])), pos[0][0, 0].tolist(), pos[1][0, 0].tolist()
+    ((3.0, 2.0), 1, 0)
+    """
+
+    name = "max"
+    components = ("max", "min")
+    zero_elements = (NEG, POS)
+    one_elements = (1.0, 1.0)
+    selective = True
+
+    def lift(self, w):
+        w = np.asarray(w, dtype=self.dtype)
+        return (w, w)
+
+    def scale(self, a, w):
+        w = np.asarray(w, dtype=self.dtype)
+        hi = _mul_keep_zero(np.where(w >= 0, a[0], a[1]), w, np.nan)
+        lo = _mul_keep_zero(np.where(w >= 0, a[1], a[0]), w, np.nan)
+        dead = a[0] == NEG
+        return (np.where(dead, NEG, hi), np.where(dead, POS, lo))
+
+    def times(self, a, b):
+        with np.errstate(invalid="ignore"):
+            c = [a[i] * b[j] for i in (0, 1) for j in (0, 1)]
+        dead = (a[0] == NEG) | (b[0] == NEG)
+        return (np.where(dead, NEG, np.maximum.reduce(c)), np.where(dead, POS, np.minimum.reduce(c)))
+
+    def plus(self, a, b):
+        return (np.maximum(a[0], b[0]), np.minimum(a[1], b[1])), (b[0] > a[0], b[1] < a[1])
+
+    def sum_last(self, a):
+        p0, p1 = np.argmax(a[0], axis=-1), np.argmin(a[1], axis=-1)
+        v0 = np.take_along_axis(a[0], p0[..., None], -1)[..., 0]
+        v1 = np.take_along_axis(a[1], p1[..., None], -1)[..., 0]
+        return (v0, v1), (p0, p1)
+
+    @staticmethod
+    def _products(parts, w, high):
+        hi, lo = parts
+        src = np.where(w >= 0, hi, lo) if high else np.where(w >= 0, lo, hi)
+        dead = hi == NEG
+        with np.errstate(invalid="ignore"):
+            return np.where(dead, NEG if high else POS, src * w)
+
+    def matmul(self, a, w):
+        w = np.asarray(w, dtype=self.dtype)
+        hi, p0 = select_matmul(a, w, lambda p, ww: self._products(p, ww, True), True, NEG)
+        lo, p1 = select_matmul(a, w, lambda p, ww: self._products(p, ww, False), False, POS)
+        return (hi, lo), (p0, p1)
+
+    def scatter(self, a, index, size):
+        hi, p0 = segment_select(a[0], index, size, True, NEG)
+        lo, p1 = segment_select(a[1], index, size, False, POS)
+        return (hi, lo), (p0, p1)
+
+    def finalize(self, v):
+        return {"max": v[0], "min": v[1]}
+
+    def next_component(self, component, w):
+        return component if w >= 0 else 1 - component
+
+    def paper_view(self):
+        return _SummingView(self, signed=True)
+
+
+class MaxAbs(Semiring):
+    """max over paths of |product|; unreachable elements finalize to 0."""
+
+    name = "maxabs"
+    components = ("max_abs",)
+    zero_elements = (NEG,)
+    one_elements = (1.0,)
+    selective = True
+
+    def lift(self, w):
+        return (np.abs(np.asarray(w, dtype=self.dtype)),)
+
+    def scale(self, a, w):
+        return (_mul_keep_zero(a[0], np.abs(w), NEG),)
+
+    def times(self, a, b):
+        dead = (a[0] == NEG) | (b[0] == NEG)
+        with np.errstate(invalid="ignore"):
+            return (np.where(dead, NEG, a[0] * b[0]),)
+
+    def plus(self, a, b):
+        return (np.maximum(a[0], b[0]),), (b[0] > a[0],)
+
+    def sum_last(self, a):
+        p = np.argmax(a[0], axis=-1)
+        return (np.take_along_axis(a[0], p[..., None], -1)[..., 0],), (p,)
+
+    def matmul(self, a, w):
+        aw = np.abs(np.asarray(w, dtype=self.dtype))
+        out, p = select_matmul(a, aw, lambda parts, ww: _mul_keep_zero(parts[0], ww, NEG), True, NEG)
+        return (out,), (p,)
+
+    def scatter(self, a, index, size):
+        out, p = segment_select(a[0], index, size, True, NEG)
+        return (out,), (p,)
+
+    def finalize(self, v):
+        return {"max_abs": np.where(v[0] == NEG, 0.0, v[0])}
+
+    def paper_view(self):
+        return _SummingView(self, signed=False)
+
+
+class MaxPlus(Semiring):
+    """max over paths of Σ log|w| (the log of :class:`MaxAbs`, immune to underflow)."""
+
+    name = "maxplus"
+    components = ("max_log_abs",)
+    zero_elements = (NEG,)
+    one_elements = (0.0,)
+    selective = True
+
+    def lift(self, w):
+        return (safe_log_abs(w),)
+
+    def scale(self, a, w):
+        return (a[0] + safe_log_abs(w),)
+
+    def times(self, a, b):
+        return (a[0] + b[0],)
+
+    def plus(self, a, b):
+        return (np.maximum(a[0], b[0]),), (b[0] > a[0],)
+
+    def sum_last(self, a):
+        p = np.argmax(a[0], axis=-1)
+        return (np.take_along_axis(a[0], p[..., None], -1)[..., 0],), (p,)
+
+    def matmul(self, a, w):
+        lw = safe_log_abs(w)
+        out, p = select_matmul(a, lw, lambda parts, ww: parts[0] + ww, True, NEG)
+        return (out,), (p,)
+
+    def scatter(self, a, index, size):
+        out, p = segment_select(a[0], index, size, True, NEG)
+        return (out,), (p,)
+
+    def finalize(self, v):
+        return {"max_log_abs": v[0]}
+
+    def paper_view(self):
+        return _LogSummingView(self)
+
+
+class _View(Semiring):
+    """Delegates the algebra to a base semiring; subclasses replace the in-op reductions."""
+
+    selective = False
+
+    def __init__(self, base: Semiring):
+        self.base = base
+        self.name, self.components = base.name, base.components
+        self.zero_elements, self.one_elements = base.zero_elements, base.one_elements
+
+    def lift(self, w):
+        return self.base.lift(w)
+
+    def scale(self, a, w):
+        return self.base.scale(a, w)
+
+    def times(self, a, b):
+        return self.base.times(a, b)
+
+    def plus(self, a, b):
+        return self.base.plus(a, b)[0], None
+
+    def finalize(self, v):
+        return self.base.finalize(v)
+
+
+class _SummingView(_View):
+    """Inside one op, sum path products (0̄ contributes nothing; all-0̄ stays 0̄) — the
+    original implementation's "max" inside matmuls, broadcasts and embedding scatters."""
+
+    def __init__(self, base, signed: bool):
+        super().__init__(base)
+        self.signed = signed
+
+    def _split(self, a):
+        reached = a[0] != self.zero_elements[0]
+        return [np.where(reached, c, 0.0) for c in a], reached
+
+    def _join(self, sums, reached):
+        return tuple(np.where(reached, s, z) for s, z in zip(sums, self.zero_elements))
+
+    def sum_last(self, a):
+        parts, reached = self._split(a)
+        return self._join([p.sum(axis=-1) for p in parts], reached.any(axis=-1)), None
+
+    def matmul(self, a, w):
+        w = np.asarray(w, dtype=np.float64)
+        ww = w if self.signed else np.abs(w)
+        parts, reached = self._split(a)
+        hit = np.matmul(reached.astype(np.float64), np.ones(w.shape, dtype=np.float64)[..., :, :]) > 0
+        return self._join([np.matmul(p, ww) for p in parts], hit), None
+
+    def scatter(self, a, index, size):
+        parts, reached = self._split(a)
+        hit = np.bincount(index, weights=reached.astype(np.float64), minlength=size) > 0
+        return self._join([np.bincount(index, weights=p, minlength=size) for p in parts], hit), None
+
+
+class _LogSummingView(_View):
+    """:class:`MaxPlus` with in-op log-sum-exp instead of max."""
+
+    def sum_last(self, a):
+        return (logsumexp_last(a[0]),), None
+
+    def matmul(self, a, w):
+        return (log_matmul(a[0], safe_log_abs(w)),), None
+
+    def scatter(self, a, index, size):
+        return (segment_logsumexp(a[0], index, size)[0],), None
