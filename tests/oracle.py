@@ -71,6 +71,17 @@ def enumerate_paths(sg: nx.MultiDiGraph, sinks: Dict[Vertex, float], limit: int 
     return memo
 
 
+def kbest(paths, k: int, magnitude: bool) -> List[float]:
+    """Top-k (desc) then, for the signed variant, the k smallest of the rest (asc), padded with
+    ∓inf: the k-best semirings' components."""
+    p = sorted((abs(q) if magnitude else q for q, _ in paths), reverse=True)
+    top = p[:k] + [-math.inf] * (k - len(p[:k]))
+    if magnitude:
+        return top
+    rest = sorted(p[k:])[:k]
+    return top + rest + [math.inf] * (k - len(rest))
+
+
 def statistics(paths) -> Dict[str, float]:
     """Every semiring's value, computed directly from the path products."""
     p = np.array([q for q, _ in paths], dtype=np.float64)

@@ -13,14 +13,14 @@ import pytest
 
 from graphengine.engine import backward, forward, weighted
 from graphengine.ir import Graph
-from graphengine.paths import top_path
+from graphengine.paths import k_best_paths, top_path
 from graphengine.semirings import SEMIRINGS
 
-from oracle import enumerate_paths, scalar_graph, statistics
+from oracle import enumerate_paths, kbest, scalar_graph, statistics
 from test_ops_fd import CASES, _build
 
-ALL = list(SEMIRINGS)
-EMPTY = statistics([])
+K = 3
+ALL = list(SEMIRINGS) + [f"kbest:{K}", f"kbestabs:{K}"]
 
 
 def _engine_stats(result, node_id, e):
@@ -31,7 +31,9 @@ def _engine_stats(result, node_id, e):
         except KeyError:
             return None
         flat = {k: np.asarray(v).reshape(-1)[e] for k, v in comps.items()}
-        if name == "max":
+        if name.startswith("kbest"):
+            out[name] = [float(v) for v in flat.values()]
+        elif name == "max":
             out["max"], out["min"] = float(flat["max"]), float(flat["min"])
         elif name == "bool":
             out["bool"] = bool(flat["reachable"])
@@ -41,6 +43,8 @@ def _engine_stats(result, node_id, e):
 
 
 def _close(a, b):
+    if isinstance(a, list):
+        return len(a) == len(b) and all(_close(x, y) for x, y in zip(a, b))
     if isinstance(a, bool) or isinstance(b, bool):
         return a == b
     if math.isinf(a) or math.isinf(b):
@@ -65,6 +69,8 @@ def check_program(g, feeds, qnode, rng, n_terms=2):
             continue
         for e in range(n.size):
             want = statistics(paths[(n.id, e)])
+            want[f"kbest:{K}"] = kbest(paths[(n.id, e)], K, magnitude=False)
+            want[f"kbestabs:{K}"] = kbest(paths[(n.id, e)], K, magnitude=True)
             got = _engine_stats(result, n.id, e)
             if got is None:
                 assert not paths[(n.id, e)], f"{n.name}[{e}] has paths but no engine value"
@@ -89,6 +95,18 @@ def _check_top_paths(result, node, e, paths):
         weight = products[seq] if semiring == "max" else abs(products[seq])
         assert _close(weight, best), f"{semiring}[{component}] path weight {weight} vs best {best}"
         assert _close(path.weight if semiring == "max" else abs(path.weight), best)
+    for semiring, magnitude in ((f"kbest:{K}", False), (f"kbestabs:{K}", True)):
+        found = k_best_paths(result, node.id, index, semiring)
+        want = kbest(paths, K, magnitude)[:K]
+        assert len(found) == min(K, len(paths))
+        seqs = set()
+        for path, w in zip(found, want):
+            seq = tuple((st.node, int(np.ravel_multi_index(st.element, result.graph.nodes[st.node].shape))
+                         if st.element else 0) for st in path.steps)
+            assert seq in products and seq not in seqs, "k-best paths must be distinct enumerated paths"
+            seqs.add(seq)
+            got = abs(products[seq]) if magnitude else products[seq]
+            assert _close(got, w), f"{semiring}: path weight {got} vs {w}"
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])

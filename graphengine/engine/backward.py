@@ -124,7 +124,7 @@ def backward(graph: Graph, activations: Mapping[int, np.ndarray], qoi: Union[QoI
         opdef = get_op(node.op)
         xs = [activations[i] for i in node.inputs]
         y = activations[nid]
-        start_idx = seed_index(node.shape, 1)[0] if any(s.selective for s in srs) else None
+        start_idx = {s.name: seed_index(node.shape, s) for s in srs if s.selective}
         with np.errstate(divide="ignore", invalid="ignore", over="ignore", under="ignore"):
             for slot, inp in enumerate(node.inputs):
                 if not needs[inp]:
@@ -134,8 +134,7 @@ def backward(graph: Graph, activations: Mapping[int, np.ndarray], qoi: Union[QoI
                     continue
                 in_shape = graph.nodes[inp].shape
                 for s in srs:
-                    start = Adjoint(state[s.name].value,
-                                    (start_idx,) * len(s.components) if s.selective else None)
+                    start = Adjoint(state[s.name].value, start_idx.get(s.name))
                     contrib = propagate(structure, start, in_shape, inner[s.name])
                     _accumulate(adjoints, pointers, inp, s, contrib, nid, slot)
     return result
@@ -163,7 +162,16 @@ def _accumulate(adjoints, pointers, inp: int, s: Semiring, contrib: Adjoint, con
         return
     value, picks = s.plus(old.value, contrib.value)
     entry[s.name] = Adjoint(value)
-    if s.selective and picks is not None:
+    if s.cross_components:  # picks index [old components..., new components...]
+        bp = pointers[inp][s.name]
+        new = (tuple(np.full(contrib.shape, consumer, np.int32) for _ in range(k)),
+               tuple(np.full(contrib.shape, slot, np.int16) for _ in range(k)), idx)
+        merged = []
+        for old_parts, new_parts in zip((bp.node, bp.slot, bp.element), new):
+            stacked = np.stack(np.broadcast_arrays(*old_parts, *new_parts), axis=-1)
+            merged.append(tuple(np.take_along_axis(stacked, np.maximum(p, 0)[..., None], -1)[..., 0] for p in picks))
+        pointers[inp][s.name] = Backpointers(*merged)
+    elif s.selective and picks is not None:
         bp = pointers[inp][s.name]
         nodes, slots, elems = list(bp.node), list(bp.slot), list(bp.element)
         for c, p in enumerate(picks):
@@ -176,8 +184,14 @@ def _accumulate(adjoints, pointers, inp: int, s: Semiring, contrib: Adjoint, con
 
 def _mask_unreached(s: Semiring, value, bp: Backpointers) -> Backpointers:
     parts = ([], [], [])
-    for c in range(len(s.components)):
+    ranks = []
+    k = len(s.components)
+    for c in range(k):
         dead = value[c] == s.zero_elements[c]
         for out, arr in zip(parts, (bp.node[c], bp.slot[c], bp.element[c])):
             out.append(np.where(dead, arr.dtype.type(-1), arr))
-    return Backpointers(*(tuple(p) for p in parts))
+        if s.cross_components:  # decode element * k + rank
+            enc = parts[2][-1]
+            parts[2][-1] = np.where(enc >= 0, enc // k, -1)
+            ranks.append(np.where(enc >= 0, enc % k, -1).astype(np.int16))
+    return Backpointers(*(tuple(p) for p in parts), rank=tuple(ranks) if s.cross_components else None)

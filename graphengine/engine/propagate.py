@@ -35,22 +35,44 @@ class Adjoint:
                        None if self.idx is None else tuple(fn(i) for i in self.idx))
 
 
-def seed_index(shape, n_components: int) -> Tuple[np.ndarray, ...]:
-    """Every element names itself: the starting index of a consumer's adjoint."""
+def seed_index(shape, sr: Semiring) -> Tuple[np.ndarray, ...]:
+    """Every element names itself: the starting index of a consumer's adjoint. For
+    cross-component semirings (k-best) the index also encodes the component (the rank):
+    ``element * n_components + component``."""
     idx = np.arange(int(np.prod(shape, dtype=np.int64)), dtype=np.int64).reshape(shape)
-    return (idx,) * n_components
+    k = len(sr.components)
+    if sr.cross_components:
+        return tuple(idx * k + c for c in range(k))
+    return (idx,) * k
 
 
-def _gather(idx, pos, fn):
-    """New indices after a selective reduction: ``fn(idx_c, pos_c)`` per component."""
+def _gather(idx, pos, fn, sr: Semiring):
+    """New indices after a selective reduction along the last axis: ``fn(idx_c, pos_c)`` per
+    component. For cross-component semirings positions index the last axis *and* the source
+    component (``n * n_components + c``), so ``fn`` gets the components stacked that way."""
     if idx is None or pos is None:
         return None
+    if sr.cross_components:
+        stacked = np.stack(np.broadcast_arrays(*idx), axis=-1)
+        stacked = stacked.reshape(stacked.shape[:-2] + (-1,))
+        return tuple(np.where(p >= 0, fn(stacked, np.maximum(p, 0)), -1) for p in pos)
     return tuple(i if p is None else fn(i, p) for i, p in zip(idx, pos))
+
+
+def _scale(adj: Adjoint, weight, sr: Semiring) -> Adjoint:
+    """``adj ⊗ lift(weight)`` elementwise, keeping indices aligned with their components."""
+    value, src = sr.scale_with_sources(adj.value, weight)
+    if adj.idx is None or src is None:
+        return Adjoint(value, adj.idx)
+    stacked = np.stack(np.broadcast_arrays(*adj.idx, value[0])[:-1], axis=-1)
+    idx = tuple(np.where(s >= 0, np.take_along_axis(stacked, np.maximum(s, 0)[..., None], -1)[..., 0], -1)
+                for s in src)
+    return Adjoint(value, idx)
 
 
 def reduce_last(adj: Adjoint, sr: Semiring) -> Adjoint:
     value, pos = sr.sum_last(adj.value)
-    idx = _gather(adj.idx, pos, lambda i, p: np.take_along_axis(np.broadcast_to(i, adj.shape), p[..., None], -1)[..., 0])
+    idx = _gather(adj.idx, pos, lambda i, p: np.take_along_axis(np.broadcast_to(i, p.shape + i.shape[-1:]), p[..., None], -1)[..., 0], sr)
     return Adjoint(value, idx)
 
 
@@ -71,11 +93,11 @@ def reduce_to_shape(adj: Adjoint, shape: Sequence[int], sr: Semiring) -> Adjoint
 
 
 def through_diagonal(s: Diagonal, adj: Adjoint, in_shape, sr: Semiring) -> Adjoint:
-    value = sr.scale(adj.value, s.weight)
+    out = _scale(adj, s.weight, sr)
     if s.edges is not None:
-        edges = np.broadcast_to(s.edges, adj.shape)
-        value = sr.where(edges, value, sr.zeros(adj.shape))
-    return reduce_to_shape(Adjoint(value, adj.idx), in_shape, sr)
+        edges = np.broadcast_to(s.edges, out.shape)
+        out = Adjoint(sr.where(edges, out.value, sr.zeros(out.shape)), out.idx)
+    return reduce_to_shape(out, in_shape, sr)
 
 
 def through_reduction(s: Reduction, adj: Adjoint, in_shape, sr: Semiring) -> Adjoint:
@@ -86,7 +108,7 @@ def through_reduction(s: Reduction, adj: Adjoint, in_shape, sr: Semiring) -> Adj
     adj = adj.map(expand)
     if isinstance(s.weight, (int, float)) and s.weight == 1.0:
         return adj.map(np.array)
-    return Adjoint(sr.scale(adj.value, s.weight), None if adj.idx is None else tuple(np.array(i) for i in adj.idx))
+    return _scale(adj.map(np.array), s.weight, sr)
 
 
 def through_contraction(s: Contraction, adj: Adjoint, in_shape, sr: Semiring) -> Adjoint:
@@ -98,7 +120,7 @@ def through_contraction(s: Contraction, adj: Adjoint, in_shape, sr: Semiring) ->
         i = np.broadcast_to(i, out_shape[:-2] + i.shape[-2:])
         return np.take_along_axis(i, p, axis=-1)
 
-    out = Adjoint(value, _gather(a.idx, pos, pick)).map(s.view_result)
+    out = Adjoint(value, _gather(a.idx, pos, pick, sr)).map(s.view_result)
     return reduce_to_shape(out, in_shape, sr)
 
 
@@ -112,7 +134,7 @@ def through_movement(s: Movement, adj: Adjoint, in_shape, sr: Semiring) -> Adjoi
     def pick(i, p):
         return np.where(p >= 0, i[np.maximum(p, 0)], -1) if i.size else np.full(p.shape, -1, np.int64)
 
-    return Adjoint(value, _gather(flat.idx, pos, pick)).map(lambda a: a.reshape(in_shape))
+    return Adjoint(value, _gather(flat.idx, pos, pick, sr)).map(lambda a: a.reshape(in_shape))
 
 
 def through_dense_block(s: DenseBlock, adj: Adjoint, in_shape, sr: Semiring) -> Adjoint:
@@ -126,7 +148,7 @@ def through_dense_block(s: DenseBlock, adj: Adjoint, in_shape, sr: Semiring) -> 
     def pick(i, p):
         return np.take_along_axis(i, p, axis=-1)
 
-    out = Adjoint(value, _gather(rows.idx, pos, pick))
+    out = Adjoint(value, _gather(rows.idx, pos, pick, sr))
     return out.map(lambda a: np.moveaxis(a.reshape(moved_shape), dst, s.axes))
 
 

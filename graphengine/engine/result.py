@@ -22,6 +22,7 @@ class Backpointers:
     node: Tuple[np.ndarray, ...]
     slot: Tuple[np.ndarray, ...]
     element: Tuple[np.ndarray, ...]
+    rank: Optional[Tuple[np.ndarray, ...]] = None  # k-best: the consumer path's component
 
 
 @dataclass

@@ -76,7 +76,8 @@ def top_path(result: BackwardResult, node, index: Sequence[int], semiring: Optio
              component: int = 0) -> Path:
     """The best path (in ``semiring``'s ``component``, e.g. M⁺) from ``node[index]`` to the QoI.
 
-    Needs a ``scalar``-granularity result of a selective semiring (max, maxabs, maxplus, bool).
+    Needs a ``scalar``-granularity result of a selective semiring (max, maxabs, maxplus, bool,
+    kbest:K — whose ``component`` is the rank).
     """
     if result.granularity != "scalar":
         raise ValueError("paper-granularity backpointers name only consumer nodes, not elements; "
@@ -106,9 +107,29 @@ def top_path(result: BackwardResult, node, index: Sequence[int], semiring: Optio
         w = local_derivative(result, v, slot, y, x)
         steps.append(PathStep(u, n.name, n.scope, elem, w))
         weight *= w
-        c = sr.next_component(c, w)
+        c = int(bp.rank[c].flat[x]) if bp.rank is not None else sr.next_component(c, w)
         u, x = v, y
     return Path(steps, weight, sr.name, sr.components[component])
+
+
+def k_best_paths(result: BackwardResult, node, index: Sequence[int], semiring: Optional[str] = None) -> List[Path]:
+    """The k best paths from ``node[index]`` to the QoI, best first, from a ``kbest:K`` (signed)
+    or ``kbestabs:K`` (magnitude) result; fewer when fewer paths exist."""
+    sres = result._sr(semiring)
+    if not getattr(sres.semiring, "cross_components", False):
+        raise ValueError(f"semiring '{sres.semiring.name}' is not a k-best semiring (use kbest:K or kbestabs:K)")
+    nid = result.graph.node(node).id
+    top = sres.values[nid] if nid in sres.values else None
+    flat = int(np.ravel_multi_index(tuple(index), result.graph.nodes[nid].shape)) if result.graph.nodes[nid].shape else 0
+    out = []
+    for rank in range(sres.semiring.k):
+        bp = sres.backpointers.get(nid)
+        if bp is None or (nid != result.qoi_node and bp.node[rank].flat[flat] < 0):
+            break
+        if top is not None and not np.isfinite(top[rank].flat[flat]):
+            break
+        out.append(top_path(result, nid, index, sres.semiring.name, component=rank))
+    return out
 
 
 def best_input_path(result: BackwardResult, semiring: Optional[str] = None, nodes=None) -> Path:

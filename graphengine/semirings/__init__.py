@@ -14,6 +14,8 @@ logentropy     the same in log space
 count          number of paths (float64)
 logcount       log number of paths
 bool           reachability (backpointers)
+kbest:K        the K largest signed path products (backpointers with ranks)
+kbestabs:K     the K largest |path products| (backpointers with ranks)
 =============  ==========================================================================
 
 >>> get_semiring("entropy").components
@@ -24,6 +26,7 @@ from .absolute import Absolute, LogAbsolute
 from .base import Semiring, Value
 from .counting import Boolean, Counting, LogCounting
 from .expectation import Entropy, LogEntropy
+from .kbest import KBestAbs, KBestSigned
 from .maxproduct import MaxAbs, MaxPlus, SignedMaxPair
 from .real import Real
 
@@ -37,8 +40,13 @@ def get_semiring(spec) -> Semiring:
         return spec
     if isinstance(spec, str) and spec in SEMIRINGS:
         return SEMIRINGS[spec]()
-    raise ValueError(f"unknown semiring {spec!r} (known: {', '.join(sorted(SEMIRINGS))})")
+    if isinstance(spec, str) and spec.split(":")[0] in ("kbest", "kbestabs"):
+        head, _, k = spec.partition(":")
+        if not k.isdigit() or int(k) < 1:
+            raise ValueError(f"bad semiring {spec!r}: expected {head}:K with K a positive integer")
+        return (KBestSigned if head == "kbest" else KBestAbs)(int(k))
+    raise ValueError(f"unknown semiring {spec!r} (known: {', '.join(sorted(SEMIRINGS))}, kbest:K, kbestabs:K)")
 
 
 __all__ = ["Semiring", "Value", "Real", "Absolute", "LogAbsolute", "SignedMaxPair", "MaxAbs", "MaxPlus",
-           "Entropy", "LogEntropy", "Counting", "LogCounting", "Boolean", "SEMIRINGS", "get_semiring"]
+           "Entropy", "LogEntropy", "KBestSigned", "KBestAbs", "Counting", "LogCounting", "Boolean", "SEMIRINGS", "get_semiring"]

@@ -38,6 +38,7 @@ class Semiring:
     zero_elements: Tuple[float, ...] = (0.0,)
     one_elements: Tuple[float, ...] = (1.0,)
     selective: bool = False
+    cross_components: bool = False  # a component's winner may come from another component (k-best)
     dtype = np.float64
 
     # ---- constants
@@ -89,6 +90,11 @@ class Semiring:
     def scale(self, a: Value, w) -> Value:
         """``a ⊗ lift(w)`` for a real derivative ``w`` (broadcasting)."""
         return self.times(a, self.lift(np.asarray(w, dtype=self.dtype)))
+
+    def scale_with_sources(self, a: Value, w) -> Tuple[Value, Picks]:
+        """:meth:`scale`, plus (for ``cross_components`` semirings) the source component of each
+        output component per element (-1: none)."""
+        return self.scale(a, w), None
 
     def paper_view(self) -> "Semiring":
         """The semiring as the original implementation applied it *inside* one op (PAPER.md
