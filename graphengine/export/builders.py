@@ -1,0 +1,435 @@
+"""Models built directly in the IR from numpy weights: an MLP and BERT.
+
+No framework is needed: weights are plain ``{name: numpy array}`` dicts. For BERT the names are
+the Hugging Face ``state_dict`` keys (``embeddings.word_embeddings.weight``,
+``encoder.layer.0.attention.self.query.weight``, ``cls.predictions.bias``, ``classifier.weight``
+...), so a real checkpoint can be fed as ``{k: v.numpy() for k, v in model.state_dict().items()}``
+(a leading ``bert.`` is stripped; the tied ``cls.predictions.decoder.*`` entries are checked and
+dropped). Parameter node names are exactly these keys, and every node's ``scope`` is the module
+path Hugging Face would report for it (``encoder.layer.0.attention.self.key``), so roll-ups by
+layer / head / K,Q,V work the same on a built graph and on an exported one.
+
+>>> import numpy as np
+>>> from graphengine.engine import forward, backward
+>>> cfg = BertConfig.mini()
+>>> g = build_bert(cfg, random_bert_weights(cfg, seed=0), batch=1, seq_len=4)
+>>> acts = forward(g, bert_feeds(np.array([[2, 5, 3, 1]])))
+>>> acts[g["logits"].id].shape
+(1, 4, 40)
+>>> r = backward(g, acts, "logits[0,3,7]", retain=["embeddings.output"])
+>>> r.grad("embeddings.output").shape
+(1, 4, 32)
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, replace
+from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
+
+import numpy as np
+
+from ..ir import Graph
+from ..ir.graph import Node
+
+__all__ = ["MLPConfig", "random_mlp_weights", "build_mlp", "BertConfig", "random_bert_weights", "build_bert",
+           "bert_weight_shapes", "bert_feeds", "BERT_HEADS", "mask_fill_value"]
+
+Weights = Dict[str, np.ndarray]
+
+_ACTIVATIONS = {
+    "relu": ("relu", {}),
+    "tanh": ("tanh", {}),
+    "gelu": ("gelu", {"approximate": "none"}),
+    "gelu_new": ("gelu", {"approximate": "tanh"}),
+    "gelu_pytorch_tanh": ("gelu", {"approximate": "tanh"}),
+    "sigmoid": ("sigmoid", {}),
+}
+
+
+def _activation(name: str) -> Tuple[str, Dict[str, Any]]:
+    try:
+        return _ACTIVATIONS[name]
+    except KeyError:
+        raise ValueError(f"unknown activation {name!r} (known: {', '.join(_ACTIVATIONS)})") from None
+
+
+def _param(g: Graph, weights: Mapping[str, np.ndarray], key: str, shape: Sequence[int], dtype: str,
+           scope: str) -> Node:
+    """A parameter node named ``key`` (its full name; ``scope`` is absolute)."""
+    if key not in weights:
+        raise ValueError(f"weight {key!r} is missing")
+    arr = np.asarray(weights[key])
+    if tuple(arr.shape) != tuple(shape):
+        raise ValueError(f"weight {key!r} has shape {list(arr.shape)}, expected {list(shape)}")
+    return g.parameter(key, arr.astype(dtype), scope=scope)
+
+
+# ================================================================================== MLP
+@dataclass(frozen=True)
+class MLPConfig:
+    """A stack of ``linear`` layers with an activation between them (none after the last).
+
+    ``hidden_sizes=(16, 16)`` with ``in_features=4, out_features=3`` gives three linear layers
+    ``layers.0`` (4→16), ``layers.1`` (16→16), ``layers.2`` (16→3).
+    """
+
+    in_features: int = 4
+    hidden_sizes: Tuple[int, ...] = (16, 16)
+    out_features: int = 3
+    activation: str = "relu"
+    bias: bool = True
+
+    @property
+    def sizes(self) -> Tuple[int, ...]:
+        return (self.in_features, *self.hidden_sizes, self.out_features)
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.hidden_sizes) + 1
+
+
+def random_mlp_weights(config: MLPConfig, seed: int = 0) -> Weights:
+    """``layers.{i}.weight`` [out, in] ~ N(0, 1/in) and ``layers.{i}.bias`` ~ N(0, 0.1²)."""
+    _activation(config.activation)
+    rng = np.random.default_rng(seed)
+    out: Weights = {}
+    for i, (n_in, n_out) in enumerate(zip(config.sizes[:-1], config.sizes[1:])):
+        out[f"layers.{i}.weight"] = rng.normal(0.0, 1.0 / math.sqrt(n_in), size=(n_out, n_in))
+        if config.bias:
+            out[f"layers.{i}.bias"] = rng.normal(0.0, 0.1, size=(n_out,))
+    return out
+
+
+def build_mlp(config: MLPConfig, weights: Mapping[str, np.ndarray], batch: int, dtype: str = "float64") -> Graph:
+    """The MLP as a graph: input ``x`` [batch, in_features], output ``logits`` [batch, out_features].
+
+    Layer ``i`` lives in scope ``layers.{i}``: parameters ``layers.{i}.weight`` / ``.bias``, the
+    linear node ``layers.{i}.linear`` and the activation node ``layers.{i}.output`` (the last
+    layer's linear node is ``logits`` and has no activation).
+
+    >>> cfg = MLPConfig(in_features=3, hidden_sizes=(5,), out_features=2, activation="tanh")
+    >>> g = build_mlp(cfg, random_mlp_weights(cfg, seed=1), batch=4)
+    >>> [n.name for n in g if n.op not in ("parameter", "input")]
+    ['layers.0.linear', 'layers.0.output', 'logits']
+    >>> g["logits"].shape
+    (4, 2)
+    """
+    act_op, act_attrs = _activation(config.activation)
+    meta_config = dict(asdict(config), hidden_sizes=list(config.hidden_sizes))  # JSON-native
+    g = Graph(meta={"model": "mlp", "config": meta_config, "decomposition": "fused"})
+    h = g.input("x", (batch, config.in_features), dtype=dtype)
+    n = config.num_layers
+    for i, (n_in, n_out) in enumerate(zip(config.sizes[:-1], config.sizes[1:])):
+        scope = f"layers.{i}"
+        w = _param(g, weights, f"{scope}.weight", (n_out, n_in), dtype, scope)
+        args = [h, w]
+        if config.bias:
+            args.append(_param(g, weights, f"{scope}.bias", (n_out,), dtype, scope))
+        last = i == n - 1
+        h = g.call("linear", *args, name="logits" if last else f"{scope}.linear", scope=scope)
+        if not last:
+            h = g.call(act_op, h, name=f"{scope}.output", scope=scope, **act_attrs)
+    g.mark_output(h)
+    return g
+
+
+# ================================================================================== BERT
+BERT_HEADS = ("mlm", "classification", None)
+
+
+@dataclass(frozen=True)
+class BertConfig:
+    """BERT hyper-parameters (names as in Hugging Face's ``BertConfig`` where they differ:
+    ``num_layers`` = ``num_hidden_layers``, ``num_heads`` = ``num_attention_heads``,
+    ``max_position`` = ``max_position_embeddings``)."""
+
+    vocab_size: int = 40
+    hidden_size: int = 32
+    num_layers: int = 2
+    num_heads: int = 4
+    intermediate_size: int = 64
+    max_position: int = 16
+    type_vocab_size: int = 2
+    layer_norm_eps: float = 1e-12
+    hidden_act: str = "gelu"
+    num_labels: int = 2
+
+    def __post_init__(self):
+        if self.hidden_size % self.num_heads:
+            raise ValueError(f"hidden_size {self.hidden_size} is not a multiple of num_heads {self.num_heads}")
+        _activation(self.hidden_act)
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden_size // self.num_heads
+
+    @classmethod
+    def mini(cls, **overrides) -> "BertConfig":
+        """A tiny BERT (vocab 40, hidden 32, 2 layers, 4 heads, FFN 64) for tests and demos."""
+        return replace(cls(), **overrides)
+
+    @classmethod
+    def from_hf(cls, hf: Any) -> "BertConfig":
+        """From a Hugging Face ``BertConfig`` object or its ``config.json`` dict."""
+        d = hf if isinstance(hf, Mapping) else hf.to_dict()
+        return cls(vocab_size=d["vocab_size"], hidden_size=d["hidden_size"], num_layers=d["num_hidden_layers"],
+                   num_heads=d["num_attention_heads"], intermediate_size=d["intermediate_size"],
+                   max_position=d["max_position_embeddings"], type_vocab_size=d.get("type_vocab_size", 2),
+                   layer_norm_eps=d.get("layer_norm_eps", 1e-12), hidden_act=d.get("hidden_act", "gelu"),
+                   num_labels=d.get("num_labels", len(d.get("id2label", {})) or 2))
+
+
+def _check_head(head) -> None:
+    if head not in BERT_HEADS:
+        raise ValueError(f"head must be one of {BERT_HEADS}, got {head!r}")
+
+
+def bert_weight_shapes(config: BertConfig, head: Optional[str] = "mlm") -> Dict[str, Tuple[int, ...]]:
+    """Every weight a BERT with ``head`` needs, in Hugging Face ``state_dict`` order, with its shape.
+
+    The MLM decoder weight is tied to ``embeddings.word_embeddings.weight`` and so is not listed.
+
+    >>> shapes = bert_weight_shapes(BertConfig.mini(num_layers=1), head=None)
+    >>> list(shapes)[:2], len(shapes)
+    (['embeddings.word_embeddings.weight', 'embeddings.position_embeddings.weight'], 21)
+    """
+    _check_head(head)
+    c = config
+    H, I = c.hidden_size, c.intermediate_size
+    s: Dict[str, Tuple[int, ...]] = {
+        "embeddings.word_embeddings.weight": (c.vocab_size, H),
+        "embeddings.position_embeddings.weight": (c.max_position, H),
+        "embeddings.token_type_embeddings.weight": (c.type_vocab_size, H),
+        "embeddings.LayerNorm.weight": (H,),
+        "embeddings.LayerNorm.bias": (H,),
+    }
+    for i in range(c.num_layers):
+        p = f"encoder.layer.{i}"
+        for m in ("query", "key", "value"):
+            s[f"{p}.attention.self.{m}.weight"] = (H, H)
+            s[f"{p}.attention.self.{m}.bias"] = (H,)
+        s[f"{p}.attention.output.dense.weight"] = (H, H)
+        s[f"{p}.attention.output.dense.bias"] = (H,)
+        s[f"{p}.attention.output.LayerNorm.weight"] = (H,)
+        s[f"{p}.attention.output.LayerNorm.bias"] = (H,)
+        s[f"{p}.intermediate.dense.weight"] = (I, H)
+        s[f"{p}.intermediate.dense.bias"] = (I,)
+        s[f"{p}.output.dense.weight"] = (H, I)
+        s[f"{p}.output.dense.bias"] = (H,)
+        s[f"{p}.output.LayerNorm.weight"] = (H,)
+        s[f"{p}.output.LayerNorm.bias"] = (H,)
+    if head == "mlm":
+        s["cls.predictions.bias"] = (c.vocab_size,)
+        s["cls.predictions.transform.dense.weight"] = (H, H)
+        s["cls.predictions.transform.dense.bias"] = (H,)
+        s["cls.predictions.transform.LayerNorm.weight"] = (H,)
+        s["cls.predictions.transform.LayerNorm.bias"] = (H,)
+    elif head == "classification":
+        s["pooler.dense.weight"] = (H, H)
+        s["pooler.dense.bias"] = (H,)
+        s["classifier.weight"] = (c.num_labels, H)
+        s["classifier.bias"] = (c.num_labels,)
+    return s
+
+
+def random_bert_weights(config: BertConfig, seed: int = 0, head: Optional[str] = "mlm",
+                        std: float = 0.02) -> Weights:
+    """Random BERT weights keyed by Hugging Face ``state_dict`` names (without ``bert.``).
+
+    Matrices, embeddings and biases ~ N(0, std²) (BERT's initializer range is 0.02; biases are
+    randomized too, unlike BERT's zero init, so no term of a test vanishes); LayerNorm weights
+    ~ 1 + N(0, 0.1²) and biases ~ N(0, 0.1²). Deterministic in ``seed``; float64.
+
+    >>> w = random_bert_weights(BertConfig.mini(), seed=0, head="classification")
+    >>> w["classifier.weight"].shape, "cls.predictions.bias" in w
+    ((2, 32), False)
+    """
+    rng = np.random.default_rng(seed)
+    out: Weights = {}
+    for key, shape in bert_weight_shapes(config, head).items():
+        if "LayerNorm" in key:
+            centre = 1.0 if key.endswith(".weight") else 0.0
+            out[key] = centre + rng.normal(0.0, 0.1, size=shape)
+        else:
+            out[key] = rng.normal(0.0, std, size=shape)
+    return out
+
+
+def _normalize_bert_weights(weights: Mapping[str, np.ndarray]) -> Weights:
+    """Strip a leading ``bert.``, drop the ``position_ids`` buffer, check and drop the tied decoder."""
+    w: Weights = {}
+    for k, v in weights.items():
+        w[k[len("bert."):] if k.startswith("bert.") else k] = np.asarray(v)
+    w.pop("embeddings.position_ids", None)
+    dec = w.pop("cls.predictions.decoder.weight", None)
+    if dec is not None and "embeddings.word_embeddings.weight" in w:
+        if dec.shape != w["embeddings.word_embeddings.weight"].shape or not np.array_equal(
+                dec, w["embeddings.word_embeddings.weight"]):
+            raise ValueError("cls.predictions.decoder.weight differs from embeddings.word_embeddings.weight: "
+                             "build_bert supports only the tied MLM decoder")
+    dec_b = w.pop("cls.predictions.decoder.bias", None)
+    if dec_b is not None and "cls.predictions.bias" in w and not np.array_equal(dec_b, w["cls.predictions.bias"]):
+        raise ValueError("cls.predictions.decoder.bias differs from cls.predictions.bias")
+    return w
+
+
+def mask_fill_value(dtype: str) -> float:
+    """The score given to masked attention positions: ``numpy.finfo(dtype).min``.
+
+    This is Hugging Face's convention (it adds ``finfo.min`` to masked scores; for every score
+    of ordinary size the sum rounds to ``finfo.min`` exactly, so replacing the score — what
+    :func:`build_bert` does, with ``where`` — gives the same numbers). After softmax a masked
+    key gets probability exactly 0 unless every key of a row is masked, in which case the row
+    is uniform, as in Hugging Face.
+    """
+    return float(np.finfo(dtype).min)
+
+
+def bert_feeds(input_ids, token_type_ids=None, attention_mask=None) -> Dict[str, np.ndarray]:
+    """Feeds for a graph from :func:`build_bert` (token types default to 0).
+
+    >>> sorted(bert_feeds(np.array([[1, 2]]), attention_mask=np.array([[1, 0]])))
+    ['attention_mask', 'input_ids', 'token_type_ids']
+    """
+    ids = np.asarray(input_ids, dtype=np.int64)
+    feeds = {"input_ids": ids,
+             "token_type_ids": (np.zeros_like(ids) if token_type_ids is None
+                                else np.asarray(token_type_ids, dtype=np.int64))}
+    if attention_mask is not None:
+        feeds["attention_mask"] = np.asarray(attention_mask).astype(bool)
+    return feeds
+
+
+def build_bert(config: BertConfig, weights: Mapping[str, np.ndarray], batch: int, seq_len: int,
+               head: Optional[str] = "mlm", dtype: str = "float64", attention_mask: bool = False) -> Graph:
+    """BERT (eval mode: no dropout) as a graph, with Hugging Face's names and module scopes.
+
+    Inputs: ``input_ids`` and ``token_type_ids`` [batch, seq_len] int64 and, when
+    ``attention_mask`` is true, ``attention_mask`` [batch, seq_len] bool (True = attend). Masked
+    keys' scores are replaced by :func:`mask_fill_value` (``finfo(dtype).min``) with ``where``
+    before the softmax. Position ids ``0..seq_len-1`` are the constant ``embeddings.position_ids``.
+
+    Output (marked): ``logits`` — [batch, seq_len, vocab] for ``head="mlm"`` (decoder tied to
+    the word embeddings), [batch, num_labels] for ``"classification"`` (pooler on position 0);
+    ``last_hidden_state`` [batch, seq_len, hidden] for ``head=None``.
+
+    Named nodes: ``embeddings.output`` (after the embedding LayerNorm), for every layer ``i``
+    ``encoder.layer.{i}.attention.self.{query,key,value}.output``,
+    ``...attention.self.probs`` [B, heads, T, T], ``...attention.self.output`` (merged context),
+    ``encoder.layer.{i}.attention.output`` (after the first residual LayerNorm),
+    ``encoder.layer.{i}.intermediate.output`` (after GELU) and ``encoder.layer.{i}.output``
+    (the layer's output). Parameters are named by their ``state_dict`` keys.
+
+    Scopes are the deepest Hugging Face module that computes the node: linear ops sit in
+    ``...attention.self.query`` / ``.key`` / ``.value``, ``...attention.output.dense``,
+    ``...intermediate.dense``, ``...output.dense``; LayerNorms in ``....LayerNorm``; the
+    score / softmax / context arithmetic in ``...attention.self``; residual adds in
+    ``...attention.output`` and ``...output``; GELU in ``...intermediate``. So ``g.find(scope)``
+    with a module path returns everything inside that module. A layer's input has exactly four
+    consumers: the query, key and value linears and the residual add in ``...attention.output``.
+
+    >>> cfg = BertConfig.mini(num_labels=3)
+    >>> g = build_bert(cfg, random_bert_weights(cfg, 0, head="classification"), 2, 5,
+    ...                head="classification", attention_mask=True)
+    >>> g["logits"].shape, [n.name for n in g.inputs()]
+    ((2, 3), ['input_ids', 'token_type_ids', 'attention_mask'])
+    """
+    _check_head(head)
+    _activation(config.hidden_act)
+    if seq_len > config.max_position:
+        raise ValueError(f"seq_len {seq_len} exceeds max_position {config.max_position}")
+    c = config
+    H, nh, dh, B, T = c.hidden_size, c.num_heads, c.head_dim, batch, seq_len
+    w = _normalize_bert_weights(weights)
+    shapes = bert_weight_shapes(c, head)
+    meta = {"model": "bert", "head": head, "config": asdict(c), "decomposition": "fused",
+            "attention_mask": bool(attention_mask),
+            "mask_fill_value": mask_fill_value(dtype) if attention_mask else None}
+    g = Graph(meta=meta)
+
+    def P(key: str) -> Node:
+        return _param(g, w, key, shapes[key], dtype, key.rsplit(".", 1)[0])
+
+    def linear(x: Node, module: str, name: str) -> Node:
+        return g.call("linear", x, P(f"{module}.weight"), P(f"{module}.bias"), name=name, scope=module)
+
+    def layer_norm(x: Node, module: str, name: str) -> Node:
+        return g.call("layer_norm", x, P(f"{module}.weight"), P(f"{module}.bias"), name=name, scope=module,
+                      normalized_shape=[H], eps=float(c.layer_norm_eps))
+
+    act_op, act_attrs = _activation(c.hidden_act)
+
+    input_ids = g.input("input_ids", (B, T), dtype="int64")
+    token_type_ids = g.input("token_type_ids", (B, T), dtype="int64")
+    ext_mask = None
+    if attention_mask:
+        mask = g.input("attention_mask", (B, T), dtype="bool")
+        ext_mask = g.call("reshape", mask, name="extended_attention_mask", shape=[B, 1, 1, T])
+        fill = g.constant(np.array(mask_fill_value(dtype), dtype=dtype), name="attention_mask_fill")
+
+    # ----------------------------------------------------------------- embeddings
+    word_table = P("embeddings.word_embeddings.weight")
+    word = g.call("embedding", word_table, input_ids, name="embeddings.word", scope="embeddings.word_embeddings")
+    ttype = g.call("embedding", P("embeddings.token_type_embeddings.weight"), token_type_ids,
+                   name="embeddings.token_type", scope="embeddings.token_type_embeddings")
+    pos_ids = g.constant(np.arange(T, dtype=np.int64)[None, :], name="embeddings.position_ids", scope="embeddings")
+    pos = g.call("embedding", P("embeddings.position_embeddings.weight"), pos_ids,
+                 name="embeddings.position", scope="embeddings.position_embeddings")
+    e = g.call("add", word, ttype, name="embeddings.word_plus_type", scope="embeddings")
+    e = g.call("add", e, pos, name="embeddings.sum", scope="embeddings")
+    h = layer_norm(e, "embeddings.LayerNorm", "embeddings.output")
+
+    # ----------------------------------------------------------------- encoder
+    scale = 1.0 / math.sqrt(dh)
+    for i in range(c.num_layers):
+        p = f"encoder.layer.{i}"
+        sa = f"{p}.attention.self"
+        heads = {}
+        for m, perm in (("query", [0, 2, 1, 3]), ("key", [0, 2, 3, 1]), ("value", [0, 2, 1, 3])):
+            y = linear(h, f"{sa}.{m}", f"{sa}.{m}.output")
+            y = g.call("reshape", y, name=f"{sa}.{m}.split", scope=sa, shape=[B, T, nh, dh])
+            heads[m] = g.call("permute", y, name=f"{sa}.{m}.heads", scope=sa, dims=perm)
+        # query.heads [B,nh,T,dh] @ key.heads [B,nh,dh,T] -> [B,nh,T,T]
+        s = g.call("matmul", heads["query"], heads["key"], name=f"{sa}.scores_raw", scope=sa)
+        sc = g.constant(np.array(scale, dtype=dtype), name=f"{sa}.scale", scope=sa)
+        s = g.call("mul", s, sc, name=f"{sa}.scores", scope=sa)
+        if ext_mask is not None:
+            s = g.call("where", ext_mask, s, fill, name=f"{sa}.scores_masked", scope=sa)
+        probs = g.call("softmax", s, name=f"{sa}.probs", scope=sa, axis=-1)
+        ctx = g.call("matmul", probs, heads["value"], name=f"{sa}.context", scope=sa)
+        ctx = g.call("permute", ctx, name=f"{sa}.context_merged", scope=sa, dims=[0, 2, 1, 3])
+        ctx = g.call("reshape", ctx, name=f"{sa}.output", scope=sa, shape=[B, T, H])
+
+        ao = f"{p}.attention.output"
+        a = linear(ctx, f"{ao}.dense", f"{ao}.dense.output")
+        a = g.call("add", a, h, name=f"{ao}.residual", scope=ao)
+        a = layer_norm(a, f"{ao}.LayerNorm", ao)
+
+        it = f"{p}.intermediate"
+        f = linear(a, f"{it}.dense", f"{it}.dense.output")
+        f = g.call(act_op, f, name=f"{it}.output", scope=it, **act_attrs)
+
+        out = f"{p}.output"
+        f = linear(f, f"{out}.dense", f"{out}.dense.output")
+        f = g.call("add", f, a, name=f"{out}.residual", scope=out)
+        h = layer_norm(f, f"{out}.LayerNorm", out)
+
+    # ----------------------------------------------------------------- heads
+    if head == "mlm":
+        t = "cls.predictions.transform"
+        x = linear(h, f"{t}.dense", f"{t}.dense.output")
+        x = g.call(act_op, x, name=f"{t}.act", scope=t, **act_attrs)
+        x = layer_norm(x, f"{t}.LayerNorm", f"{t}.output")
+        bias = P("cls.predictions.bias")
+        # the decoder is tied: the same parameter node as the word-embedding table
+        result = g.call("linear", x, word_table, bias, name="logits", scope="cls.predictions.decoder")
+    elif head == "classification":
+        first = g.call("select", h, name="pooler.first_token", scope="pooler", dim=1, index=0)
+        x = linear(first, "pooler.dense", "pooler.dense.output")
+        x = g.call("tanh", x, name="pooler.output", scope="pooler.activation")
+        result = linear(x, "classifier", "logits")
+    else:
+        result = g.call("reshape", h, name="last_hidden_state", shape=[B, T, H])
+    g.mark_output(result)
+    return g
