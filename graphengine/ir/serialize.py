@@ -46,7 +46,7 @@ def save(graph: Graph, path: str) -> None:
         "nodes": [n.to_json() for n in graph.nodes],
     }
     buf = io.BytesIO()
-    np.savez(buf, **{f"n{k}": np.ascontiguousarray(v) for k, v in graph.arrays.items()})
+    np.savez(buf, **{f"n{k}": np.asarray(v) for k, v in graph.arrays.items()})  # not ascontiguousarray: it makes 0-d arrays 1-d
     tmp = f"{path}.tmp{os.getpid()}"
     try:
         with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as z:
