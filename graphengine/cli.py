@@ -6,6 +6,8 @@
     graphengine run   FILE [--inputs FEEDS.npz] [--input NAME=JSON ...] [-o OUT.npz]
     graphengine grad  FILE --qoi "logits[0,3,1] - logits[0,3,0]" [--inputs ...] [--input ...]
                       [--wrt NAME ...] [-o OUT.npz]
+    graphengine analyze FILE --qoi QOI --semiring max,entropy,kbest:5 [--granularity scalar|paper]
+                      [--nodes NAME ...] [--from NAME ...] [--inputs ...] [--input ...] [-o OUT.json]
     graphengine demo
 
 Every error caused by bad input (a missing or damaged graph file, a feed of the wrong shape, an
@@ -198,6 +200,34 @@ def write_npz_atomic(path: str, arrays: Dict[str, np.ndarray]) -> None:
             os.remove(tmp)
 
 
+def write_json_atomic(path: str, doc) -> None:
+    """Write ``doc`` as JSON to ``path`` atomically (temporary file, then ``os.replace``)."""
+    parent = os.path.dirname(os.path.abspath(path))
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".graphengine-", suffix=".json.tmp", dir=parent)
+    except OSError as e:
+        raise CLIError(f"-o {path}: cannot write ({_one_line(e.strerror or e)})") from None
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(doc, f, indent=1, default=_json_default)
+        os.replace(tmp, path)
+    except OSError as e:
+        raise CLIError(f"-o {path}: cannot write ({_one_line(e.strerror or e)})") from None
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def _json_default(x):
+    if isinstance(x, (np.integer,)):
+        return int(x)
+    if isinstance(x, (np.floating,)):
+        return float(x)
+    if isinstance(x, np.ndarray):
+        return x.tolist()
+    return str(x)
+
+
 def _type_str(node) -> str:
     return f"{list(node.shape)} {node.dtype}"
 
@@ -351,6 +381,77 @@ def _grad(args, out) -> int:
     return 0
 
 
+# ----------------------------------------------------------------------------- analyze
+def _parse_semirings(text: str) -> List[str]:
+    from .semirings import get_semiring
+
+    names = [t.strip() for t in text.split(",") if t.strip()]
+    if not names:
+        raise CLIError("--semiring: give at least one semiring, e.g. max,entropy,kbest:5")
+    for name in names:
+        try:
+            get_semiring(name)
+        except ValueError as e:
+            raise CLIError(f"--semiring: {_one_line(e)}") from None
+    if len(set(names)) != len(names):
+        raise CLIError(f"--semiring {text!r}: a semiring is listed twice")
+    return names
+
+
+def _analyze(args, out) -> int:
+    from .analysis.report import analyze
+    from .engine import forward, parse
+    from .errors import QoIError
+
+    if args.output:
+        _check_output_path(args.output)
+    names = _parse_semirings(args.semiring)
+    qoi = parse(args.qoi)
+    g = _load_graph(args.file)
+    try:
+        qoi.coefficients(g.node(qoi.node).shape)
+    except KeyError as e:
+        raise QoIError(f"QoI {args.qoi!r}: {e.args[0]}") from None
+    for flag, refs in (("--nodes", args.nodes), ("--from", args.starts)):
+        for ref in refs or ():
+            try:
+                g.node(ref)
+            except KeyError as e:
+                raise CLIError(f"{flag} {ref}: {e.args[0]}") from None
+    if args.granularity == "paper" and any(n.startswith("kbest") for n in names):
+        raise CLIError("--granularity paper: k-best semirings are defined at scalar granularity only")
+    acts = forward(g, _feeds(args))
+    report = analyze(g, acts, qoi, names, args.granularity, nodes=args.nodes, starts=args.starts)
+    w = out.write
+    w(f"QoI {args.qoi} = {_fmt(report['qoi']['value'])}   granularity {report['granularity']}\n")
+    for name, entry in report["nodes"].items():
+        w(f"{name}  {entry['shape']}  scope '{entry['scope']}'\n")
+        for s in names:
+            stats = entry.get(s)
+            if stats is None:
+                w(f"  {s:<12} no path to the QoI\n")
+                continue
+            headline, st = next(iter(stats.items()))
+            extra = f"  whole-node entropy {_fmt(stats['whole_node_entropy'])}" if "whole_node_entropy" in stats else ""
+            if st.get("finite"):
+                w(f"  {s:<12} {headline}: max {_fmt(st['max'])} at {st['argmax']}  mean {_fmt(st['mean'])}{extra}\n")
+            else:
+                w(f"  {s:<12} {headline}: no finite values\n")
+    for s, paths in report["paths"].items():
+        if not paths:
+            w(f"{s}: no path from the chosen start nodes\n")
+        for rank, path in enumerate(paths, 1):
+            label = f"{s} path {rank}" if len(paths) > 1 else f"{s} top path"
+            w(f"{label} ({path['component']}), weight {_fmt(path['weight'])}:\n")
+            for st in path["steps"]:
+                d = "" if st["local_derivative"] is None else f"  x {_fmt(st['local_derivative'])}"
+                w(f"  {st['name']}{st['element']}  [{st['scope']}]{d}\n")
+    if args.output:
+        write_json_atomic(args.output, {"file": args.file, **report})
+        w(f"wrote {args.output}\n")
+    return 0
+
+
 # ----------------------------------------------------------------------------- demo
 def _demo(args, out) -> int:
     try:
@@ -391,11 +492,25 @@ def build_parser() -> argparse.ArgumentParser:
                    help="node to report the gradient for (repeatable; default: float inputs and parameters)")
     feed_args(p)
 
+    p = sub.add_parser("analyze", help="semiring analysis: per-node statistics and top paths")
+    p.add_argument("file", metavar="FILE")
+    p.add_argument("--qoi", required=True, metavar="QOI", help="'node[i,j]' or 'node[i,j] - node[k,l]'")
+    p.add_argument("--semiring", default="max,entropy", metavar="LIST",
+                   help="comma-separated semirings, e.g. max,entropy,kbest:5 (default max,entropy)")
+    p.add_argument("--granularity", choices=("scalar", "paper"), default="scalar")
+    p.add_argument("--nodes", action="append", metavar="NAME",
+                   help="node to summarize (repeatable; default: float inputs and parameters)")
+    p.add_argument("--from", dest="starts", action="append", metavar="NAME",
+                   help="node whose best element starts the reported paths (repeatable)")
+    p.add_argument("--inputs", metavar="FEEDS.npz", help=".npz of input values keyed by input name")
+    p.add_argument("--input", action="append", metavar="NAME=JSON", help="one input value as JSON (repeatable)")
+    p.add_argument("-o", "--output", metavar="OUT.json", help="write the report as JSON (atomically)")
+
     sub.add_parser("demo", help="run the built-in demo")
     return parser
 
 
-COMMANDS = {"info": _info, "run": _run, "grad": _grad, "demo": _demo}
+COMMANDS = {"info": _info, "run": _run, "grad": _grad, "analyze": _analyze, "demo": _demo}
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

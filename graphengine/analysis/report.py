@@ -1,0 +1,111 @@
+"""One analysis, as a JSON-able report: per-node summaries of each semiring's statistic and the
+best path(s) to the QoI. This is what ``graphengine analyze`` prints and writes.
+
+>>> import numpy as np
+>>> from graphengine.ir import Graph
+>>> from graphengine.engine import forward
+>>> g = Graph(); x = g.input("x", (1, 2)); W = g.parameter("W", np.array([[1.0, 1.0], [2.0, -3.0]]))
+>>> h = g.call("linear", x, W, name="h"); q = g.call("sum", h, name="q")
+>>> from graphengine.engine import select
+>>> rep = analyze(g, forward(g, {"x": np.ones((1, 2))}), select("q", ()), ["max", "entropy"])
+>>> rep["paths"]["max"][0]["weight"], [s["name"] for s in rep["paths"]["max"][0]["steps"]]
+(2.0, ['x', 'h', 'q'])
+"""
+
+from __future__ import annotations
+
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+
+from ..engine import backward
+from ..engine.qoi import QoI, parse
+from ..ir.dtypes import is_float
+from ..paths import Path, k_best_paths, top_path
+from ..semirings import get_semiring
+
+
+def _finite_stats(a: np.ndarray) -> Dict[str, float]:
+    a = np.asarray(a, dtype=np.float64)
+    fin = a[np.isfinite(a)]
+    if fin.size == 0:
+        return {"elements": int(a.size), "finite": 0}
+    i = int(np.flatnonzero(np.isfinite(a.reshape(-1)))[np.argmax(fin)])
+    return {"elements": int(a.size), "finite": int(fin.size), "min": float(fin.min()), "max": float(fin.max()),
+            "mean": float(fin.mean()), "argmax": [int(v) for v in np.unravel_index(i, a.shape)] if a.shape else []}
+
+
+def path_to_dict(path: Path) -> Dict:
+    return {"semiring": path.semiring, "component": path.component, "weight": float(path.weight),
+            "steps": [{"node": st.node, "name": st.name, "scope": st.scope, "element": list(st.element),
+                       "local_derivative": st.local_derivative} for st in path.steps]}
+
+
+def _best_start(result, name: str, starts: List[int]):
+    """(node id, index) of the start element with the best headline value, or None."""
+    sres = result._sr(name)
+    best = None
+    for nid in starts:
+        if nid not in sres.values:
+            continue
+        v = np.asarray(sres.values[nid][0], dtype=np.float64)
+        if v.size == 0:
+            continue
+        i = int(np.argmax(v))
+        if v.flat[i] != sres.semiring.zero_elements[0] and (best is None or v.flat[i] > best[0]):
+            best = (v.flat[i], nid, np.unravel_index(i, v.shape))
+    return None if best is None else best[1:]
+
+
+def analyze(graph, activations, qoi, semirings: Sequence[str], granularity: str = "scalar",
+            nodes: Optional[Sequence] = None, starts: Optional[Sequence] = None) -> Dict:
+    """Run one backward pass and summarize it.
+
+    ``nodes``: nodes to summarize (default: float inputs and parameters); ``starts``: nodes whose
+    elements may start a reported path (default: float inputs, else every summarized node).
+    """
+    if isinstance(qoi, str):
+        qoi = parse(qoi)
+    srs = [get_semiring(s) for s in semirings]
+    summarized = [graph.node(n).id for n in nodes] if nodes else \
+        [n.id for n in graph.nodes if n.op in ("input", "parameter") and is_float(n.dtype)]
+    if starts:
+        start_ids = [graph.node(n).id for n in starts]
+    else:
+        start_ids = [i for i in summarized if graph.nodes[i].op == "input"] or list(summarized)
+    result = backward(graph, activations, qoi, semirings=srs, retain=sorted(set(summarized) | set(start_ids)),
+                      granularity=granularity)
+    qnode = graph.node(qoi.node)
+    coef, mask = qoi.coefficients(qnode.shape)
+    report = {"qoi": {"node": qnode.name, "terms": [[list(i), c] for i, c in qoi.terms],
+                      "value": float(np.sum(coef[mask] * np.asarray(activations[qnode.id], np.float64)[mask]))},
+              "granularity": granularity, "semirings": [s.name for s in srs], "nodes": {}, "paths": {}}
+    for nid in summarized:
+        node = graph.nodes[nid]
+        entry = {"scope": node.scope, "shape": list(node.shape)}
+        for s in srs:
+            if nid not in result.by_semiring[s.name].values:
+                entry[s.name] = None  # no path to the QoI
+                continue
+            comps = result.components(nid, s.name)
+            entry[s.name] = {k: _finite_stats(v) for k, v in comps.items()}
+            if s.name in ("entropy", "logentropy"):
+                value = result.raw(nid, s.name)
+                pooled = s.finalize(tuple(np.atleast_1d(c) for c in
+                                          s.sum_last(tuple(c.reshape(1, -1) for c in value))[0]))
+                entry[s.name]["whole_node_entropy"] = float(pooled["entropy"][0])
+        report["nodes"][node.name] = entry
+    if granularity == "scalar":
+        for s in srs:
+            if not s.selective:
+                continue
+            start = _best_start(result, s.name, start_ids)
+            if start is None:
+                report["paths"][s.name] = []
+                continue
+            if getattr(s, "cross_components", False):
+                paths = k_best_paths(result, start[0], start[1], s.name)
+            else:
+                paths = [top_path(result, start[0], start[1], s.name)]
+            report["paths"][s.name] = [path_to_dict(p) for p in paths]
+    return report
