@@ -53,3 +53,13 @@ def test_embedding_rows_are_pooled_at_paper_granularity():
     bp = paper.backpointers("table", "max")
     assert bp.node[0][0, 0] == g["e"].id and bp.element[0][0, 0] == -1
     assert scalar.backpointers("table", "max").element[0][0, 0] == 1   # position 1 wins (5 > 3)
+
+
+def test_best_input_path_in_either_component():
+    from graphengine.paths import best_input_path
+
+    g = _two_layer()
+    r = backward(g, forward(g, {"x": np.ones((1, 2))}), select("q", (0, 0)), semirings=["max"])
+    assert best_input_path(r, "max").weight == 2.0
+    low = best_input_path(r, "max", component=1)
+    assert low.weight == -3.0 and low.steps[0].element == (0, 1)

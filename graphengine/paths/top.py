@@ -132,21 +132,24 @@ def k_best_paths(result: BackwardResult, node, index: Sequence[int], semiring: O
     return out
 
 
-def best_input_path(result: BackwardResult, semiring: Optional[str] = None, nodes=None) -> Path:
-    """The best path from any element of any input (or of ``nodes``) to the QoI."""
+def best_input_path(result: BackwardResult, semiring: Optional[str] = None, nodes=None,
+                    component: int = 0) -> Path:
+    """The best path from any element of any input (or of ``nodes``) to the QoI, in ``component``
+    (for the signed max pair, ``component=1`` gives the most negative path)."""
     sres = result._sr(semiring)
     graph = result.graph
     ids = [graph.node(n).id for n in nodes] if nodes is not None else \
         [n.id for n in graph.nodes if n.op == "input" and n.id in sres.values]
     best = None
+    sign = 1.0 if sres.semiring.zero_elements[component] == -np.inf or component == 0 else -1.0
     for nid in ids:
-        v = sres.values[nid][0]
+        v = sign * np.asarray(sres.values[nid][component], dtype=np.float64)
         if v.size == 0:
             continue
         i = int(np.argmax(v))
         if best is None or v.flat[i] > best[0]:
             best = (v.flat[i], nid, i)
-    if best is None or best[0] == sres.semiring.zero_elements[0]:
+    if best is None or not np.isfinite(best[0]):
         raise ValueError("no input reaches the QoI")
     nid = best[1]
-    return top_path(result, nid, np.unravel_index(best[2], graph.nodes[nid].shape), semiring)
+    return top_path(result, nid, np.unravel_index(best[2], graph.nodes[nid].shape), semiring, component)
