@@ -85,6 +85,7 @@ CASES = [
     ("embedding", "embedding", [normal((5, 3)), const([[0, 2, 2], [4, 0, 1]])], {}),
     ("gather", "gather", [normal((3, 4)), const([[0, 3, 3], [1, 1, 0]])], {"dim": 1}),
     ("index_select", "index_select", [normal((4, 3)), const([2, 0, 2])], {"dim": 0}),
+    ("cast", "cast", [normal((2, 3))], {"dtype": "float64"}),
     ("where", "where", [const([[True, False, True], [False, False, True]]), normal((2, 3)), normal((1, 3))], {}),
 ]
 

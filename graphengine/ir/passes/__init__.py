@@ -1,0 +1,10 @@
+"""Graph-to-graph passes: decomposition policies for fused ops and dead-node pruning.
+
+Every pass returns a new :class:`~graphengine.ir.Graph` (the input is left unchanged) and keeps
+node names and scopes, so nodes can still be found by the names and module paths they had.
+"""
+
+from .decompose import POLICIES, decompose
+from .prune import prune
+
+__all__ = ["POLICIES", "decompose", "prune"]
