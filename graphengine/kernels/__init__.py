@@ -1,0 +1,30 @@
+"""Compiled kernels: each Jacobian structure × each semiring family, on the CPU (Numba
+``@njit``) and on CUDA (``numba.cuda``), with the same algorithms and tie-breaking as the numpy
+reference methods of :mod:`graphengine.semirings`.
+
+=====================  ==========================================================================
+module                 contents
+=====================  ==========================================================================
+``dispatch``           ``on_device(semiring, device)``: the semiring with its reductions routed to
+                       a back end; ``DEVICES`` = reference, cpu, cuda; ``DeviceError``
+``families``           host glue per semiring family (its ``kernel`` attribute): batching,
+                       broadcasting, layouts, fallbacks to the reference
+``cpu``                the CPU back end (launcher interface); kernels in ``cpu_select`` (max pair,
+                       max-abs, max-plus, Boolean), ``cpu_kbest`` (k-best lists), ``cpu_log``
+                       (log-sum-exp families, entropy / absolute dense blocks)
+``cuda``               the CUDA back end, same interface (runs in the Numba CUDA simulator too)
+``pointers``           compiled index plumbing of the walk (gathers, masking of unreached elements)
+=====================  ==========================================================================
+
+How the structures map onto kernels: a *contraction* is ``matmul`` (argmax-tracking, register
+blocked, parallel over output rows for the selective families; BLAS for the linear ones on the
+CPU); a *dense block* is ``matmul_block``, which works from the factored form
+(:class:`graphengine.ir.jacobian.LowRankBlock`: softmax, log-softmax, layer norm) without
+building the n×n blocks; *diagonal* and *reduction/broadcast* are ``scale`` plus ``sum_last``;
+*movement* is ``scatter`` (one pass, or a sorted segment reduction on CUDA), and a bijective
+movement (reshape, permute...) only moves arrays.
+"""
+
+from .dispatch import DEVICES, DeviceError, on_device
+
+__all__ = ["DEVICES", "DeviceError", "on_device"]

@@ -20,6 +20,7 @@ class Absolute(Semiring):
     """
 
     name = "absolute"
+    kernel = "absolute"
     components = ("Z",)
 
     def lift(self, w):
@@ -41,7 +42,7 @@ class Absolute(Semiring):
         return (np.matmul(a[0], np.abs(w)),), None
 
     def scatter(self, a, index, size):
-        return (np.bincount(index, weights=a[0], minlength=size).astype(self.dtype),), None
+        return (np.bincount(index, weights=a[0], minlength=size).astype(self.dtype, copy=False),), None
 
     def finalize(self, v):
         return {"Z": v[0]}
@@ -51,6 +52,7 @@ class LogAbsolute(Semiring):
     """log Σ_paths Π |w| (log-sum-exp over paths of Σ log|w|)."""
 
     name = "log"
+    kernel = "log"
     components = ("log_Z",)
     zero_elements = (-np.inf,)
     one_elements = (0.0,)

@@ -40,6 +40,7 @@ class Semiring:
     selective: bool = False
     cross_components: bool = False  # a component's winner may come from another component (k-best)
     dtype = np.float64
+    kernel: Optional[str] = None  # the family of compiled kernels (graphengine.kernels.families)
 
     # ---- constants
     def zeros(self, shape: Sequence[int]) -> Value:
@@ -90,6 +91,11 @@ class Semiring:
     def scale(self, a: Value, w) -> Value:
         """``a ⊗ lift(w)`` for a real derivative ``w`` (broadcasting)."""
         return self.times(a, self.lift(np.asarray(w, dtype=self.dtype)))
+
+    def matmul_block(self, a: Value, block) -> Tuple[Value, Picks]:
+        """:meth:`matmul` with a dense Jacobian block (:class:`graphengine.ir.jacobian.DenseBlock`)
+        as the weights. Compiled back ends override it to work from the block's factors."""
+        return self.matmul(a, block.jacobian)
 
     def scale_with_sources(self, a: Value, w) -> Tuple[Value, Picks]:
         """:meth:`scale`, plus (for ``cross_components`` semirings) the source component of each

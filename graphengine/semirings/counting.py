@@ -24,6 +24,7 @@ class Counting(Semiring):
     """
 
     name = "count"
+    kernel = "count"
     components = ("paths",)
 
     def lift(self, w):
@@ -45,7 +46,7 @@ class Counting(Semiring):
         return (np.matmul(a[0], np.ones(np.shape(w), dtype=self.dtype)),), None
 
     def scatter(self, a, index, size):
-        return (np.bincount(index, weights=a[0], minlength=size).astype(self.dtype),), None
+        return (np.bincount(index, weights=a[0], minlength=size).astype(self.dtype, copy=False),), None
 
     def finalize(self, v):
         return {"paths": v[0]}
@@ -55,6 +56,7 @@ class LogCounting(Semiring):
     """log(number of paths); -inf where there is none."""
 
     name = "logcount"
+    kernel = "logcount"
     components = ("log_paths",)
     zero_elements = (-np.inf,)
     one_elements = (0.0,)
@@ -91,6 +93,7 @@ class Boolean(Semiring):
     """Reachability: is there any path to the QoI? (values are 0.0 / 1.0)"""
 
     name = "bool"
+    kernel = "bool"
     components = ("reachable",)
     zero_elements = (0.0,)
     one_elements = (1.0,)

@@ -26,6 +26,7 @@ from .base import Semiring
 
 class Entropy(Semiring):
     name = "entropy"
+    kernel = "entropy"
     components = ("Z", "R")
     zero_elements = (0.0, 0.0)
     one_elements = (1.0, 0.0)
@@ -52,7 +53,7 @@ class Entropy(Semiring):
         return (np.matmul(a[0], aw), np.matmul(a[1], aw) + np.matmul(a[0], xlogx_neg(aw))), None
 
     def scatter(self, a, index, size):
-        return tuple(np.bincount(index, weights=c, minlength=size).astype(self.dtype) for c in a), None
+        return tuple(np.bincount(index, weights=c, minlength=size).astype(self.dtype, copy=False) for c in a), None
 
     def finalize(self, v):
         Z, R = v
@@ -63,6 +64,7 @@ class Entropy(Semiring):
 
 class LogEntropy(Semiring):
     name = "logentropy"
+    kernel = "logentropy"
     components = ("log_Z", "mean_neg_log_p")
     zero_elements = (-np.inf, 0.0)
     one_elements = (0.0, 0.0)

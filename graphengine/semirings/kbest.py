@@ -37,6 +37,7 @@ class _KBest(Semiring):
     selective = True
     cross_components = True
     signed = True
+    kernel = "kbest"
 
     def __init__(self, k: int = 3):
         if int(k) < 1:

@@ -36,6 +36,7 @@ class SignedMaxPair(Semiring):
     """
 
     name = "max"
+    kernel = "maxpair"
     components = ("max", "min")
     zero_elements = (NEG, POS)
     one_elements = (1.0, 1.0)
@@ -100,6 +101,7 @@ class MaxAbs(Semiring):
     """max over paths of |product|; unreachable elements finalize to 0."""
 
     name = "maxabs"
+    kernel = "maxabs"
     components = ("max_abs",)
     zero_elements = (NEG,)
     one_elements = (1.0,)
@@ -143,6 +145,7 @@ class MaxPlus(Semiring):
     """max over paths of Σ log|w| (the log of :class:`MaxAbs`, immune to underflow)."""
 
     name = "maxplus"
+    kernel = "maxplus"
     components = ("max_log_abs",)
     zero_elements = (NEG,)
     one_elements = (0.0,)
@@ -184,6 +187,7 @@ class _View(Semiring):
     """Delegates the algebra to a base semiring; subclasses replace the in-op reductions."""
 
     selective = False
+    kernel = None  # paper views run on the reference
 
     def __init__(self, base: Semiring):
         self.base = base

@@ -17,6 +17,7 @@ class Real(Semiring):
     """
 
     name = "real"
+    kernel = "real"
     components = ("grad",)
     zero_elements = (0.0,)
     one_elements = (1.0,)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..dtypes import promote
-from ..jacobian import DenseBlock, Diagonal
+from ..jacobian import DenseBlock, Diagonal, LowRankBlock
 from ..registry import Attr, OpDef, ShapeError, TensorType, register
 from ._common import norm_axis, require_float
 
@@ -37,17 +37,18 @@ def _axis_infer(name):
 
 
 def _softmax_jacobian(slot, xs, y, attrs):
+    """J = diag(s) - s sᵀ, given in factored form (kernels never build the n×n blocks)."""
     axis = norm_axis(attrs["axis"], y.ndim)
     s = np.moveaxis(y, axis, -1)
-    jac = s[..., :, None] * (np.eye(s.shape[-1], dtype=s.dtype) - s[..., None, :])
-    return DenseBlock(jac, (axis,))
+    return DenseBlock(axes=(axis,), factors=LowRankBlock(s, -s[..., None], s[..., None]))
 
 
 def _log_softmax_jacobian(slot, xs, y, attrs):
+    """J = I - 1 sᵀ with s = exp(y)."""
     axis = norm_axis(attrs["axis"], y.ndim)
     s = np.exp(np.moveaxis(y, axis, -1))
-    jac = np.eye(s.shape[-1], dtype=s.dtype) - s[..., None, :]
-    return DenseBlock(jac, (axis,))
+    one = np.ones_like(s)
+    return DenseBlock(axes=(axis,), factors=LowRankBlock(one, -one[..., None], s[..., None]))
 
 
 register(OpDef("softmax", "dense_block", 1, 1, _axis_infer("softmax"),
@@ -97,10 +98,12 @@ def _ln_jacobian(slot, xs, y, attrs):
         return Diagonal(1.0)
     n = xhat.shape[-1]
     gamma = xs[1].reshape(n) if len(xs) > 1 else np.ones(n, dtype=x.dtype)
-    jac = (np.eye(n, dtype=x.dtype) - 1.0 / n - xhat[..., :, None] * xhat[..., None, :] / n) / sigma[..., None]
-    jac = gamma[:, None] * jac
+    # J = γ_r/σ (δ_rc - 1/n - x̂_r x̂_c / n): a diagonal plus two rank-one terms
+    g = gamma / sigma                                     # (*batch, n)
+    u = np.stack([-g / n, -g * xhat / n], axis=-1)
+    v = np.stack([np.ones_like(xhat), xhat], axis=-1)
     k = len(attrs["normalized_shape"])
-    return DenseBlock(jac, tuple(range(x.ndim - k, x.ndim)))
+    return DenseBlock(axes=tuple(range(x.ndim - k, x.ndim)), factors=LowRankBlock(g, u, v))
 
 
 register(OpDef("layer_norm", "dense_block", 1, 3, _ln_infer, _ln_forward, _ln_jacobian,

@@ -14,25 +14,39 @@ from ..registry import Attr, OpDef, ShapeError, TensorType, register
 from ._common import norm_axes, norm_axis
 
 
-def _index_map_jacobian(forward, data_slots):
+def _index_map(forward, data_slots, slot, xs, attrs):
+    args = []
+    for i, x in enumerate(xs):
+        if i == slot:
+            args.append(np.arange(x.size, dtype=np.int64).reshape(x.shape))
+        elif i in data_slots:
+            args.append(np.full(x.shape, -1, dtype=np.int64))
+        else:
+            args.append(x)
+    return np.asarray(forward(args, attrs), dtype=np.int64)
+
+
+def _index_map_jacobian(forward, data_slots, inverse=None):
+    """The Movement of ``slot``. ``inverse(x_shape, attrs)``, for bijective ops, returns the
+    array movement taking an output-shaped array back to the input's shape (the fast path)."""
     def jacobian(slot, xs, y, attrs):
         if slot not in data_slots:
             return None  # integer index inputs carry no gradient
-        args = []
-        for i, x in enumerate(xs):
-            if i == slot:
-                args.append(np.arange(x.size, dtype=np.int64).reshape(x.shape))
-            elif i in data_slots:
-                args.append(np.full(x.shape, -1, dtype=np.int64))
-            else:
-                args.append(x)
-        return Movement(np.asarray(forward(args, attrs), dtype=np.int64))
+        if inverse is not None:
+            return Movement(transform=inverse(xs[slot].shape, attrs),
+                            index_fn=lambda: _index_map(forward, data_slots, slot, xs, attrs))
+        return Movement(_index_map(forward, data_slots, slot, xs, attrs))
     return jacobian
 
 
-def _register(name, infer, forward, attrs, doc, data_slots=(0,), n_inputs=(1, 1), aliases=()):
+def _reshape_back(x_shape, attrs):
+    return lambda a: a.reshape(x_shape)
+
+
+def _register(name, infer, forward, attrs, doc, data_slots=(0,), n_inputs=(1, 1), aliases=(), inverse=None,
+              jacobian=None):
     register(OpDef(name, "movement", n_inputs[0], n_inputs[1], infer, forward,
-                   _index_map_jacobian(forward, data_slots), attrs=attrs, doc=doc), *aliases)
+                   jacobian or _index_map_jacobian(forward, data_slots, inverse), attrs=attrs, doc=doc), *aliases)
 
 
 # ------------------------------------------------------------------ reshape / view
@@ -55,7 +69,8 @@ def _reshape_target(shape, size):
 _register("reshape",
           lambda t, a: TensorType(_reshape_target(a["shape"], int(np.prod(t[0].shape, dtype=np.int64))), t[0].dtype),
           lambda xs, a: xs[0].reshape(_reshape_target(a["shape"], xs[0].size)),
-          {"shape": Attr("ints", required=True)}, "row-major reshape (-1 infers one dim)", aliases=("view",))
+          {"shape": Attr("ints", required=True)}, "row-major reshape (-1 infers one dim)", aliases=("view",),
+          inverse=_reshape_back)
 
 
 # ------------------------------------------------------------------ permutations
@@ -67,7 +82,8 @@ def _permute_infer(t, a):
 
 
 _register("permute", _permute_infer, lambda xs, a: np.transpose(xs[0], a["dims"]).copy(),
-          {"dims": Attr("ints", required=True)}, "permute axes")
+          {"dims": Attr("ints", required=True)}, "permute axes",
+          inverse=lambda shape, a: (lambda y: np.transpose(y, np.argsort([d % len(shape) for d in a["dims"]]))))
 
 
 def _transpose_infer(t, a):
@@ -78,7 +94,8 @@ def _transpose_infer(t, a):
 
 
 _register("transpose", _transpose_infer, lambda xs, a: np.swapaxes(xs[0], a["dim0"], a["dim1"]).copy(),
-          {"dim0": Attr("int", required=True), "dim1": Attr("int", required=True)}, "swap two axes")
+          {"dim0": Attr("int", required=True), "dim1": Attr("int", required=True)}, "swap two axes",
+          inverse=lambda shape, a: (lambda y: np.swapaxes(y, a["dim0"], a["dim1"])))
 
 
 # ------------------------------------------------------------------ unsqueeze / squeeze
@@ -89,7 +106,7 @@ def _unsqueeze_dim(a, ndim):
 _register("unsqueeze",
           lambda t, a: TensorType(tuple(np.expand_dims(np.empty(t[0].shape, np.int8), _unsqueeze_dim(a, t[0].ndim)).shape), t[0].dtype),
           lambda xs, a: np.expand_dims(xs[0], _unsqueeze_dim(a, xs[0].ndim)),
-          {"dim": Attr("int", required=True)}, "insert a size-1 axis")
+          {"dim": Attr("int", required=True)}, "insert a size-1 axis", inverse=_reshape_back)
 
 
 def _squeeze_axes(shape, dims):
@@ -101,7 +118,8 @@ def _squeeze_axes(shape, dims):
 _register("squeeze",
           lambda t, a: TensorType(tuple(s for i, s in enumerate(t[0].shape) if i not in _squeeze_axes(t[0].shape, a["dims"])), t[0].dtype),
           lambda xs, a: np.squeeze(xs[0], axis=_squeeze_axes(xs[0].shape, a["dims"])),
-          {"dims": Attr("int_or_ints", default=None)}, "remove size-1 axes (all when dims is None)")
+          {"dims": Attr("int_or_ints", default=None)}, "remove size-1 axes (all when dims is None)",
+          inverse=_reshape_back)
 
 
 # ------------------------------------------------------------------ slice / select
@@ -174,8 +192,16 @@ def _checked_take(table, ids, axis, what):
     return np.take(table, ids, axis=axis)
 
 
+def _embedding_jacobian(slot, xs, y, attrs):
+    """Rows ``ids`` of the table, without building an index map of the whole table."""
+    if slot != 0:
+        return None
+    d = xs[0].shape[1]
+    return Movement(np.asarray(xs[1], dtype=np.int64)[..., None] * d + np.arange(d, dtype=np.int64))
+
+
 _register("embedding", _embedding_infer, lambda xs, a: _checked_take(xs[0], xs[1], 0, "embedding"), {},
-          "embedding(weight [V, D], ids) = weight[ids]", n_inputs=(2, 2))
+          "embedding(weight [V, D], ids) = weight[ids]", n_inputs=(2, 2), jacobian=_embedding_jacobian)
 
 
 def _index_select_infer(t, a):

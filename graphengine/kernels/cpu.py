@@ -1,0 +1,82 @@
+"""The CPU back end: Numba ``@njit`` kernels behind the launcher interface that
+:mod:`graphengine.kernels.families` calls (the CUDA back end, :mod:`graphengine.kernels.cuda`,
+has the same functions with the same arguments).
+
+Linear semirings stay on numpy/BLAS on the CPU (``HOST_LINEAR``): the reference methods already
+do their contractions as matrix products of transformed weights.
+
+>>> import numpy as np
+>>> o = np.empty(2); p = np.empty(2, np.int64)
+>>> select_last(np.array([[1.0, 3.0, 3.0], [-np.inf, -np.inf, -np.inf]]), 1, o, p)
+>>> o.tolist(), p.tolist()
+([3.0, -inf], [1, 0])
+"""
+
+from __future__ import annotations
+
+import os
+
+import numba
+import numpy as np
+
+from . import cpu_kbest, cpu_log, cpu_select
+from .cpu_select import scale_pair_hi, scale_pair_lo, scatter_select
+
+NAME = "cpu"
+HOST_LINEAR = True  # real/absolute/count/entropy contractions, sums and scatters use the numpy reference
+
+# Below this many inner iterations a parallel kernel runs on one thread: waking the pool costs
+# more than it saves, and on a busy machine every parallel region can wait a scheduler slice.
+PARALLEL_MIN_WORK = int(os.environ.get("GRAPHENGINE_PARALLEL_MIN_WORK", 1 << 22))
+
+
+def _gated(kernel, work):
+    def launch(*args):
+        threads = numba.get_num_threads()
+        if threads == 1 or work(*args) >= PARALLEL_MIN_WORK:
+            return kernel(*args)
+        numba.set_num_threads(1)
+        try:
+            return kernel(*args)
+        finally:
+            numba.set_num_threads(threads)
+    launch.__name__, launch.__doc__ = kernel.__name__, kernel.__doc__
+    return launch
+
+
+matmul_pair = _gated(cpu_select.matmul_pair, lambda a0, a1, w, ia, iw, o0, *r: 2 * o0.size * a0.shape[2])
+matmul_max = _gated(cpu_select.matmul_max, lambda a, w, ia, iw, plus, o, p: o.size * a.shape[2])
+select_last = _gated(cpu_select.select_last, lambda a, *r: a.size)
+block_pair = _gated(cpu_select.block_pair, lambda a0, *r: 2 * a0.size * a0.shape[1])
+block_maxabs = _gated(cpu_select.block_maxabs, lambda a, *r: a.size * a.shape[1])
+kbest_rows = _gated(cpu_kbest.kbest_rows, lambda c, q, k, *r: c.size * k)
+kbest_matmul = _gated(cpu_kbest.kbest_matmul, lambda c, w, ia, iw, k, s, o, p: o.size * c.shape[2] * k)
+kbest_scatter = _gated(cpu_kbest.kbest_scatter, lambda c, order, starts, k, *r: c.size * k)
+logsumexp_last = _gated(cpu_log.logsumexp_last, lambda a, o: 8 * a.size)
+matmul_logsumexp = _gated(cpu_log.matmul_logsumexp, lambda a, lw, ia, iw, o: 8 * o.size * a.shape[2])
+matmul_logentropy = _gated(cpu_log.matmul_logentropy, lambda l, h, lw, hw, ia, iw, ol, oh: 16 * ol.size * l.shape[2])
+block_entropy = _gated(cpu_log.block_entropy, lambda z, *r: 8 * z.size * z.shape[1])
+block_absolute = _gated(cpu_log.block_absolute, lambda z, *r: z.size * z.shape[1])
+scatter_logsumexp = cpu_log.scatter_logsumexp
+
+
+def scale_pair(a0, a1, w):
+    """⟨M⁺, M⁻⟩ ⊗ w elementwise with numpy broadcasting."""
+    with np.errstate(invalid="ignore"):  # the vectorized select also evaluates 0̄ · 0 (unused)
+        return scale_pair_hi(a0, a1, w), scale_pair_lo(a0, a1, w)
+
+
+def scatter_sum(values, index, o):
+    o[...] = np.bincount(index, weights=values, minlength=o.shape[0])
+
+
+def block_real(a, d, u, v, o):
+    """Real semiring through factored blocks in O(n·R): ``a·J = a∘d + Σ_t (a·u_t) v_t``."""
+    au = np.einsum("bn,bnr->br", a, u)
+    o[...] = a * d + np.einsum("br,bnr->bn", au, v)
+
+
+__all__ = ["NAME", "HOST_LINEAR", "matmul_pair", "matmul_max", "select_last", "scatter_select", "block_pair",
+           "block_maxabs", "scale_pair", "kbest_rows", "kbest_matmul", "kbest_scatter", "logsumexp_last",
+           "matmul_logsumexp", "matmul_logentropy", "scatter_logsumexp", "block_entropy", "block_absolute",
+           "scatter_sum", "block_real"]

@@ -1,0 +1,349 @@
+"""Numba CPU kernels for the selective semirings: argmax-tracking contractions, reductions,
+scatters and factored dense blocks for the signed max pair (⟨M⁺, M⁻⟩), max-abs, max-plus and
+Boolean semirings.
+
+Conventions shared by every kernel here (and by :mod:`graphengine.kernels.cuda_select`):
+
+- values are float64, positions int64; outputs are preallocated by the caller;
+- a contraction takes ``a (Ba, M, N)``, ``w (Bw, N, K)`` and index maps ``ia``, ``iw`` (length
+  ``B``) giving, for output batch ``b``, the batch of ``a`` and of ``w`` to use, so broadcast
+  batch dims are never materialized;
+- ties keep the lowest index (candidates are scanned in ascending order and only a strictly
+  better one replaces the incumbent); a reduction over nothing but 0̄ gives 0̄ at position 0,
+  exactly as ``numpy.argmax`` does in the reference;
+- 0̄ (``-inf``; ``+inf`` for M⁻) entries of the adjoint are skipped, so ``-inf · 0`` never
+  produces NaN (the reference masks them the same way);
+- no fastmath: the products are the same IEEE operations as the numpy reference, so values and
+  positions are bit-identical to it.
+
+The contraction kernels are register-blocked: live rows of the contracted dimension are taken
+four at a time, a branch-free tournament picks the best of the four products per output column,
+and only the winner is compared with the running best, which stays in a small tile buffer.
+
+>>> import numpy as np
+>>> a = np.array([[[2.0, -3.0]]]); w = np.array([[[1.0], [-1.0]]])
+>>> o0 = np.empty((1, 1, 1)); o1 = np.empty_like(o0); p0 = np.empty((1, 1, 1), np.int64); p1 = p0.copy()
+>>> z = np.zeros(1, np.int64)
+>>> matmul_pair(a, a, w, z, z, o0, o1, p0, p1)
+>>> float(o0[0, 0, 0]), int(p0[0, 0, 0]), float(o1[0, 0, 0]), int(p1[0, 0, 0])
+(3.0, 1, 2.0, 0)
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit, prange, vectorize
+
+KTILE = 512  # output columns per tile: the running best and its positions stay in L1
+
+
+@njit(cache=True, parallel=True, boundscheck=False)
+def matmul_pair(a0, a1, w, ia, iw, o0, o1, p0, p1):
+    """Signed max pair: ``o0 = max_n src·w``, ``o1 = min_n src'·w`` where the source swaps
+    (M⁺ ↔ M⁻) on negative weights; ``p0``/``p1`` the winning n."""
+    B, M, K = o0.shape
+    N = a0.shape[2]
+    for row in prange(B * M):
+        b = row // M
+        m = row - b * M
+        x0 = a0[ia[b], m]
+        x1 = a1[ia[b], m]
+        W = w[iw[b]]
+        live = np.empty(N, np.int64)
+        L = 0
+        for n in range(N):
+            if x0[n] != -np.inf:
+                live[L] = n
+                L += 1
+        hb = np.empty(KTILE)
+        lb = np.empty(KTILE)
+        hp = np.empty(KTILE, np.int64)
+        lp = np.empty(KTILE, np.int64)
+        for k0 in range(0, K, KTILE):
+            k1 = min(K, k0 + KTILE)
+            T = k1 - k0
+            for j in range(T):
+                hb[j] = -np.inf
+                lb[j] = np.inf
+                hp[j] = 0
+                lp[j] = 0
+            t = 0
+            while t + 4 <= L:
+                n0 = live[t]
+                n1 = live[t + 1]
+                n2 = live[t + 2]
+                n3 = live[t + 3]
+                h0 = x0[n0]
+                h1 = x0[n1]
+                h2 = x0[n2]
+                h3 = x0[n3]
+                l0 = x1[n0]
+                l1 = x1[n1]
+                l2 = x1[n2]
+                l3 = x1[n3]
+                r0 = W[n0, k0:k1]
+                r1 = W[n1, k0:k1]
+                r2 = W[n2, k0:k1]
+                r3 = W[n3, k0:k1]
+                for j in range(T):
+                    w0 = r0[j]
+                    w1 = r1[j]
+                    w2 = r2[j]
+                    w3 = r3[j]
+                    s0 = w0 >= 0.0
+                    s1 = w1 >= 0.0
+                    s2 = w2 >= 0.0
+                    s3 = w3 >= 0.0
+                    u0 = (h0 if s0 else l0) * w0
+                    u1 = (h1 if s1 else l1) * w1
+                    u2 = (h2 if s2 else l2) * w2
+                    u3 = (h3 if s3 else l3) * w3
+                    v0 = (l0 if s0 else h0) * w0
+                    v1 = (l1 if s1 else h1) * w1
+                    v2 = (l2 if s2 else h2) * w2
+                    v3 = (l3 if s3 else h3) * w3
+                    c = u1 > u0
+                    ua = u1 if c else u0
+                    na = n1 if c else n0
+                    c = u3 > u2
+                    ub = u3 if c else u2
+                    nb = n3 if c else n2
+                    c = ub > ua
+                    u = ub if c else ua
+                    nu = nb if c else na
+                    if u > hb[j]:
+                        hb[j] = u
+                        hp[j] = nu
+                    c = v1 < v0
+                    va = v1 if c else v0
+                    ma = n1 if c else n0
+                    c = v3 < v2
+                    vb = v3 if c else v2
+                    mb = n3 if c else n2
+                    c = vb < va
+                    v = vb if c else va
+                    nv = mb if c else ma
+                    if v < lb[j]:
+                        lb[j] = v
+                        lp[j] = nv
+                t += 4
+            while t < L:
+                n = live[t]
+                h = x0[n]
+                lo = x1[n]
+                r = W[n, k0:k1]
+                for j in range(T):
+                    wv = r[j]
+                    s = wv >= 0.0
+                    u = (h if s else lo) * wv
+                    v = (lo if s else h) * wv
+                    if u > hb[j]:
+                        hb[j] = u
+                        hp[j] = n
+                    if v < lb[j]:
+                        lb[j] = v
+                        lp[j] = n
+                t += 1
+            for j in range(T):
+                o0[b, m, k0 + j] = hb[j]
+                o1[b, m, k0 + j] = lb[j]
+                p0[b, m, k0 + j] = hp[j]
+                p1[b, m, k0 + j] = lp[j]
+
+
+@njit(cache=True, parallel=True, boundscheck=False)
+def matmul_max(a, w, ia, iw, plus, o, p):
+    """``o = max_n a ⊗ w`` with ⊗ = × (``plus`` false: max-abs on lifted ``|w|``) or + (max-plus
+    on lifted ``log|w|``); ``-inf`` entries of ``a`` are 0̄ and skipped."""
+    B, M, K = o.shape
+    N = a.shape[2]
+    for row in prange(B * M):
+        b = row // M
+        m = row - b * M
+        x = a[ia[b], m]
+        W = w[iw[b]]
+        live = np.empty(N, np.int64)
+        L = 0
+        for n in range(N):
+            if x[n] != -np.inf:
+                live[L] = n
+                L += 1
+        bb = np.empty(KTILE)
+        bp = np.empty(KTILE, np.int64)
+        for k0 in range(0, K, KTILE):
+            k1 = min(K, k0 + KTILE)
+            T = k1 - k0
+            for j in range(T):
+                bb[j] = -np.inf
+                bp[j] = 0
+            t = 0
+            while t + 4 <= L:
+                n0 = live[t]
+                n1 = live[t + 1]
+                n2 = live[t + 2]
+                n3 = live[t + 3]
+                q0 = x[n0]
+                q1 = x[n1]
+                q2 = x[n2]
+                q3 = x[n3]
+                r0 = W[n0, k0:k1]
+                r1 = W[n1, k0:k1]
+                r2 = W[n2, k0:k1]
+                r3 = W[n3, k0:k1]
+                if plus:
+                    for j in range(T):
+                        u0 = q0 + r0[j]
+                        u1 = q1 + r1[j]
+                        u2 = q2 + r2[j]
+                        u3 = q3 + r3[j]
+                        c = u1 > u0
+                        ua = u1 if c else u0
+                        na = n1 if c else n0
+                        c = u3 > u2
+                        ub = u3 if c else u2
+                        nb = n3 if c else n2
+                        c = ub > ua
+                        u = ub if c else ua
+                        nu = nb if c else na
+                        if u > bb[j]:
+                            bb[j] = u
+                            bp[j] = nu
+                else:
+                    for j in range(T):
+                        u0 = q0 * r0[j]
+                        u1 = q1 * r1[j]
+                        u2 = q2 * r2[j]
+                        u3 = q3 * r3[j]
+                        c = u1 > u0
+                        ua = u1 if c else u0
+                        na = n1 if c else n0
+                        c = u3 > u2
+                        ub = u3 if c else u2
+                        nb = n3 if c else n2
+                        c = ub > ua
+                        u = ub if c else ua
+                        nu = nb if c else na
+                        if u > bb[j]:
+                            bb[j] = u
+                            bp[j] = nu
+                t += 4
+            while t < L:
+                n = live[t]
+                q = x[n]
+                r = W[n, k0:k1]
+                for j in range(T):
+                    u = q + r[j] if plus else q * r[j]
+                    if u > bb[j]:
+                        bb[j] = u
+                        bp[j] = n
+                t += 1
+            for j in range(T):
+                o[b, m, k0 + j] = bb[j]
+                p[b, m, k0 + j] = bp[j]
+
+
+@njit(cache=True, parallel=True, boundscheck=False)
+def select_last(a, sign, o, p):
+    """Per row of ``a (R, N)``: the max (``sign`` > 0) or min and its first position."""
+    R, N = a.shape
+    for r in prange(R):
+        best = -np.inf if sign > 0 else np.inf
+        pos = 0
+        if N > 0:
+            best = a[r, 0]
+        for n in range(1, N):
+            v = a[r, n]
+            if (v > best) if sign > 0 else (v < best):
+                best = v
+                pos = n
+        o[r] = best
+        p[r] = pos
+
+
+@njit(cache=True, boundscheck=False)
+def scatter_select(values, index, sign, zero, o, p):
+    """``o[s]`` = the max (``sign`` > 0) or min of ``values[index == s]``, ``p[s]`` its first
+    position; ``zero`` and -1 for empty segments. One pass in ascending order."""
+    for s in range(o.shape[0]):
+        o[s] = zero
+        p[s] = -1
+    for j in range(values.shape[0]):
+        s = index[j]
+        v = values[j]
+        if p[s] < 0 or ((v > o[s]) if sign > 0 else (v < o[s])):
+            o[s] = v
+            p[s] = j
+
+
+@njit(cache=True, parallel=True, boundscheck=False)
+def block_pair(a0, a1, d, u, v, o0, o1, p0, p1):
+    """Signed max pair through factored blocks: for each batch row ``b`` and column c,
+    ``⊕_r a[b, r] ⊗ J[b, r, c]`` with ``J = δ·d[b, r] + Σ_t u[b, r, t] v[b, c, t]`` evaluated
+    on the fly (see :class:`graphengine.ir.jacobian.LowRankBlock`)."""
+    B, n = a0.shape
+    R = u.shape[2]
+    for b in prange(B):
+        for c in range(n):
+            o0[b, c] = -np.inf
+            o1[b, c] = np.inf
+            p0[b, c] = 0
+            p1[b, c] = 0
+        for r in range(n):
+            h = a0[b, r]
+            if h == -np.inf:
+                continue
+            lo = a1[b, r]
+            for c in range(n):
+                jv = d[b, r] if r == c else 0.0
+                for t in range(R):
+                    jv = jv + u[b, r, t] * v[b, c, t]
+                s = jv >= 0.0
+                x = (h if s else lo) * jv
+                y = (lo if s else h) * jv
+                if x > o0[b, c]:
+                    o0[b, c] = x
+                    p0[b, c] = r
+                if y < o1[b, c]:
+                    o1[b, c] = y
+                    p1[b, c] = r
+
+
+@njit(cache=True, parallel=True, boundscheck=False)
+def block_maxabs(a, d, u, v, o, p):
+    """Max-abs through factored blocks (``|J|`` evaluated on the fly)."""
+    B, n = a.shape
+    R = u.shape[2]
+    for b in prange(B):
+        for c in range(n):
+            o[b, c] = -np.inf
+            p[b, c] = 0
+        for r in range(n):
+            x = a[b, r]
+            if x == -np.inf:
+                continue
+            for c in range(n):
+                jv = d[b, r] if r == c else 0.0
+                for t in range(R):
+                    jv = jv + u[b, r, t] * v[b, c, t]
+                y = x * abs(jv)
+                if y > o[b, c]:
+                    o[b, c] = y
+                    p[b, c] = r
+
+
+@vectorize(["float64(float64, float64, float64)"], cache=True)
+def scale_pair_hi(hi, lo, w):
+    """M⁺ of ``⟨hi, lo⟩ ⊗ w`` (a numpy ufunc: broadcasts like the reference)."""
+    if hi == -math.inf:
+        return -math.inf
+    return (hi if w >= 0.0 else lo) * w
+
+
+@vectorize(["float64(float64, float64, float64)"], cache=True)
+def scale_pair_lo(hi, lo, w):
+    """M⁻ of ``⟨hi, lo⟩ ⊗ w``."""
+    if hi == -math.inf:
+        return math.inf
+    return (lo if w >= 0.0 else hi) * w
