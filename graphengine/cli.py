@@ -485,6 +485,10 @@ def _export(args, out) -> int:
 
 # ----------------------------------------------------------------------------- experiment
 def _experiment(args, out) -> int:
+    if args.name == "sva":
+        from .sva.cli import run as run_sva
+
+        return run_sva(args, out)
     from .experiments import run_experiment
 
     if args.seed < 0:
@@ -555,13 +559,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("experiment", help="reproduce one of the paper's synthetic findings (needs the "
                                           "experiments extra to train; saved models are reused)")
-    p.add_argument("name", choices=list(EXPERIMENTS), metavar="NAME",
+    p.add_argument("name", choices=list(EXPERIMENTS) + ["sva"], metavar="NAME",
                    help="synthetic-paths (paper §5.1), entropy-mdl (§5.3) or ffoom (App. B.1)")
     p.add_argument("--quick", action="store_true", help="small settings that finish in minutes")
     p.add_argument("--out", metavar="DIR", help="results directory (default results/NAME)")
     p.add_argument("--seed", type=int, default=0, metavar="S", help="training seed (several seeds: S, S+1, ...)")
     p.add_argument("--retrain", action="store_true", help="train again even if a saved model fits")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    from .sva.cli import add_arguments as add_sva_arguments
+
+    add_sva_arguments(p)
     return parser
 
 
