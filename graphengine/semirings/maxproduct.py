@@ -48,8 +48,9 @@ class SignedMaxPair(Semiring):
 
     def scale(self, a, w):
         w = np.asarray(w, dtype=self.dtype)
-        hi = _mul_keep_zero(np.where(w >= 0, a[0], a[1]), w, np.nan)
-        lo = _mul_keep_zero(np.where(w >= 0, a[1], a[0]), w, np.nan)
+        with np.errstate(invalid="ignore"):  # 0̄ · 0 is NaN here; the dead mask below restores 0̄
+            hi = np.where(w >= 0, a[0], a[1]) * w
+            lo = np.where(w >= 0, a[1], a[0]) * w
         dead = a[0] == NEG
         return (np.where(dead, NEG, hi), np.where(dead, POS, lo))
 
