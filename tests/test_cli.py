@@ -382,7 +382,7 @@ def test_help_and_version(capsys):
 
 # ----------------------------------------------------------------------------- demo
 def test_demo(capsys):
-    pytest.importorskip("graphengine.demo")
+    pytest.importorskip("graphengine.cli.demo")
     rc, out, err = cli(capsys, "demo")
     assert rc == 0, err
     assert out.strip()

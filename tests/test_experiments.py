@@ -15,7 +15,7 @@ from graphengine.experiments import common, mdl, stats
 from graphengine.experiments.common import ExperimentError, add_log_probs
 from graphengine.experiments.entropy_mdl import pool_rows, token_entropies
 from graphengine.experiments.ffoom import feature_entropy
-from graphengine.export.builders import (BertConfig, MLPConfig, bert_feeds, build_bert, build_mlp, random_bert_weights,
+from graphengine.models.builders import (BertConfig, MLPConfig, bert_feeds, build_bert, build_mlp, random_bert_weights,
                                          random_mlp_weights)
 from graphengine.ir.passes import decompose
 
@@ -230,7 +230,7 @@ def test_synthetic_paths_end_to_end(tmp_path, monkeypatch):
     kw = dict(sizes=(64, 24, 8), epochs=1, show_progress=False)
     doc = sp.run(out=out, **kw)
     _files(out, doc)
-    assert doc["exporter"] == "graphengine.export.torch.from_torch"
+    assert doc["exporter"] == "graphengine.frontends.torch.from_torch"
     assert doc["accuracy"]["val_ir"] == pytest.approx(doc["accuracy"]["val_torch"])
     for name in ("scalar", "paper", "paper_ops_scalar"):
         v = doc["variants"][name]
@@ -254,7 +254,7 @@ def test_entropy_mdl_end_to_end(tmp_path):
               hidden_size=8, num_heads=2, num_layers=1, intermediate_size=8, show_progress=False)
     doc = em.run(out=out, **kw)
     _files(out, doc)
-    assert len(doc["runs"]) == 3 and all(r["exporter"] == "graphengine.export.torch.from_torch" for r in doc["runs"])
+    assert len(doc["runs"]) == 3 and all(r["exporter"] == "graphengine.frontends.torch.from_torch" for r in doc["runs"])
     for r in doc["runs"]:
         d = r["mdl_detail"]
         assert d["block_sizes"] == mdl.block_sizes(24) and len(d["next_block_losses"]) == 13

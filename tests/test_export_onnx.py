@@ -1,4 +1,4 @@
-"""ONNX import (graphengine.export.onnx).
+"""ONNX import (graphengine.frontends.onnx).
 
 Oracles: ``onnx.reference.ReferenceEvaluator`` for forward values (hand-built graphs covering
 every mapped op type, and torch-exported MLP / BERT-style / Hugging Face BERT models),
@@ -24,7 +24,7 @@ from onnx.reference.op_run import OpRun  # noqa: E402
 
 from graphengine.engine import backward, forward, weighted  # noqa: E402
 from graphengine.errors import GraphEngineError, GraphFormatError  # noqa: E402
-from graphengine.export.onnx import (FOLD_ONLY_OPS, SUPPORTED_OPS, OnnxConversionError,  # noqa: E402
+from graphengine.frontends.onnx import (FOLD_ONLY_OPS, SUPPORTED_OPS, OnnxConversionError,  # noqa: E402
                                      UnsupportedOnnxOpError, from_onnx)
 from graphengine.ir import Graph  # noqa: E402
 

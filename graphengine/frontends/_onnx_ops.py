@@ -1,4 +1,4 @@
-"""ONNX op mappings for :mod:`graphengine.export.onnx`.
+"""ONNX op mappings for :mod:`graphengine.frontends.onnx`.
 
 Two tables, keyed by ONNX op type:
 

@@ -1,4 +1,4 @@
-"""ATen op converters for the PyTorch frontend (:mod:`graphengine.export.torch`).
+"""ATen op converters for the PyTorch frontend (:mod:`graphengine.frontends.torch`).
 
 Each converter takes the frontend's converter state ``cv`` and the op's arguments by schema
 name, with FX nodes replaced by their values: an IR :class:`~graphengine.ir.graph.Node`, a

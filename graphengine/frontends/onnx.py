@@ -79,7 +79,7 @@ from ..ir.passes import POLICIES, decompose as decompose_pass
 try:
     import onnx
 except ImportError as _e:  # pragma: no cover - exercised only without the extra
-    raise ImportError("graphengine.export.onnx needs the 'onnx' package: pip install graphengine[onnx]") from _e
+    raise ImportError("graphengine.frontends.onnx needs the 'onnx' package: pip install graphengine[onnx]") from _e
 
 from ._onnx_load import (OnnxConversionError, UnsupportedOnnxOpError, attributes, default_opset, input_shape,
                          load_model, one_line, tensor_to_array)

@@ -1,4 +1,4 @@
-"""Reading ONNX files for :mod:`graphengine.export.onnx`: parsing, checks, external data,
+"""Reading ONNX files for :mod:`graphengine.frontends.onnx`: parsing, checks, external data,
 tensors and attributes as numpy / Python values.
 
 Everything here turns a bad file into one :class:`~graphengine.errors.GraphFormatError` line

@@ -7,7 +7,7 @@
 
 ``--model``: ``A`` (``results/sva/model_a``, trained by ``scripts/sva_train_model_a.py``), ``B``
 (``results/sva/model_b``, ``scripts/sva_finetune_model_b.py``), a model directory or a graph file
-from :func:`graphengine.sva.models.export_ge`. ``--data`` defaults to the model's own test split
+from :func:`graphengine.experiments.sva.models.export_ge`. ``--data`` defaults to the model's own test split
 (``test.tsv`` in its directory). Results go to ``--out`` (default
 ``results/sva/<model>_<data>_<granularity>``); a rerun resumes.
 
@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 from typing import Any, Dict, Optional
 
-from ..errors import GraphEngineError
+from ...errors import GraphEngineError
 from .analysis import GRANULARITIES
 
 __all__ = ["add_arguments", "add_parser", "run", "run_experiment"]

@@ -9,7 +9,7 @@
     graphengine analyze FILE --qoi QOI --semiring max,entropy,kbest:5 [--granularity scalar|paper]
                       [--nodes NAME ...] [--from NAME ...] [--inputs ...] [--input ...] [-o OUT.json]
     graphengine demo [--model auto|minilm|builtin] [--text "..."]
-    graphengine export torch|hf|onnx ...   (see graphengine.cli_export)
+    graphengine export torch|hf|onnx ...   (see graphengine.cli.export)
     graphengine experiment synthetic-paths|entropy-mdl|ffoom [--quick] [--out DIR] [--seed S] [--retrain]
                       [--no-progress]
 
@@ -37,7 +37,7 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-from .errors import GraphEngineError
+from ..errors import GraphEngineError
 
 PROG = "graphengine"
 SMALL = 16          # tensors with at most this many elements are printed in full
@@ -99,7 +99,7 @@ def _stats(a: np.ndarray) -> str:
 
 
 def _load_graph(path: str):
-    from .ir import load
+    from ..ir import load
 
     return load(path)
 
@@ -252,7 +252,7 @@ def scope_tree(scopes_with_counts: Counter, depth: int = SCOPE_DEPTH) -> Dict[st
 
 
 def _info(args, out) -> int:
-    from .ir import FORMAT_VERSION
+    from ..ir import FORMAT_VERSION
 
     g = _load_graph(args.file)
     summary = g.summary()
@@ -309,7 +309,7 @@ def _write_tree(w, tree: Dict[str, int]) -> None:
 
 # ----------------------------------------------------------------------------- run
 def _run(args, out) -> int:
-    from .engine import forward
+    from ..engine import forward
 
     _check_output_path(args.output)
     g = _load_graph(args.file)
@@ -332,9 +332,9 @@ def _run(args, out) -> int:
 
 # ----------------------------------------------------------------------------- grad
 def _grad(args, out) -> int:
-    from .engine import backward, forward, parse
-    from .errors import QoIError
-    from .ir.dtypes import is_float
+    from ..engine import backward, forward, parse
+    from ..errors import QoIError
+    from ..ir.dtypes import is_float
 
     _check_output_path(args.output)
     qoi = parse(args.qoi)  # syntax errors before any file is read
@@ -386,7 +386,7 @@ def _grad(args, out) -> int:
 
 # ----------------------------------------------------------------------------- analyze
 def _parse_semirings(text: str) -> List[str]:
-    from .semirings import get_semiring
+    from ..semirings import get_semiring
 
     names = [t.strip() for t in text.split(",") if t.strip()]
     if not names:
@@ -402,9 +402,9 @@ def _parse_semirings(text: str) -> List[str]:
 
 
 def _analyze(args, out) -> int:
-    from .analysis.report import analyze
-    from .engine import forward, parse
-    from .errors import QoIError
+    from ..analysis.report import analyze
+    from ..engine import forward, parse
+    from ..errors import QoIError
 
     if args.output:
         _check_output_path(args.output)
@@ -478,7 +478,7 @@ def _demo(args, out) -> int:
 
 
 def _export(args, out) -> int:
-    from .cli_export import run_export
+    from .export import run_export
 
     return run_export(args, out, write_npz_atomic, _check_output_path)
 
@@ -486,10 +486,10 @@ def _export(args, out) -> int:
 # ----------------------------------------------------------------------------- experiment
 def _experiment(args, out) -> int:
     if args.name == "sva":
-        from .sva.cli import run as run_sva
+        from ..experiments.sva.cli import run as run_sva
 
         return run_sva(args, out)
-    from .experiments import run_experiment
+    from ..experiments import run_experiment
 
     if args.seed < 0:
         raise CLIError(f"--seed must be >= 0, got {args.seed}")
@@ -504,7 +504,7 @@ def _experiment(args, out) -> int:
 
 # ----------------------------------------------------------------------------- main
 def build_parser() -> argparse.ArgumentParser:
-    from . import __version__
+    from .. import __version__
 
     parser = _Parser(prog=PROG, description="Semiring backpropagation over explicit model graphs.")
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
@@ -551,11 +551,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="auto: MiniLM when the hf extra and its package are installed, else builtin")
     p.add_argument("--text", help="the sentence to analyze (MiniLM only)")
 
-    from .cli_export import add_parser as add_export_parser
+    from .export import add_parser as add_export_parser
 
     add_export_parser(sub)
 
-    from .experiments import EXPERIMENTS
+    from ..experiments import EXPERIMENTS
 
     p = sub.add_parser("experiment", help="reproduce one of the paper's synthetic findings (needs the "
                                           "experiments extra to train; saved models are reused)")
@@ -566,7 +566,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, metavar="S", help="training seed (several seeds: S, S+1, ...)")
     p.add_argument("--retrain", action="store_true", help="train again even if a saved model fits")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    from .sva.cli import add_arguments as add_sva_arguments
+    from ..experiments.sva.cli import add_arguments as add_sva_arguments
 
     add_sva_arguments(p)
     return parser

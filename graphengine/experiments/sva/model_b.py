@@ -6,7 +6,7 @@ trained as a sentence embedder) is the pretrained 6-layer BERT we have; it has n
 head is trained: ``classifier`` = Linear(384 → 2) on the final hidden state at ``[MASK]``
 (0 = singular, 1 = plural verb). The encoder and the head are fine-tuned together on a train
 split of an agreement TSV (the natural sentences of ``shared/data/sva/linzen_agreement.tsv``);
-the label is the number of the correct verb (:func:`graphengine.sva.data.verb_pair_number`).
+the label is the number of the correct verb (:func:`graphengine.experiments.sva.data.verb_pair_number`).
 
 Split: a seeded permutation of the usable rows; the last ``test_fraction`` are the test split
 (written to ``test.tsv``), the rest train. Training: AdamW (lr 5e-5 for the encoder, 1e-3 for
@@ -293,7 +293,7 @@ def _write_rows(src: str, rows: set, dst: str) -> None:
 def _ir_parity(sva: SVAModel, enc: _Encoder, ids, lengths) -> float:
     import torch
 
-    from ..engine import forward
+    from ...engine import forward
 
     worst = 0.0
     enc.bert.eval()

@@ -38,9 +38,9 @@ from typing import Any, Dict, Optional
 
 import numpy as np
 
-from ..datasets.base import Split
-from ..datasets.sva_grammar import CONSTRUCTIONS, VOCAB, sva_grammar, verb_number, write_tsv
-from ..export.builders import BertConfig, random_bert_weights
+from ...datasets.base import Split
+from ...datasets.sva_grammar import CONSTRUCTIONS, VOCAB, sva_grammar, verb_number, write_tsv
+from ...models.builders import BertConfig, random_bert_weights
 from .models import SVAModel, save_model
 
 __all__ = ["ModelAConfig", "tiny_model", "train_model_a", "hf_config"]
@@ -241,7 +241,7 @@ def _ir_parity(sva: SVAModel, model, ids, lengths) -> float:
     """Max |IR logits − torch logits| over a few test sentences (each at its own length)."""
     import torch
 
-    from ..engine import forward
+    from ...engine import forward
 
     worst = 0.0
     m64 = model.double().eval()

