@@ -43,7 +43,7 @@ def path_to_dict(path: Path) -> Dict:
 
 def _best_start(result, name: str, starts: List[int]):
     """(node id, index) of the start element with the best headline value, or None."""
-    sres = result._sr(name)
+    sres = result.semiring_result(name)
     best = None
     for nid in starts:
         if nid not in sres.values:

@@ -102,7 +102,7 @@ def _branches(result, layers):
     """For each token, the branch (Q/K/V/skip) through which its best unit's top path leaves each
     layer input, read off the backpointers."""
     graph = result.graph
-    sres = result._sr("max")
+    sres = result.semiring_result("max")
     out = []
     T = graph.nodes[layers[0].node].shape[1]
     for t in range(T):

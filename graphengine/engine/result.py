@@ -63,11 +63,11 @@ class BackwardResult:
         return self.by_semiring[semiring]
 
     def retained(self, semiring: Optional[str] = None) -> List[int]:
-        return sorted(self._sr(semiring).values)
+        return sorted(self.semiring_result(semiring).values)
 
     def components(self, node, semiring: Optional[str] = None) -> Dict[str, np.ndarray]:
         """All finalized arrays (e.g. ``{"grad": ...}``, ``{"entropy": ..., "Z": ..., "R": ...}``)."""
-        sr = self._sr(semiring)
+        sr = self.semiring_result(semiring)
         nid = self.graph.node(node).id
         if nid not in sr.values:
             name = self.graph.node(node).name
@@ -82,7 +82,7 @@ class BackwardResult:
         return self.get(node, "real")
 
     def raw(self, node, semiring: Optional[str] = None) -> Value:
-        return self._sr(semiring).values[self.graph.node(node).id]
+        return self.semiring_result(semiring).values[self.graph.node(node).id]
 
     def backpointers(self, node, semiring: Optional[str] = None) -> Backpointers:
-        return self._sr(semiring).backpointers[self.graph.node(node).id]
+        return self.semiring_result(semiring).backpointers[self.graph.node(node).id]

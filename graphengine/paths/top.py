@@ -82,7 +82,7 @@ def top_path(result: BackwardResult, node, index: Sequence[int], semiring: Optio
     if result.granularity != "scalar":
         raise ValueError("paper-granularity backpointers name only consumer nodes, not elements; "
                          "run backward(..., granularity='scalar') to recover element paths")
-    sres = result._sr(semiring)
+    sres = result.semiring_result(semiring)
     sr = sres.semiring
     if not sr.selective:
         raise ValueError(f"semiring '{sr.name}' keeps no backpointers (use max, maxabs, maxplus or bool)")
@@ -115,7 +115,7 @@ def top_path(result: BackwardResult, node, index: Sequence[int], semiring: Optio
 def k_best_paths(result: BackwardResult, node, index: Sequence[int], semiring: Optional[str] = None) -> List[Path]:
     """The k best paths from ``node[index]`` to the QoI, best first, from a ``kbest:K`` (signed)
     or ``kbestabs:K`` (magnitude) result; fewer when fewer paths exist."""
-    sres = result._sr(semiring)
+    sres = result.semiring_result(semiring)
     if not getattr(sres.semiring, "cross_components", False):
         raise ValueError(f"semiring '{sres.semiring.name}' is not a k-best semiring (use kbest:K or kbestabs:K)")
     nid = result.graph.node(node).id
@@ -136,7 +136,7 @@ def best_input_path(result: BackwardResult, semiring: Optional[str] = None, node
                     component: int = 0) -> Path:
     """The best path from any element of any input (or of ``nodes``) to the QoI, in ``component``
     (for the signed max pair, ``component=1`` gives the most negative path)."""
-    sres = result._sr(semiring)
+    sres = result.semiring_result(semiring)
     graph = result.graph
     ids = [graph.node(n).id for n in nodes] if nodes is not None else \
         [n.id for n in graph.nodes if n.op == "input" and n.id in sres.values]

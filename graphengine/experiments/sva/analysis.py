@@ -243,7 +243,7 @@ def walk_top_path(result, node: int, index) -> tuple:
     component switching on negative edges) with :func:`local_derivative`.
     """
     graph = result.graph
-    sres = result._sr("max")
+    sres = result.semiring_result("max")
     sr = sres.semiring
     u = int(node)
     x = int(np.ravel_multi_index(tuple(index), graph.nodes[u].shape))
