@@ -53,7 +53,9 @@ class BackwardResult:
     def semirings(self) -> List[str]:
         return list(self.by_semiring)
 
-    def _sr(self, semiring: Optional[str]) -> SemiringResult:
+    def semiring_result(self, semiring: Optional[str] = None) -> SemiringResult:
+        """The raw per-semiring record (values, backpointers, the semiring object) of ``semiring``
+        (may be omitted when only one semiring was computed)."""
         if semiring is None:
             if len(self.by_semiring) != 1:
                 raise KeyError(f"several semirings in this result ({', '.join(self.by_semiring)}): name one")
