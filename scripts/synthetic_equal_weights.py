@@ -36,7 +36,7 @@ import numpy as np
 from graphengine.analysis.entropy import vector_entropy
 from graphengine.models.synthetic import count_paths, layered_dag, output_qoi, unit_graph
 from graphengine.engine import backward, forward
-from graphengine.semirings._numpy import logsumexp_last
+from graphengine.semirings.reductions import logsumexp_last
 
 NAME = "synthetic_equal_weights"
 SEMIRINGS = ["entropy", "logentropy", "count", "logcount"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..semirings._numpy import logsumexp_last
+from ..semirings.reductions import logsumexp_last
 
 
 def vector_entropy(result, node, semiring: str = "entropy") -> float:

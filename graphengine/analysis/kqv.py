@@ -70,6 +70,7 @@ from ..engine.result import BackwardResult
 from ..errors import GraphEngineError
 from ..ir import Graph
 from ..ir.dtypes import is_float
+from ..semirings import get_semiring
 
 __all__ = ["BRANCHES", "COLUMNS", "DEFAULT_PATTERNS", "KQVError", "LayerInput", "find_layer_inputs", "kqv_retain",
            "KQVCredits", "kqv_credits", "KQVSummary", "kqv_summary"]
@@ -89,7 +90,17 @@ DEFAULT_PATTERNS: Dict[str, str] = {
     "skip": _L + r"output(?!\.dense(?:\.|$))(?:\.|$)",
 }
 
-_SEMIRINGS = ("max", "maxabs")
+
+
+def _supported(result: BackwardResult, semiring: str) -> bool:
+    """The summary needs element backpointers of the *largest path product* (its first
+    component, neither a log nor a count): ``max`` (M⁺) and ``maxabs`` among the shipped ones."""
+    try:
+        s = result.semiring_result(semiring).semiring if semiring in result.semirings else get_semiring(semiring)
+    except ValueError:
+        return False
+    return s.selective and not s.cross_components and s.directions[:1] == ("max",) and s.weighted \
+        and not s.log_space
 
 
 class KQVError(GraphEngineError):
@@ -220,13 +231,14 @@ class KQVCredits:
 
 def _semiring(result: BackwardResult, semiring: Optional[str]) -> str:
     if semiring is None:
-        have = [s for s in result.semirings if s in _SEMIRINGS]
+        have = [s for s in result.semirings if _supported(result, s)]
         if not have:
             raise KQVError(f"the K/Q/V summary needs a 'max' (or 'maxabs') backward result; this one has "
                            f"{', '.join(result.semirings)}")
         return have[0]
-    if semiring not in _SEMIRINGS:
-        raise KQVError(f"the K/Q/V summary supports the semirings {_SEMIRINGS}, not {semiring!r}")
+    if not _supported(result, semiring):
+        raise KQVError(f"the K/Q/V summary supports the semirings that keep element backpointers of the "
+                       f"largest path product (max, maxabs), not {semiring!r}")
     if semiring not in result.semirings:
         raise KQVError(f"semiring {semiring!r} was not computed in this result (have: {', '.join(result.semirings)})")
     return semiring

@@ -7,59 +7,40 @@ says that a path exists, a plain semiring reporting 0, ±inf or NaN has lost the
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional
+from typing import Dict, Optional
 
 import numpy as np
 
-# Which finite log-space values prove that the true plain value is non-zero (and finite).
-# Weight-aware statistics need a path of non-zero weight; structural ones any declared edge.
-_WEIGHTED_REFS = ("maxplus", "log", "logentropy")
-_STRUCTURAL_REFS = ("logcount", "bool")
-TWINS = {
-    "absolute": "log",
-    "entropy": "logentropy",
-    "maxabs": "maxplus",
-    "max": "maxplus",
-    "real": "log",
-    "count": "logcount",
-    "bool": "logcount",
-}
-LOG_SPACE = ("log", "logentropy", "maxplus", "logcount")
 TINY = float(np.nextafter(0.0, 1.0))  # smallest positive float64 (subnormal)
 
 
-def _path_mask(result, node, name: str) -> Optional[np.ndarray]:
-    """Where a path exists, from the log-space value ``name`` (or ``bool``), or None."""
-    comps = result.components(node, name)
-    if name == "bool":
-        return np.asarray(comps["reachable"], bool)
-    return np.isfinite(next(iter(comps.values()))) if name != "logentropy" else np.isfinite(comps["log_Z"])
-
-
-def _reference(result, semiring: str):
-    have = set(result.semirings)
-    prefs: List[str] = []
-    if semiring in TWINS:
-        prefs.append(TWINS[semiring])
-    prefs += list(_WEIGHTED_REFS if semiring not in ("count", "bool") else _STRUCTURAL_REFS + _WEIGHTED_REFS)
-    for p in prefs:
-        if p in have and p != semiring:
-            return p
-    return None
+def _reference(result, name: str, masks: Dict[str, Optional[np.ndarray]]) -> Optional[str]:
+    """The semiring of ``result`` whose values say exactly where a path exists (``masks``: each
+    semiring's ``path_mask``, None where it cannot tell), for checking ``name``: its log twin if
+    computed, else another exact one. A weighted statistic needs a weighted reference (a path of
+    non-zero weight); a structural one (count, bool) prefers a structural reference."""
+    def sr(n):
+        return result.semiring_result(n).semiring
+    exact = [n for n in result.semirings if n != name and masks[n] is not None]
+    weighted = [n for n in exact if sr(n).weighted]
+    structural = [n for n in exact if not sr(n).weighted]
+    prefs = [sr(name).log_twin] + (weighted if sr(name).weighted else structural + weighted)
+    return next((p for p in prefs if p in exact), None)
 
 
 def underflow_report(result, node) -> Dict[str, Dict[str, object]]:
     """Per semiring of ``result``: are its finalized values at ``node`` degenerate?
 
-    For a plain semiring, an element is degenerate when its log-space twin (``absolute`` →
-    ``log``, ``entropy`` → ``logentropy``, ``max``/``maxabs`` → ``maxplus``, ``count``/``bool``
-    → ``logcount``; another log-space semiring of the result if the twin is missing) says a path
-    exists there but the plain value is 0 (underflow), ±inf (overflow) or NaN. What is checked
-    is the quantity that must be non-zero when a path exists: ``Z`` for ``entropy`` (``H`` may
-    legitimately be 0), ``max(|M⁺|, |M⁻|)`` for ``max``. ``real`` can be 0 by cancellation, so a
-    zero gradient counts only where even its bound ``Z`` (from ``log``) is below the smallest
-    float64; non-finite gradients always count. Log-space semirings are degenerate where they
-    hold NaN or +inf.
+    For a plain semiring, an element is degenerate when its log-space twin (the semiring's
+    ``log_twin``: ``absolute`` → ``log``, ``entropy`` → ``logentropy``, ``max``/``maxabs`` →
+    ``maxplus``, ``count``/``bool`` → ``logcount``; another exact semiring of the result if the
+    twin is missing) says a path exists there but the plain value is 0 (underflow), ±inf
+    (overflow) or NaN. What is checked is the semiring's ``path_magnitude``, the quantity that
+    must be non-zero when a path exists: ``Z`` for ``entropy`` (``H`` may legitimately be 0),
+    ``max(|M⁺|, |M⁻|)`` for ``max``. A semiring that ``may_cancel`` (``real``) can be 0 by
+    cancellation, so a zero gradient counts only where even its bound (its log twin, ``log Z``)
+    is below the smallest float64; non-finite gradients always count. Log-space semirings are
+    degenerate where they hold NaN or +inf.
 
     Each entry: ``degenerate`` (bool, or None when no reference was computed), ``reference``
     (the semiring used), ``elements`` (degenerate elements), ``of`` (elements with a path), and
@@ -81,14 +62,13 @@ def underflow_report(result, node) -> Dict[str, Dict[str, object]]:
     True
     """
     out: Dict[str, Dict[str, object]] = {}
-    log_bound = None
-    if "log" in result.semirings:
-        log_bound = np.asarray(result.get(node, "log"), np.float64)
+    masks = {n: result.semiring_result(n).semiring.path_mask(result.raw(node, n)) for n in result.semirings}
     for name in result.semirings:
+        sr = result.semiring_result(name).semiring
         comps = result.components(node, name)
-        ref = _reference(result, name)
+        ref = _reference(result, name, masks)
         entry: Dict[str, object] = {"reference": ref}
-        if name in LOG_SPACE:
+        if sr.log_space:
             vals = [np.asarray(c, np.float64) for c in comps.values()]
             nan = np.zeros(vals[0].shape, bool)
             over = np.zeros(vals[0].shape, bool)
@@ -103,20 +83,15 @@ def underflow_report(result, node) -> Dict[str, Dict[str, object]]:
                 out[name] = {"degenerate": None, "reference": None, "elements": 0, "of": 0,
                              "underflow": 0, "overflow": 0, "nan": 0}
                 continue
-            has_path = _path_mask(result, node, ref)
-            if name == "max":
-                v = np.maximum(np.abs(comps["max"]), np.abs(comps["min"]))
-            elif name == "entropy":
-                v = np.asarray(comps["Z"], np.float64)
-                v = np.where(np.isfinite(comps["R"]) & np.isfinite(comps["entropy"]), v, np.nan)
-            else:
-                v = np.asarray(next(iter(comps.values())), np.float64)
+            has_path = masks[ref]
+            v = sr.path_magnitude(comps)
             nan = np.isnan(v)
             over = np.isinf(v)
             zero = v == 0
-            if name == "real":
-                unrepresentable = (log_bound < np.log(TINY)) if log_bound is not None else np.zeros(v.shape, bool)
-                zero &= unrepresentable
+            if sr.may_cancel:
+                bound = np.asarray(result.get(node, sr.log_twin), np.float64) \
+                    if sr.log_twin in result.semirings else None
+                zero &= (bound < np.log(TINY)) if bound is not None else np.zeros(v.shape, bool)
             bad_under = zero & has_path
             nan &= has_path
             over &= has_path

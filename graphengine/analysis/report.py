@@ -42,17 +42,19 @@ def path_to_dict(path: Path) -> Dict:
 
 
 def _best_start(result, name: str, starts: List[int]):
-    """(node id, index) of the start element with the best headline value, or None."""
+    """(node id, index) of the start element with the best headline value (largest, or smallest
+    for a semiring whose first component ⊕ minimizes), or None."""
     sres = result.semiring_result(name)
+    sign = -1.0 if sres.semiring.directions[:1] == ("min",) else 1.0
     best = None
     for nid in starts:
         if nid not in sres.values:
             continue
-        v = np.asarray(sres.values[nid][0], dtype=np.float64)
+        v = sign * np.asarray(sres.values[nid][0], dtype=np.float64)
         if v.size == 0:
             continue
         i = int(np.argmax(v))
-        if v.flat[i] != sres.semiring.zero_elements[0] and (best is None or v.flat[i] > best[0]):
+        if sign * v.flat[i] != sres.semiring.zero_elements[0] and (best is None or v.flat[i] > best[0]):
             best = (v.flat[i], nid, np.unravel_index(i, v.shape))
     return None if best is None else best[1:]
 
@@ -89,7 +91,7 @@ def analyze(graph, activations, qoi, semirings: Sequence[str], granularity: str 
                 continue
             comps = result.components(nid, s.name)
             entry[s.name] = {k: _finite_stats(v) for k, v in comps.items()}
-            if s.name in ("entropy", "logentropy"):
+            if s.is_entropy:
                 value = result.raw(nid, s.name)
                 pooled = s.finalize(tuple(np.atleast_1d(c) for c in
                                           s.sum_last(tuple(c.reshape(1, -1) for c in value))[0]))
@@ -103,7 +105,7 @@ def analyze(graph, activations, qoi, semirings: Sequence[str], granularity: str 
             if start is None:
                 report["paths"][s.name] = []
                 continue
-            if getattr(s, "cross_components", False):
+            if s.cross_components:
                 paths = k_best_paths(result, start[0], start[1], s.name)
             else:
                 paths = [top_path(result, start[0], start[1], s.name)]

@@ -405,6 +405,7 @@ def _analyze(args, out) -> int:
     from ..analysis.report import analyze
     from ..engine import forward, parse
     from ..errors import QoIError
+    from ..semirings import get_semiring
 
     if args.output:
         _check_output_path(args.output)
@@ -421,8 +422,9 @@ def _analyze(args, out) -> int:
                 g.node(ref)
             except KeyError as e:
                 raise CLIError(f"{flag} {ref}: {e.args[0]}") from None
-    if args.granularity == "paper" and any(n.startswith("kbest") for n in names):
-        raise CLIError("--granularity paper: k-best semirings are defined at scalar granularity only")
+    scalar_only = [n for n in names if not get_semiring(n).paper_granularity]
+    if args.granularity == "paper" and scalar_only:
+        raise CLIError(f"--granularity paper: {', '.join(scalar_only)} is defined at scalar granularity only")
     acts = forward(g, _feeds(args))
     report = analyze(g, acts, qoi, names, args.granularity, nodes=args.nodes, starts=args.starts)
     w = out.write

@@ -42,9 +42,8 @@ from ..errors import QoIError
 from ..ir import Graph, get_op
 from ..ir.dtypes import is_float
 from ..kernels.dispatch import on_device
-from ..kernels.pointers import mask_unreached
 from ..semirings import Semiring, get_semiring
-from .propagate import Adjoint, propagate, seed_index
+from .propagate import Adjoint, propagate
 from .qoi import QoI, parse
 from .result import Backpointers, BackwardResult
 
@@ -132,7 +131,7 @@ def backward(graph: Graph, activations: Mapping[int, np.ndarray], qoi: Union[QoI
     pointers: Dict[int, Dict[str, Backpointers]] = {}
     adjoints[qnode.id] = {s.name: Adjoint(s.where(mask, s.scale(s.ones(qnode.shape), coef), s.zeros(qnode.shape)))
                           for s in srs}
-    pointers[qnode.id] = {s.name: _no_pointers(qnode.shape, len(s.components)) for s in srs if s.selective}
+    pointers[qnode.id] = {s.name: s.pointers.empty(qnode.shape, len(s.components)) for s in srs}
 
     for nid in range(qnode.id, -1, -1):
         state = adjoints.pop(nid, None)
@@ -143,14 +142,16 @@ def backward(graph: Graph, activations: Mapping[int, np.ndarray], qoi: Union[QoI
         for s in srs:
             if nid in keep:
                 result.by_semiring[s.name].values[nid] = state[s.name].value
-            if s.selective and (nid in keep or keep_backpointers):
-                result.by_semiring[s.name].backpointers[nid] = _mask_unreached(s, state[s.name].value, bps[s.name])
+            if nid in keep or keep_backpointers:
+                record = s.pointers.finish(state[s.name].value, s.zero_elements, bps.get(s.name))
+                if record is not None:
+                    result.by_semiring[s.name].backpointers[nid] = record
         if node.op in ("input", "parameter", "constant"):
             continue
         opdef = get_op(node.op)
         xs = [activations[i] for i in node.inputs]
         y = activations[nid]
-        start_idx = {s.name: seed_index(node.shape, s) for s in srs if s.selective}
+        start_idx = {s.name: s.pointers.seed(node.shape, len(s.components)) for s in srs}
         with np.errstate(divide="ignore", invalid="ignore", over="ignore", under="ignore"):
             for slot, inp in enumerate(node.inputs):
                 if not needs[inp]:
@@ -160,71 +161,25 @@ def backward(graph: Graph, activations: Mapping[int, np.ndarray], qoi: Union[QoI
                     continue
                 in_shape = graph.nodes[inp].shape
                 for s in srs:
-                    start = Adjoint(state[s.name].value, start_idx.get(s.name))
+                    start = Adjoint(state[s.name].value, start_idx[s.name])
                     contrib = propagate(structure, start, in_shape, inner[s.name])
                     _accumulate(adjoints, pointers, inp, outer[s.name], contrib, nid, slot)
     return result
 
 
-def _no_pointers(shape, k) -> Backpointers:
-    return Backpointers(tuple(np.full(shape, -1, np.int32) for _ in range(k)),
-                        tuple(np.full(shape, -1, np.int16) for _ in range(k)),
-                        tuple(np.full(shape, -1, np.int64) for _ in range(k)))
-
-
 def _accumulate(adjoints, pointers, inp: int, s: Semiring, contrib: Adjoint, consumer: int, slot: int) -> None:
+    """⊕ ``contrib`` (from ``consumer`` through ``slot``) into the adjoint of ``inp``; the
+    semiring's backpointer policy records the winners."""
     entry = adjoints.setdefault(inp, {})
     old = entry.get(s.name)
-    k = len(s.components)
-    idx = None
-    if s.selective:
-        idx = contrib.idx if contrib.idx is not None else (np.full(contrib.shape, -1, np.int64),) * k
+    n = len(s.components)
     if old is None:
         entry[s.name] = Adjoint(contrib.value)
-        if s.selective:
-            shape = contrib.shape
-            node_bp = np.broadcast_to(np.int32(consumer), shape)   # read-only views: written only
-            slot_bp = np.broadcast_to(np.int16(slot), shape)       # through np.where / masking copies
-            pointers.setdefault(inp, {})[s.name] = Backpointers(
-                (node_bp,) * k, (slot_bp,) * k, tuple(np.broadcast_to(np.asarray(i, dtype=np.int64), shape) for i in idx))
-        return
-    value, picks = s.plus(old.value, contrib.value)
-    entry[s.name] = Adjoint(value)
-    if s.cross_components:  # picks index [old components..., new components...]
-        bp = pointers[inp][s.name]
-        new = (tuple(np.full(contrib.shape, consumer, np.int32) for _ in range(k)),
-               tuple(np.full(contrib.shape, slot, np.int16) for _ in range(k)), idx)
-        merged = []
-        for old_parts, new_parts in zip((bp.node, bp.slot, bp.element), new):
-            stacked = np.stack(np.broadcast_arrays(*old_parts, *new_parts), axis=-1)
-            merged.append(tuple(np.take_along_axis(stacked, np.maximum(p, 0)[..., None], -1)[..., 0] for p in picks))
-        pointers[inp][s.name] = Backpointers(*merged)
-    elif s.selective and picks is not None:
-        bp = pointers[inp][s.name]
-        nodes, slots, elems = list(bp.node), list(bp.slot), list(bp.element)
-        for c, p in enumerate(picks):
-            if p is not None:
-                nodes[c] = np.where(p, np.int32(consumer), nodes[c])
-                slots[c] = np.where(p, np.int16(slot), slots[c])
-                elems[c] = np.where(p, idx[c], elems[c])
-        pointers[inp][s.name] = Backpointers(tuple(nodes), tuple(slots), tuple(elems))
-
-
-def _mask_unreached(s: Semiring, value, bp: Backpointers) -> Backpointers:
-    parts = ([], [], [])
-    ranks = []
-    k = len(s.components)
-    if not s.cross_components:
-        for c in range(k):
-            for out, arr in zip(parts, mask_unreached(value[c], s.zero_elements[c], bp.node[c], bp.slot[c], bp.element[c])):
-                out.append(arr)
-        return Backpointers(*(tuple(p) for p in parts))
-    for c in range(k):
-        dead = value[c] == s.zero_elements[c]
-        for out, arr in zip(parts, (bp.node[c], bp.slot[c], bp.element[c])):
-            out.append(np.where(dead, arr.dtype.type(-1), arr))
-        if s.cross_components:  # decode element * k + rank
-            enc = parts[2][-1]
-            parts[2][-1] = np.where(enc >= 0, enc // k, -1)
-            ranks.append(np.where(enc >= 0, enc % k, -1).astype(np.int16))
-    return Backpointers(*(tuple(p) for p in parts), rank=tuple(ranks) if s.cross_components else None)
+        record = s.pointers.first(consumer, slot, contrib.idx, contrib.shape, n)
+    else:
+        value, picks = s.plus(old.value, contrib.value)
+        entry[s.name] = Adjoint(value)
+        record = s.pointers.merge(pointers.get(inp, {}).get(s.name), consumer, slot, contrib.idx, picks,
+                                  contrib.shape, n)
+    if record is not None:
+        pointers.setdefault(inp, {})[s.name] = record

@@ -3,10 +3,12 @@
 This is where a structure (declared by the op) meets an algebra (declared by the semiring).
 Nothing here knows about specific ops or specific semirings.
 
-An :class:`Adjoint` carries, for selective semirings, the flat index of the *consumer element*
-each value came from (``idx``, one array per component). Every movement applied to values is
-applied to ``idx`` too, and every selective ⊕ gathers ``idx`` at the winner; so after a
-structure has been applied, ``idx`` names the consumer element of the winning edge.
+An :class:`Adjoint` carries, for semirings that keep backpointers, the index of the *consumer
+element* each value came from (``idx``, one array per component; what it encodes is the
+semiring's backpointer policy, :mod:`graphengine.semirings.pointers`). Every movement applied to
+values is applied to ``idx`` too, and after every reduction the policy gathers ``idx`` at the
+winning positions; so after a structure has been applied, ``idx`` names the consumer element of
+the winning edge.
 """
 
 from __future__ import annotations
@@ -36,44 +38,14 @@ class Adjoint:
                        None if self.idx is None else tuple(fn(i) for i in self.idx))
 
 
-def seed_index(shape, sr: Semiring) -> Tuple[np.ndarray, ...]:
-    """Every element names itself: the starting index of a consumer's adjoint. For
-    cross-component semirings (k-best) the index also encodes the component (the rank):
-    ``element * n_components + component``."""
-    idx = np.arange(int(np.prod(shape, dtype=np.int64)), dtype=np.int64).reshape(shape)
-    k = len(sr.components)
-    if sr.cross_components:
-        return tuple(idx * k + c for c in range(k))
-    return (idx,) * k
-
-
-def _gather(idx, pos, fn, sr: Semiring):
-    """New indices after a selective reduction along the last axis: ``fn(idx_c, pos_c)`` per
-    component. For cross-component semirings positions index the last axis *and* the source
-    component (``n * n_components + c``), so ``fn`` gets the components stacked that way."""
-    if idx is None or pos is None:
-        return None
-    if sr.cross_components:
-        stacked = np.stack(np.broadcast_arrays(*idx), axis=-1)
-        stacked = stacked.reshape(stacked.shape[:-2] + (-1,))
-        return tuple(np.where(p >= 0, fn(stacked, np.maximum(p, 0)), -1) for p in pos)
-    return tuple(i if p is None else fn(i, p) for i, p in zip(idx, pos))
-
-
 def _scale(adj: Adjoint, weight, sr: Semiring) -> Adjoint:
     """``adj ⊗ lift(weight)`` elementwise, keeping indices aligned with their components."""
-    value, src = sr.scale_with_sources(adj.value, weight)
-    if adj.idx is None or src is None:
-        return Adjoint(value, adj.idx)
-    stacked = np.stack(np.broadcast_arrays(*adj.idx, value[0])[:-1], axis=-1)
-    idx = tuple(np.where(s >= 0, np.take_along_axis(stacked, np.maximum(s, 0)[..., None], -1)[..., 0], -1)
-                for s in src)
-    return Adjoint(value, idx)
+    return Adjoint(*sr.pointers.scale(sr, adj.value, adj.idx, weight))
 
 
 def reduce_last(adj: Adjoint, sr: Semiring) -> Adjoint:
     value, pos = sr.sum_last(adj.value)
-    idx = _gather(adj.idx, pos, lambda i, p: np.take_along_axis(np.broadcast_to(i, p.shape + i.shape[-1:]), p[..., None], -1)[..., 0], sr)
+    idx = sr.pointers.gather(adj.idx, pos, lambda i, p: np.take_along_axis(np.broadcast_to(i, p.shape + i.shape[-1:]), p[..., None], -1)[..., 0])
     return Adjoint(value, idx)
 
 
@@ -121,7 +93,7 @@ def through_contraction(s: Contraction, adj: Adjoint, in_shape, sr: Semiring) ->
         i = np.broadcast_to(i, out_shape[:-2] + i.shape[-2:])
         return np.take_along_axis(i, p, axis=-1)
 
-    out = Adjoint(value, _gather(a.idx, pos, pick, sr)).map(s.view_result)
+    out = Adjoint(value, sr.pointers.gather(a.idx, pos, pick)).map(s.view_result)
     return reduce_to_shape(out, in_shape, sr)
 
 
@@ -134,10 +106,7 @@ def through_movement(s: Movement, adj: Adjoint, in_shape, sr: Semiring) -> Adjoi
     size = int(np.prod(in_shape, dtype=np.int64))
     value, pos = sr.scatter(flat.value, index[keep], size)
 
-    def pick(i, p):
-        return take_or_minus1(i, p)
-
-    return Adjoint(value, _gather(flat.idx, pos, pick, sr)).map(lambda a: a.reshape(in_shape))
+    return Adjoint(value, sr.pointers.gather(flat.idx, pos, take_or_minus1)).map(lambda a: a.reshape(in_shape))
 
 
 def through_dense_block(s: DenseBlock, adj: Adjoint, in_shape, sr: Semiring) -> Adjoint:
@@ -151,7 +120,7 @@ def through_dense_block(s: DenseBlock, adj: Adjoint, in_shape, sr: Semiring) -> 
     def pick(i, p):
         return np.take_along_axis(i, p, axis=-1)
 
-    out = Adjoint(value, _gather(rows.idx, pos, pick, sr))
+    out = Adjoint(value, sr.pointers.gather(rows.idx, pos, pick))
     return out.map(lambda a: np.moveaxis(a.reshape(moved_shape), dst, s.axes))
 
 

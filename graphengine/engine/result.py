@@ -1,28 +1,17 @@
 """What a backward pass returns: per semiring, per retained node, the semiring value and (for
-selective semirings) element backpointers."""
+semirings that keep them) element backpointers (:class:`Backpointers`, recorded by the
+semiring's backpointer policy, :mod:`graphengine.semirings.pointers`)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional
 
 import numpy as np
 
 from ..ir import Graph
 from ..semirings.base import Semiring, Value
-
-
-@dataclass
-class Backpointers:
-    """For each component: the consumer node id, the consumer's input slot and the flat
-    consumer element index of the edge that won the ⊕ at every element (-1 where there is no
-    path, and at the QoI node itself; ``element`` is -1 everywhere at ``paper`` granularity,
-    whose backpointers name only the consumer node)."""
-
-    node: Tuple[np.ndarray, ...]
-    slot: Tuple[np.ndarray, ...]
-    element: Tuple[np.ndarray, ...]
-    rank: Optional[Tuple[np.ndarray, ...]] = None  # k-best: the consumer path's component
+from ..semirings.pointers import Backpointers
 
 
 @dataclass

@@ -3,9 +3,25 @@ structure of its local Jacobian (see :mod:`graphengine.ir.jacobian`).
 
 Ops are plain data (:class:`OpDef`) registered by the modules in :mod:`graphengine.ir.ops`.
 
->>> from graphengine.ir import get_op
+Adding an op touches one place: an :class:`OpDef` (shape inference, numpy forward, the Jacobian
+*structure* of each input from :mod:`graphengine.ir.jacobian`) passed to :func:`register_op`,
+in a module of :mod:`graphengine.ir.ops` or in user code imported before graphs using the op are
+built or loaded. The engine, every semiring and every device then handle it (the structures are
+what they know); tests/test_extensibility.py adds ``softplus`` this way from outside the
+package. Only an op whose Jacobian fits no existing structure needs a new structure class and
+its ``THROUGH`` entry in :mod:`graphengine.engine.propagate`.
+
+>>> import numpy as np
+>>> from graphengine.ir import Diagonal, Graph, get_op
 >>> get_op("softmax").structure
 'dense_block'
+>>> cube = register_op(OpDef("cube_doc", "diagonal", 1, 1, lambda ts, a: ts[0], lambda xs, a: xs[0] ** 3,
+...                          lambda slot, xs, y, a: Diagonal(3 * xs[0] ** 2)))
+>>> g = Graph(); x = g.input("x", (2,)); y = g.call("cube_doc", x, name="y")
+>>> from graphengine.engine import backward, forward, select
+>>> backward(g, forward(g, {"x": np.array([1.0, 2.0])}), select("y", (1,))).grad("x")
+array([ 0., 12.])
+>>> unregister_op("cube_doc")
 """
 
 from __future__ import annotations
@@ -119,14 +135,26 @@ class OpDef:
 _REGISTRY: Dict[str, OpDef] = {}
 
 
-def register(opdef: OpDef, *aliases: str) -> OpDef:
-    """Add an op (and optional alias names) to the registry."""
-    assert opdef.structure in STRUCTURE_KINDS, opdef.structure
-    for name in (opdef.name,) + aliases:
+def register_op(opdef: OpDef, *aliases: str) -> OpDef:
+    """Add an op (and optional alias names) to the registry; raise ``ValueError`` for a name
+    already taken or an unknown structure kind."""
+    if opdef.structure not in STRUCTURE_KINDS:
+        raise ValueError(f"op {opdef.name!r}: structure must be one of {STRUCTURE_KINDS}, got {opdef.structure!r}")
+    names = (opdef.name,) + aliases
+    for name in names:
         if name in _REGISTRY:
             raise ValueError(f"op {name!r} registered twice")
+    for name in names:
         _REGISTRY[name] = opdef
     return opdef
+
+
+def unregister_op(name: str) -> None:
+    """Remove an op registered by :func:`register_op` (with its aliases); graphs already built
+    with it can no longer run."""
+    opdef = get_op(name)
+    for key in [k for k, v in _REGISTRY.items() if v is opdef]:
+        del _REGISTRY[key]
 
 
 def get_op(name: str) -> OpDef:

@@ -54,7 +54,7 @@ class DeviceSemiring(Semiring):
     def __init__(self, base: Semiring, be):
         self.base = base
         self.device = be.NAME
-        for attr in ("name", "components", "zero_elements", "one_elements", "selective", "cross_components", "dtype"):
+        for attr in ("name", "components", "zero_elements", "one_elements", "pointers", "dtype"):
             setattr(self, attr, getattr(base, attr))
         family = FAMILIES.get(getattr(base, "kernel", None))
         ops = family(base, be) if family is not None else None

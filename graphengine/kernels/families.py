@@ -15,7 +15,7 @@ from typing import Dict, Type
 
 import numpy as np
 
-from ..semirings._numpy import safe_log_abs, xlogx_neg
+from ..semirings.reductions import safe_log_abs, xlogx_neg
 
 
 def f64(x) -> np.ndarray:

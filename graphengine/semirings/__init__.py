@@ -1,4 +1,4 @@
-"""Semirings: the algebra a backward pass runs in (one module per family).
+"""Semirings: the algebra a backward pass runs in (one module per family of statistics).
 
 =============  ==========================================================================
 name           statistic
@@ -18,35 +18,93 @@ kbest:K        the K largest signed path products (backpointers with ranks)
 kbestabs:K     the K largest |path products| (backpointers with ranks)
 =============  ==========================================================================
 
+Modules: :mod:`~graphengine.semirings.base` (the interface and its declared attributes),
+:mod:`~graphengine.semirings.families` (linear, log-linear and selective bases that derive ⊕ and
+every reduction), :mod:`~graphengine.semirings.pointers` (backpointer policies),
+:mod:`~graphengine.semirings.reductions` (numpy building blocks).
+
+**Adding a semiring** touches one file plus registration: subclass a family base (or
+:class:`Semiring` for an algebra of your own), declare ``name``, ``components``,
+``zero_elements``, ``one_elements`` (``directions`` for a selective one), write ``lift``,
+``times`` and ``finalize``, and call :func:`register_semiring`. ``backward`` then runs it on
+every device: without a ``kernel`` family the compiled devices use its numpy methods (the
+reference fallback of :mod:`graphengine.kernels.dispatch`), and ``graphengine analyze --semiring
+NAME`` accepts it. Compiled kernels are an optional second step (a family in
+:mod:`graphengine.kernels.families`). tests/test_extensibility.py does this for min-plus
+shortest paths from outside the package.
+
 >>> get_semiring("entropy").components
 ('Z', 'R')
+>>> get_semiring("kbest:2").components
+('top1', 'top2', 'rest1', 'rest2')
 """
+
+from typing import Callable, Dict
 
 from .absolute import Absolute, LogAbsolute
 from .base import Semiring, Value
 from .counting import Boolean, Counting, LogCounting
 from .expectation import Entropy, LogEntropy
+from .families import LinearSemiring, LogLinearSemiring, SelectiveSemiring
 from .kbest import KBestAbs, KBestSigned
 from .maxproduct import MaxAbs, MaxPlus, SignedMaxPair
+from .pointers import Backpointers, ElementPointers, NoPointers, RankedPointers
 from .real import Real
 
-SEMIRINGS = {cls.name: cls for cls in (Real, Absolute, LogAbsolute, SignedMaxPair, MaxAbs, MaxPlus,
-                                       Entropy, LogEntropy, Counting, LogCounting, Boolean)}
+SEMIRINGS: Dict[str, Callable[[], Semiring]] = {}
+PARAMETRIC: Dict[str, Callable[[int], Semiring]] = {}  # "name:K" -> cls(K)
+
+
+def register_semiring(cls, name: str = None, parametric: bool = False):
+    """Make ``get_semiring(name)`` (and so ``backward(..., semirings=[name])`` and the CLI's
+    ``--semiring``) build ``cls()``; ``name`` defaults to ``cls.name``. With ``parametric=True``
+    the spec is ``name:K`` and builds ``cls(K)`` for a positive integer K. Returns ``cls`` (usable
+    as a class decorator); raises ``ValueError`` if the name is taken.
+
+    >>> import numpy as np
+    >>> @register_semiring
+    ... class Doubling(Real):
+    ...     name = "doubling_doc"
+    ...     def lift(self, w): return (2 * np.asarray(w, dtype=float),)
+    >>> get_semiring("doubling_doc").lift(np.array([1.5]))
+    (array([3.]),)
+    >>> unregister_semiring("doubling_doc")
+    """
+    name = name or cls.name
+    if name in SEMIRINGS or name in PARAMETRIC or ":" in name:
+        raise ValueError(f"cannot register semiring {name!r}: the name is taken or contains ':'")
+    (PARAMETRIC if parametric else SEMIRINGS)[name] = cls
+    return cls
+
+
+def unregister_semiring(name: str) -> None:
+    """Remove a name added by :func:`register_semiring`."""
+    if SEMIRINGS.pop(name, None) is None and PARAMETRIC.pop(name, None) is None:
+        raise ValueError(f"unknown semiring {name!r}")
 
 
 def get_semiring(spec) -> Semiring:
-    """A semiring instance from an instance or a name like ``"real"``."""
+    """A semiring instance from an instance or a name like ``"real"`` or ``"kbest:5"``."""
     if isinstance(spec, Semiring):
         return spec
     if isinstance(spec, str) and spec in SEMIRINGS:
         return SEMIRINGS[spec]()
-    if isinstance(spec, str) and spec.split(":")[0] in ("kbest", "kbestabs"):
+    if isinstance(spec, str) and spec.split(":")[0] in PARAMETRIC:
         head, _, k = spec.partition(":")
         if not k.isdigit() or int(k) < 1:
             raise ValueError(f"bad semiring {spec!r}: expected {head}:K with K a positive integer")
-        return (KBestSigned if head == "kbest" else KBestAbs)(int(k))
-    raise ValueError(f"unknown semiring {spec!r} (known: {', '.join(sorted(SEMIRINGS))}, kbest:K, kbestabs:K)")
+        return PARAMETRIC[head](int(k))
+    known = sorted(SEMIRINGS) + [f"{p}:K" for p in sorted(PARAMETRIC)]
+    raise ValueError(f"unknown semiring {spec!r} (known: {', '.join(known)})")
 
 
-__all__ = ["Semiring", "Value", "Real", "Absolute", "LogAbsolute", "SignedMaxPair", "MaxAbs", "MaxPlus",
-           "Entropy", "LogEntropy", "KBestSigned", "KBestAbs", "Counting", "LogCounting", "Boolean", "SEMIRINGS", "get_semiring"]
+for _cls in (Real, Absolute, LogAbsolute, SignedMaxPair, MaxAbs, MaxPlus, Entropy, LogEntropy, Counting,
+             LogCounting, Boolean):
+    register_semiring(_cls)
+register_semiring(KBestSigned, "kbest", parametric=True)
+register_semiring(KBestAbs, "kbestabs", parametric=True)
+
+__all__ = ["Semiring", "Value", "LinearSemiring", "LogLinearSemiring", "SelectiveSemiring", "Real", "Absolute",
+           "LogAbsolute", "SignedMaxPair", "MaxAbs", "MaxPlus", "Entropy", "LogEntropy", "KBestSigned", "KBestAbs",
+           "Counting", "LogCounting", "Boolean", "NoPointers", "ElementPointers", "RankedPointers", "Backpointers",
+           "SEMIRINGS", "PARAMETRIC", "get_semiring", "register_semiring", "unregister_semiring"]

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._numpy import log_matmul, logsumexp_last, safe_log_abs, segment_logsumexp
-from .base import Semiring
+from .families import LinearSemiring, LogLinearSemiring
+from .reductions import safe_log_abs
 
 
-class Absolute(Semiring):
+class Absolute(LinearSemiring):
     """Σ_paths Π |w|.
 
     >>> Absolute().matmul((np.array([[1.0, 2.0]]),), np.array([[-3.0], [4.0]]))[0][0]
@@ -22,6 +22,7 @@ class Absolute(Semiring):
     name = "absolute"
     kernel = "absolute"
     components = ("Z",)
+    log_twin = "log"
 
     def lift(self, w):
         return (np.abs(np.asarray(w, dtype=self.dtype)),)
@@ -29,27 +30,17 @@ class Absolute(Semiring):
     def times(self, a, b):
         return (a[0] * b[0],)
 
-    def scale(self, a, w):
-        return (a[0] * np.abs(w),)
-
-    def plus(self, a, b):
-        return (a[0] + b[0],), None
-
-    def sum_last(self, a):
-        return (a[0].sum(axis=-1),), None
-
-    def matmul(self, a, w):
-        return (np.matmul(a[0], np.abs(w)),), None
-
-    def scatter(self, a, index, size):
-        return (np.bincount(index, weights=a[0], minlength=size).astype(self.dtype, copy=False),), None
-
     def finalize(self, v):
         return {"Z": v[0]}
 
 
-class LogAbsolute(Semiring):
-    """log Σ_paths Π |w| (log-sum-exp over paths of Σ log|w|)."""
+class LogAbsolute(LogLinearSemiring):
+    """log Σ_paths Π |w| (log-sum-exp over paths of Σ log|w|).
+
+    >>> v, _ = LogAbsolute().matmul((np.log([[1.0, 2.0]]),), np.array([[-3.0], [4.0]]))
+    >>> bool(np.isclose(np.exp(v[0][0, 0]), 11.0))
+    True
+    """
 
     name = "log"
     kernel = "log"
@@ -62,18 +53,6 @@ class LogAbsolute(Semiring):
 
     def times(self, a, b):
         return (a[0] + b[0],)
-
-    def plus(self, a, b):
-        return (np.logaddexp(a[0], b[0]),), None
-
-    def sum_last(self, a):
-        return (logsumexp_last(a[0]),), None
-
-    def matmul(self, a, w):
-        return (log_matmul(a[0], safe_log_abs(w)),), None
-
-    def scatter(self, a, index, size):
-        return (segment_logsumexp(a[0], index, size)[0],), None
 
     def finalize(self, v):
         return {"log_Z": v[0]}

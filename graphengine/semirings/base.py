@@ -7,12 +7,37 @@ below, always with the real local derivatives an op declared (see
 :mod:`graphengine.ir.jacobian`).
 
 Selective semirings (⊕ picks one operand: max, min, Boolean) report *which* operand or index
-won in each ⊕ so that the engine can keep element backpointers; the others report ``None``.
-Ties keep the first operand / the lowest index (documented tie-breaking).
+won in each ⊕; their backpointer policy (``pointers``, :mod:`graphengine.semirings.pointers`)
+turns that into element backpointers. The others report ``None``. Ties keep the first operand /
+the lowest index (documented tie-breaking).
 
 Methods with a reduction return ``(value, pos)`` where ``pos`` is ``None`` for non-selective
 semirings and otherwise a tuple, one entry per component, of integer arrays (or ``None`` for a
 component that is not selective).
+
+Only :meth:`Semiring.lift`, :meth:`Semiring.times`, :meth:`Semiring.plus`,
+:meth:`Semiring.sum_last`, :meth:`Semiring.scatter` and :meth:`Semiring.finalize` are
+required; :meth:`Semiring.matmul` and :meth:`Semiring.scale` are derived from ⊗ and the
+reduction. The family base classes in :mod:`graphengine.semirings.families` derive ⊕ and the
+reductions as well, so a semiring of a known family declares only its constants, ``lift``,
+``times`` and ``finalize``.
+
+The other declared attributes say what the rest of the package needs to know about a semiring
+(instead of testing its name): ``directions``, ``log_space``, ``log_twin``, ``weighted``,
+``is_entropy``, ``may_cancel``, ``paper_granularity``, ``kernel``.
+
+>>> import numpy as np
+>>> class Tropical(Semiring):        # min over paths of Σ|w|, from the five required methods
+...     name, components, zero_elements, one_elements = "tropical", ("length",), (np.inf,), (0.0,)
+...     def lift(self, w): return (np.abs(np.asarray(w, dtype=float)),)
+...     def times(self, a, b): return (a[0] + b[0],)
+...     def plus(self, a, b): return (np.minimum(a[0], b[0]),), None
+...     def sum_last(self, a): return (a[0].min(axis=-1),), None
+...     def scatter(self, a, index, size):
+...         out = np.full(size, np.inf); np.minimum.at(out, index, a[0]); return (out,), None
+...     def finalize(self, v): return {"length": v[0]}
+>>> Tropical().matmul((np.array([[1.0, 5.0]]),), np.array([[3.0], [-1.0]]))[0][0]
+array([[4.]])
 """
 
 from __future__ import annotations
@@ -20,6 +45,9 @@ from __future__ import annotations
 from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
+
+from .pointers import NO_POINTERS, NoPointers
+from .reductions import contract
 
 Value = Tuple[np.ndarray, ...]
 Picks = Optional[Tuple[Optional[np.ndarray], ...]]
@@ -29,18 +57,34 @@ class Semiring:
     """Base class: subclasses define the algebra.
 
     Required: ``name``, ``components``, ``zero_elements``/``one_elements`` (per-component scalars of
-    0̄ and 1̄), :meth:`lift`, :meth:`times`, :meth:`plus`, :meth:`sum_last`, :meth:`matmul`,
-    :meth:`scatter`, :meth:`finalize`.
+    0̄ and 1̄), :meth:`lift`, :meth:`times`, :meth:`plus`, :meth:`sum_last`, :meth:`scatter`,
+    :meth:`finalize`. Everything else has a default.
     """
 
     name: str = "semiring"
     components: Tuple[str, ...] = ("value",)
     zero_elements: Tuple[float, ...] = (0.0,)
     one_elements: Tuple[float, ...] = (1.0,)
-    selective: bool = False
-    cross_components: bool = False  # a component's winner may come from another component (k-best)
     dtype = np.float64
-    kernel: Optional[str] = None  # the family of compiled kernels (graphengine.kernels.families)
+    pointers: NoPointers = NO_POINTERS  # how ⊕ winners are recorded (graphengine.semirings.pointers)
+    kernel: Optional[str] = None  # the family of compiled kernels (graphengine.kernels.families); None: reference
+    directions: Tuple[str, ...] = ()  # selective semirings: "max" or "min" per component, the way ⊕ picks
+    log_space: bool = False  # values are logarithms: they neither under- nor overflow
+    log_twin: Optional[str] = None  # the log-space semiring computing the same paths (numerical reference)
+    weighted: bool = True  # False: every declared edge counts whatever its weight (path counts, reachability)
+    is_entropy: bool = False  # finalize gives "entropy", and ⊕-pooling elements gives their joint entropy
+    may_cancel: bool = False  # the headline may be 0 by cancellation of signed paths, not only by underflow
+    paper_granularity: bool = True  # has a meaning at granularity="paper" (see paper_view)
+
+    @property
+    def selective(self) -> bool:
+        """Does ⊕ pick a winner (so that the walk keeps backpointers)?"""
+        return self.pointers.kept
+
+    @property
+    def cross_components(self) -> bool:
+        """May a component's winner come from another component (k-best ranks)?"""
+        return self.pointers.ranked
 
     # ---- constants
     def zeros(self, shape: Sequence[int]) -> Value:
@@ -75,8 +119,10 @@ class Semiring:
 
     def matmul(self, a: Value, w: np.ndarray) -> Tuple[Value, Picks]:
         """``out[..., m, k] = ⊕_n a[..., m, n] ⊗ lift(w[..., n, k])`` (batch dims broadcast);
-        pos[c][..., m, k] is the winning n."""
-        raise NotImplementedError
+        pos[c][..., m, k] is the winning n. Derived from :meth:`times` and :meth:`sum_last`
+        (chunked broadcasting); families and semirings override it for speed."""
+        return contract(a, self.lift(np.asarray(w, dtype=self.dtype)), self.times, self.sum_last,
+                        self.zeros, self.selective)
 
     def scatter(self, a: Value, index: np.ndarray, size: int) -> Tuple[Value, Picks]:
         """1-D ``out[s] = ⊕_{j: index[j] = s} a[j]`` (0̄ where no j); pos[c][s] is the winning j
@@ -103,15 +149,27 @@ class Semiring:
         return self.scale(a, w), None
 
     def paper_view(self) -> "Semiring":
-        """The semiring as the original implementation applied it *inside* one op (PAPER.md
-        §1): contractions, broadcast reductions and scatters sum instead of taking ⊕, and no
+        """The semiring as the original implementation applied it *inside* one op (docs/method.md):
+        contractions, broadcast reductions and scatters sum instead of taking ⊕, and no
         element backpointers are kept. Linear semirings are unchanged."""
+        if not self.paper_granularity:
+            raise ValueError(f"semiring '{self.name}' has no paper-granularity meaning; use granularity='scalar'")
         return self
 
     def next_component(self, component: int, w: float) -> int:
         """Which component of the consumer a path continues in, after an edge of weight ``w``
         (the signed max pair swaps M⁺/M⁻ on negative edges)."""
         return component
+
+    def path_magnitude(self, finalized: Dict[str, np.ndarray]) -> np.ndarray:
+        """From :meth:`finalize`'s arrays, the quantity that is non-zero and finite wherever a
+        path exists unless it under- or overflowed (NaN where it is not defined)."""
+        return np.asarray(next(iter(finalized.values())), np.float64)
+
+    def path_mask(self, v: Value) -> Optional[np.ndarray]:
+        """Where a path exists, *exactly* (a log-space value cannot underflow), or ``None`` when
+        this semiring cannot tell (a plain product may underflow to 0̄)."""
+        return np.isfinite(v[0]) if self.log_space else None
 
     def where(self, mask: np.ndarray, a: Value, b: Value) -> Value:
         return tuple(np.where(mask, x, y) for x, y in zip(a, b))

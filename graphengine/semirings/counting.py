@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._numpy import logsumexp_last, segment_logsumexp, segment_select
-from .base import Semiring
+from .families import LinearSemiring, LogLinearSemiring, SelectiveSemiring
+from .reductions import logsumexp_last
 
 
-class Counting(Semiring):
+class Counting(LinearSemiring):
     """Number of paths.
 
     >>> Counting().matmul((np.array([[1.0, 2.0]]),), np.array([[0.0], [-5.0]]))[0][0]
@@ -26,6 +26,8 @@ class Counting(Semiring):
     name = "count"
     kernel = "count"
     components = ("paths",)
+    log_twin = "logcount"
+    weighted = False
 
     def lift(self, w):
         return (np.ones(np.shape(w), dtype=self.dtype),)
@@ -33,33 +35,24 @@ class Counting(Semiring):
     def times(self, a, b):
         return (a[0] * b[0],)
 
-    def scale(self, a, w):
-        return (np.broadcast_to(a[0], np.broadcast_shapes(a[0].shape, np.shape(w))).copy(),)
-
-    def plus(self, a, b):
-        return (a[0] + b[0],), None
-
-    def sum_last(self, a):
-        return (a[0].sum(axis=-1),), None
-
-    def matmul(self, a, w):
-        return (np.matmul(a[0], np.ones(np.shape(w), dtype=self.dtype)),), None
-
-    def scatter(self, a, index, size):
-        return (np.bincount(index, weights=a[0], minlength=size).astype(self.dtype, copy=False),), None
-
     def finalize(self, v):
         return {"paths": v[0]}
 
 
-class LogCounting(Semiring):
-    """log(number of paths); -inf where there is none."""
+class LogCounting(LogLinearSemiring):
+    """log(number of paths); -inf where there is none.
+
+    >>> v, _ = LogCounting().matmul((np.log([[1.0, 2.0]]),), np.array([[0.0], [-5.0]]))
+    >>> bool(np.isclose(np.exp(v[0][0, 0]), 3.0))
+    True
+    """
 
     name = "logcount"
     kernel = "logcount"
     components = ("log_paths",)
     zero_elements = (-np.inf,)
     one_elements = (0.0,)
+    weighted = False
 
     def lift(self, w):
         return (np.zeros(np.shape(w), dtype=self.dtype),)
@@ -67,29 +60,17 @@ class LogCounting(Semiring):
     def times(self, a, b):
         return (a[0] + b[0],)
 
-    def scale(self, a, w):
-        return (np.broadcast_to(a[0], np.broadcast_shapes(a[0].shape, np.shape(w))).copy(),)
-
-    def plus(self, a, b):
-        return (np.logaddexp(a[0], b[0]),), None
-
-    def sum_last(self, a):
-        return (logsumexp_last(a[0]),), None
-
-    def matmul(self, a, w):
+    def matmul(self, a, w):  # every lifted weight is 0: one log-sum-exp per row, broadcast over k
         K = np.shape(w)[-1]
         out = logsumexp_last(a[0])[..., None]
         batch = np.broadcast_shapes(a[0].shape[:-2], np.shape(w)[:-2])
         return (np.broadcast_to(out, batch + (a[0].shape[-2], K)).copy(),), None
 
-    def scatter(self, a, index, size):
-        return (segment_logsumexp(a[0], index, size)[0],), None
-
     def finalize(self, v):
         return {"log_paths": v[0]}
 
 
-class Boolean(Semiring):
+class Boolean(SelectiveSemiring):
     """Reachability: is there any path to the QoI? (values are 0.0 / 1.0)"""
 
     name = "bool"
@@ -97,7 +78,8 @@ class Boolean(Semiring):
     components = ("reachable",)
     zero_elements = (0.0,)
     one_elements = (1.0,)
-    selective = True
+    log_twin = "logcount"
+    weighted = False
 
     def lift(self, w):
         return (np.ones(np.shape(w), dtype=self.dtype),)
@@ -105,17 +87,7 @@ class Boolean(Semiring):
     def times(self, a, b):
         return (np.minimum(a[0], b[0]),)
 
-    def scale(self, a, w):
-        return (np.broadcast_to(a[0], np.broadcast_shapes(a[0].shape, np.shape(w))).copy(),)
-
-    def plus(self, a, b):
-        return (np.maximum(a[0], b[0]),), (b[0] > a[0],)
-
-    def sum_last(self, a):
-        p = np.argmax(a[0], axis=-1)
-        return (np.take_along_axis(a[0], p[..., None], -1)[..., 0],), (p,)
-
-    def matmul(self, a, w):
+    def matmul(self, a, w):  # every lifted weight is 1̄: the row's best n, broadcast over k
         K = np.shape(w)[-1]
         batch = np.broadcast_shapes(a[0].shape[:-2], np.shape(w)[:-2])
         a0 = np.broadcast_to(a[0], batch + a[0].shape[-2:])
@@ -124,12 +96,11 @@ class Boolean(Semiring):
         return (np.broadcast_to(v, batch + (a0.shape[-2], K)).copy(),), \
             (np.broadcast_to(p[..., None], batch + (a0.shape[-2], K)).copy(),)
 
-    def scatter(self, a, index, size):
-        out, p = segment_select(a[0], index, size, True, 0.0)
-        return (out,), (p,)
-
     def finalize(self, v):
         return {"reachable": v[0] > 0}
+
+    def path_mask(self, v):
+        return v[0] > 0  # 0/1 values cannot underflow
 
     def paper_view(self):
         from .maxproduct import _View

@@ -11,8 +11,9 @@ consumer's path each one extends.
 Missing entries (fewer than k paths) are −∞ in top lists and +∞ in rest lists. Ties keep the
 lower candidate position (stable sort).
 
-Component values come from several source components, so these semirings are
-``cross_components``: reduction positions encode ``n * n_components + source_component``.
+Component values come from several source components, so these semirings record their winners
+with :class:`~graphengine.semirings.pointers.RankedPointers`: reduction positions encode
+``n * n_components + source_component``.
 
 >>> s = KBestSigned(2)
 >>> v = s.plus(s.lift(np.array([3.0])), s.lift(np.array([-1.0])))[0]
@@ -27,17 +28,18 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._numpy import batched_pairs, CHUNK_ELEMENTS
 from .base import Semiring
+from .pointers import RANKED_POINTERS
+from .reductions import CHUNK_ELEMENTS
 
 NEG, POS = -np.inf, np.inf
 
 
 class _KBest(Semiring):
-    selective = True
-    cross_components = True
+    pointers = RANKED_POINTERS
     signed = True
     kernel = "kbest"
+    paper_granularity = False
 
     def __init__(self, k: int = 3):
         if int(k) < 1:
@@ -48,6 +50,7 @@ class _KBest(Semiring):
         self.components = tops + rests
         self.zero_elements = (NEG,) * self.k + (POS,) * len(rests)
         self.one_elements = (1.0,) + (NEG,) * (self.k - 1) + ((POS,) * len(rests))
+        self.directions = ("max",) * self.k + ("min",) * len(rests)
 
     def __repr__(self):
         return f"{type(self).__name__}({self.k})"
@@ -167,9 +170,6 @@ class _KBest(Semiring):
 
     def finalize(self, v):
         return dict(zip(self.components, v))
-
-    def paper_view(self):
-        raise ValueError("k-best semirings have no paper-granularity meaning; use granularity='scalar'")
 
 
 class KBestSigned(_KBest):

@@ -1,7 +1,7 @@
 """Idempotent "heaviest path" semirings, with element backpointers.
 
 - :class:`SignedMaxPair` — ⟨M⁺, M⁻⟩, the largest and the most negative path product; an edge
-  of negative weight swaps the two, which makes the pair exact (DESIGN.md §3.5).
+  of negative weight swaps the two, which makes the pair exact (docs/method.md).
 - :class:`MaxAbs` — the largest |path product|.
 - :class:`MaxPlus` — the same in log space: max over paths of Σ log|w| (no underflow).
 
@@ -13,20 +13,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._numpy import (logsumexp_last, log_matmul, safe_log_abs, segment_logsumexp, segment_select,
-                     select_matmul)
 from .base import Semiring
+from .families import LogLinearSemiring, SelectiveSemiring
+from .pointers import NO_POINTERS
+from .reductions import safe_log_abs, select_matmul
 
 NEG, POS = -np.inf, np.inf
 
 
-def _mul_keep_zero(a, w, zero):
-    """``a * w`` where ``a == zero`` (no path) stays ``zero`` even when ``w == 0``."""
-    with np.errstate(invalid="ignore"):
-        return np.where(a == zero, zero, a * w)
-
-
-class SignedMaxPair(Semiring):
+class SignedMaxPair(SelectiveSemiring):
     """⟨M⁺, M⁻⟩ = (max, min) over paths of the signed product of local derivatives.
 
     >>> s = SignedMaxPair()
@@ -40,13 +35,14 @@ class SignedMaxPair(Semiring):
     components = ("max", "min")
     zero_elements = (NEG, POS)
     one_elements = (1.0, 1.0)
-    selective = True
+    directions = ("max", "min")
+    log_twin = "maxplus"
 
     def lift(self, w):
         w = np.asarray(w, dtype=self.dtype)
         return (w, w)
 
-    def scale(self, a, w):
+    def scale(self, a, w):  # one product per component instead of ⊗'s four
         w = np.asarray(w, dtype=self.dtype)
         with np.errstate(invalid="ignore"):  # 0̄ · 0 is NaN here; the dead mask below restores 0̄
             hi = np.where(w >= 0, a[0], a[1]) * w
@@ -60,15 +56,6 @@ class SignedMaxPair(Semiring):
         dead = (a[0] == NEG) | (b[0] == NEG)
         return (np.where(dead, NEG, np.maximum.reduce(c)), np.where(dead, POS, np.minimum.reduce(c)))
 
-    def plus(self, a, b):
-        return (np.maximum(a[0], b[0]), np.minimum(a[1], b[1])), (b[0] > a[0], b[1] < a[1])
-
-    def sum_last(self, a):
-        p0, p1 = np.argmax(a[0], axis=-1), np.argmin(a[1], axis=-1)
-        v0 = np.take_along_axis(a[0], p0[..., None], -1)[..., 0]
-        v1 = np.take_along_axis(a[1], p1[..., None], -1)[..., 0]
-        return (v0, v1), (p0, p1)
-
     @staticmethod
     def _products(parts, w, high):
         hi, lo = parts
@@ -77,19 +64,17 @@ class SignedMaxPair(Semiring):
         with np.errstate(invalid="ignore"):
             return np.where(dead, NEG if high else POS, src * w)
 
-    def matmul(self, a, w):
+    def matmul(self, a, w):  # as scale: the sign of w picks the source component
         w = np.asarray(w, dtype=self.dtype)
         hi, p0 = select_matmul(a, w, lambda p, ww: self._products(p, ww, True), True, NEG)
         lo, p1 = select_matmul(a, w, lambda p, ww: self._products(p, ww, False), False, POS)
         return (hi, lo), (p0, p1)
 
-    def scatter(self, a, index, size):
-        hi, p0 = segment_select(a[0], index, size, True, NEG)
-        lo, p1 = segment_select(a[1], index, size, False, POS)
-        return (hi, lo), (p0, p1)
-
     def finalize(self, v):
         return {"max": v[0], "min": v[1]}
+
+    def path_magnitude(self, finalized):
+        return np.maximum(np.abs(finalized["max"]), np.abs(finalized["min"]))
 
     def next_component(self, component, w):
         return component if w >= 0 else 1 - component
@@ -98,7 +83,7 @@ class SignedMaxPair(Semiring):
         return _SummingView(self, signed=True)
 
 
-class MaxAbs(Semiring):
+class MaxAbs(SelectiveSemiring):
     """max over paths of |product|; unreachable elements finalize to 0."""
 
     name = "maxabs"
@@ -106,34 +91,15 @@ class MaxAbs(Semiring):
     components = ("max_abs",)
     zero_elements = (NEG,)
     one_elements = (1.0,)
-    selective = True
+    log_twin = "maxplus"
 
     def lift(self, w):
         return (np.abs(np.asarray(w, dtype=self.dtype)),)
-
-    def scale(self, a, w):
-        return (_mul_keep_zero(a[0], np.abs(w), NEG),)
 
     def times(self, a, b):
         dead = (a[0] == NEG) | (b[0] == NEG)
         with np.errstate(invalid="ignore"):
             return (np.where(dead, NEG, a[0] * b[0]),)
-
-    def plus(self, a, b):
-        return (np.maximum(a[0], b[0]),), (b[0] > a[0],)
-
-    def sum_last(self, a):
-        p = np.argmax(a[0], axis=-1)
-        return (np.take_along_axis(a[0], p[..., None], -1)[..., 0],), (p,)
-
-    def matmul(self, a, w):
-        aw = np.abs(np.asarray(w, dtype=self.dtype))
-        out, p = select_matmul(a, aw, lambda parts, ww: _mul_keep_zero(parts[0], ww, NEG), True, NEG)
-        return (out,), (p,)
-
-    def scatter(self, a, index, size):
-        out, p = segment_select(a[0], index, size, True, NEG)
-        return (out,), (p,)
 
     def finalize(self, v):
         return {"max_abs": np.where(v[0] == NEG, 0.0, v[0])}
@@ -142,7 +108,7 @@ class MaxAbs(Semiring):
         return _SummingView(self, signed=False)
 
 
-class MaxPlus(Semiring):
+class MaxPlus(SelectiveSemiring):
     """max over paths of Σ log|w| (the log of :class:`MaxAbs`, immune to underflow)."""
 
     name = "maxplus"
@@ -150,32 +116,13 @@ class MaxPlus(Semiring):
     components = ("max_log_abs",)
     zero_elements = (NEG,)
     one_elements = (0.0,)
-    selective = True
+    log_space = True
 
     def lift(self, w):
         return (safe_log_abs(w),)
 
-    def scale(self, a, w):
-        return (a[0] + safe_log_abs(w),)
-
     def times(self, a, b):
         return (a[0] + b[0],)
-
-    def plus(self, a, b):
-        return (np.maximum(a[0], b[0]),), (b[0] > a[0],)
-
-    def sum_last(self, a):
-        p = np.argmax(a[0], axis=-1)
-        return (np.take_along_axis(a[0], p[..., None], -1)[..., 0],), (p,)
-
-    def matmul(self, a, w):
-        lw = safe_log_abs(w)
-        out, p = select_matmul(a, lw, lambda parts, ww: parts[0] + ww, True, NEG)
-        return (out,), (p,)
-
-    def scatter(self, a, index, size):
-        out, p = segment_select(a[0], index, size, True, NEG)
-        return (out,), (p,)
 
     def finalize(self, v):
         return {"max_log_abs": v[0]}
@@ -187,7 +134,7 @@ class MaxPlus(Semiring):
 class _View(Semiring):
     """Delegates the algebra to a base semiring; subclasses replace the in-op reductions."""
 
-    selective = False
+    pointers = NO_POINTERS
     kernel = None  # paper views run on the reference
 
     def __init__(self, base: Semiring):
@@ -243,14 +190,5 @@ class _SummingView(_View):
         return self._join([np.bincount(index, weights=p, minlength=size) for p in parts], hit), None
 
 
-class _LogSummingView(_View):
-    """:class:`MaxPlus` with in-op log-sum-exp instead of max."""
-
-    def sum_last(self, a):
-        return (logsumexp_last(a[0]),), None
-
-    def matmul(self, a, w):
-        return (log_matmul(a[0], safe_log_abs(w)),), None
-
-    def scatter(self, a, index, size):
-        return (segment_logsumexp(a[0], index, size)[0],), None
+class _LogSummingView(_View, LogLinearSemiring):
+    """:class:`MaxPlus` with the in-op reductions of the log-linear family (log-sum-exp)."""

@@ -11,7 +11,7 @@ import numpy as np
 
 from ..dtypes import promote
 from ..jacobian import DenseBlock, Diagonal, LowRankBlock
-from ..registry import Attr, OpDef, ShapeError, TensorType, register
+from ..registry import Attr, OpDef, ShapeError, TensorType, register_op
 from ._common import norm_axis, require_float
 
 
@@ -51,10 +51,10 @@ def _log_softmax_jacobian(slot, xs, y, attrs):
     return DenseBlock(axes=(axis,), factors=LowRankBlock(one, -one[..., None], s[..., None]))
 
 
-register(OpDef("softmax", "dense_block", 1, 1, _axis_infer("softmax"),
+register_op(OpDef("softmax", "dense_block", 1, 1, _axis_infer("softmax"),
                lambda xs, a: _softmax(xs[0], a["axis"]), _softmax_jacobian,
                attrs={"axis": Attr("int", default=-1)}, doc="softmax along one axis"))
-register(OpDef("log_softmax", "dense_block", 1, 1, _axis_infer("log_softmax"),
+register_op(OpDef("log_softmax", "dense_block", 1, 1, _axis_infer("log_softmax"),
                lambda xs, a: _log_softmax(xs[0], a["axis"]), _log_softmax_jacobian,
                attrs={"axis": Attr("int", default=-1)}, doc="log-softmax along one axis"))
 
@@ -106,6 +106,6 @@ def _ln_jacobian(slot, xs, y, attrs):
     return DenseBlock(axes=tuple(range(x.ndim - k, x.ndim)), factors=LowRankBlock(g, u, v))
 
 
-register(OpDef("layer_norm", "dense_block", 1, 3, _ln_infer, _ln_forward, _ln_jacobian,
+register_op(OpDef("layer_norm", "dense_block", 1, 3, _ln_infer, _ln_forward, _ln_jacobian,
                attrs={"normalized_shape": Attr("ints", required=True), "eps": Attr("float", default=1e-5)},
                doc="layer_norm(x, weight?, bias?) over the trailing normalized_shape (biased variance)"))

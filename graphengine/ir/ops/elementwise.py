@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..jacobian import Diagonal
-from ..registry import Attr, OpDef, ShapeError, TensorType, register
+from ..registry import Attr, OpDef, ShapeError, TensorType, register_op
 from ..special import SQRT_2, SQRT_2_OVER_PI, TWO_OVER_SQRT_PI, erf, normal_pdf
 from ._common import elementwise_type, require_float
 
@@ -19,7 +19,7 @@ def _binary(name, forward, weights, float_only=False, doc=""):
     def jacobian(slot, xs, y, attrs):
         return Diagonal(weights[slot](xs[0], xs[1], y))
 
-    register(OpDef(name, "diagonal", 2, 2, infer, lambda xs, a: forward(xs[0], xs[1]), jacobian, doc=doc))
+    register_op(OpDef(name, "diagonal", 2, 2, infer, lambda xs, a: forward(xs[0], xs[1]), jacobian, doc=doc))
 
 
 _binary("add", np.add, [lambda a, b, y: 1.0, lambda a, b, y: 1.0], doc="a + b")
@@ -39,7 +39,7 @@ def _unary(name, forward, weight, attrs=None, float_only=True, doc=""):
     def jacobian(slot, xs, y, attrs):
         return Diagonal(weight(xs[0], y, attrs))
 
-    register(OpDef(name, "diagonal", 1, 1, infer, lambda xs, a: forward(xs[0], a), jacobian,
+    register_op(OpDef(name, "diagonal", 1, 1, infer, lambda xs, a: forward(xs[0], a), jacobian,
                    attrs=attrs or {}, doc=doc))
 
 
@@ -90,5 +90,5 @@ def _where_jacobian(slot, xs, y, attrs):
     return Diagonal(mask.astype(y.dtype), edges=mask)
 
 
-register(OpDef("where", "diagonal", 3, 3, _where_infer, lambda xs, a: np.where(xs[0], xs[1], xs[2]),
+register_op(OpDef("where", "diagonal", 3, 3, _where_infer, lambda xs, a: np.where(xs[0], xs[1], xs[2]),
                _where_jacobian, doc="where(mask, a, b) with a boolean (non-differentiable) mask"))

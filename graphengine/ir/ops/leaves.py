@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..dtypes import DTYPES
-from ..registry import Attr, OpDef, ShapeError, TensorType, register
+from ..registry import Attr, OpDef, ShapeError, TensorType, register_op
 
 
 def _input_infer(types, attrs):
@@ -16,10 +16,10 @@ def _no_forward(xs, attrs):  # the engine supplies leaf values itself
     raise RuntimeError("leaf ops have no forward")
 
 
-register(OpDef("input", "leaf", 0, 0, _input_infer, _no_forward,
+register_op(OpDef("input", "leaf", 0, 0, _input_infer, _no_forward,
                attrs={"shape": Attr("ints", required=True), "dtype": Attr("str", default="float64", choices=DTYPES)},
                doc="a value fed at run time"))
-register(OpDef("parameter", "leaf", 0, 0, lambda t, a: None, _no_forward,
+register_op(OpDef("parameter", "leaf", 0, 0, lambda t, a: None, _no_forward,
                doc="a stored array that is differentiated (weights)"))
-register(OpDef("constant", "leaf", 0, 0, lambda t, a: None, _no_forward,
+register_op(OpDef("constant", "leaf", 0, 0, lambda t, a: None, _no_forward,
                doc="a stored array that is not differentiated (masks, position ids, scalars)"))

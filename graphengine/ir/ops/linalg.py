@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..jacobian import Contraction, Diagonal
-from ..registry import Attr, OpDef, ShapeError, TensorType, register
+from ..registry import Attr, OpDef, ShapeError, TensorType, register_op
 from ..dtypes import promote
 from ._common import broadcast_shapes, require_float
 
@@ -42,7 +42,7 @@ def _register_matmul(name, ndim):
         require_float(types, name)
         return _matmul_type(types[0], types[1], name, ndim)
 
-    register(OpDef(name, "contraction", 2, 2, infer, lambda xs, a: np.matmul(xs[0], xs[1]),
+    register_op(OpDef(name, "contraction", 2, 2, infer, lambda xs, a: np.matmul(xs[0], xs[1]),
                    lambda slot, xs, y, a: _matmul_jacobian(xs[0], xs[1], slot),
                    doc=f"{name}(a, b) = a @ b"))
 
@@ -67,7 +67,7 @@ def _addmm_jacobian(slot, xs, y, attrs):
     return _matmul_jacobian(xs[1], xs[2], slot - 1, attrs["alpha"])
 
 
-register(OpDef("addmm", "contraction", 3, 3, _addmm_infer,
+register_op(OpDef("addmm", "contraction", 3, 3, _addmm_infer,
                lambda xs, a: a["beta"] * xs[0] + a["alpha"] * (xs[1] @ xs[2]), _addmm_jacobian,
                attrs={"beta": Attr("float", default=1.0), "alpha": Attr("float", default=1.0)},
                doc="beta * bias + alpha * (m1 @ m2)"))
@@ -100,5 +100,5 @@ def _linear_jacobian(slot, xs, y, attrs):
     return Diagonal(1.0)
 
 
-register(OpDef("linear", "contraction", 2, 3, _linear_infer, _linear_forward, _linear_jacobian,
+register_op(OpDef("linear", "contraction", 2, 3, _linear_infer, _linear_forward, _linear_jacobian,
                doc="x @ weight.T (+ bias), torch.nn.functional.linear"))

@@ -10,7 +10,7 @@ import numpy as np
 
 from ..dtypes import is_int, promote
 from ..jacobian import Movement
-from ..registry import Attr, OpDef, ShapeError, TensorType, register
+from ..registry import Attr, OpDef, ShapeError, TensorType, register_op
 from ._common import norm_axes, norm_axis
 
 
@@ -45,7 +45,7 @@ def _reshape_back(x_shape, attrs):
 
 def _register(name, infer, forward, attrs, doc, data_slots=(0,), n_inputs=(1, 1), aliases=(), inverse=None,
               jacobian=None):
-    register(OpDef(name, "movement", n_inputs[0], n_inputs[1], infer, forward,
+    register_op(OpDef(name, "movement", n_inputs[0], n_inputs[1], infer, forward,
                    jacobian or _index_map_jacobian(forward, data_slots, inverse), attrs=attrs, doc=doc), *aliases)
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from ..dtypes import DTYPES, is_float
 from ..jacobian import Diagonal
-from ..registry import Attr, OpDef, TensorType, register
+from ..registry import Attr, OpDef, TensorType, register_op
 
 
 def _cast_jacobian(slot, xs, y, attrs):
@@ -24,7 +24,7 @@ def _cast_jacobian(slot, xs, y, attrs):
     return None  # integer / boolean values carry no gradient
 
 
-register(OpDef("cast", "diagonal", 1, 1, lambda t, a: TensorType(t[0].shape, a["dtype"]),
+register_op(OpDef("cast", "diagonal", 1, 1, lambda t, a: TensorType(t[0].shape, a["dtype"]),
                lambda xs, a: xs[0].astype(a["dtype"]), _cast_jacobian,
                attrs={"dtype": Attr("str", required=True, choices=DTYPES)},
                doc="convert the element type (numpy astype: float to int truncates)"))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..jacobian import Diagonal, Reduction
-from ..registry import Attr, OpDef, ShapeError, TensorType, register
+from ..registry import Attr, OpDef, ShapeError, TensorType, register_op
 from ._common import norm_axes, require_float
 
 _AXES = {"axes": Attr("int_or_ints", default=None), "keepdim": Attr("bool", default=False)}
@@ -32,7 +32,7 @@ def _register_reduction(name, forward, weight, doc):
         axes = norm_axes(attrs["axes"], xs[0].ndim)
         return Reduction(axes, attrs["keepdim"], weight(xs[0], axes))
 
-    register(OpDef(name, "reduction", 1, 1, infer, fwd, jacobian, attrs=dict(_AXES), doc=doc))
+    register_op(OpDef(name, "reduction", 1, 1, infer, fwd, jacobian, attrs=dict(_AXES), doc=doc))
 
 
 def _amax_weight(x, axes):
@@ -72,6 +72,6 @@ def _expand_forward(xs, attrs):
     return np.broadcast_to(xs[0], shape).copy()
 
 
-register(OpDef("expand", "reduction", 1, 1, _expand_infer, _expand_forward,
+register_op(OpDef("expand", "reduction", 1, 1, _expand_infer, _expand_forward,
                lambda slot, xs, y, a: Diagonal(1.0), attrs={"shape": Attr("ints", required=True)},
                doc="broadcast to a shape (-1 keeps a dim); the adjoint is ⊕-reduced back"))

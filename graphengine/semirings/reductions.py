@@ -1,6 +1,14 @@
-"""Numpy building blocks shared by the semirings: chunked broadcast contractions with argmax
-tracking, log-sum-exp reductions and segment (scatter) reductions. This is the reference
-implementation the compiled kernels are tested against."""
+"""Numpy building blocks shared by the semirings (and used by the kernels' host code and the
+analyses): chunked broadcast contractions, log-sum-exp reductions, segment (scatter) reductions
+and ``0 log 0 = 0`` helpers. This is the reference implementation the compiled kernels are
+tested against.
+
+>>> import numpy as np
+>>> float(logsumexp_last(np.log(np.array([1.0, 3.0]))))  == float(np.log(4.0))
+True
+>>> segment_select(np.array([1.0, 5.0, 2.0]), np.array([0, 0, 1]), 3, True, -np.inf)
+(array([  5.,   2., -inf]), array([ 1,  2, -1]))
+"""
 
 from __future__ import annotations
 
@@ -18,6 +26,35 @@ def batched_pairs(a: np.ndarray, w: np.ndarray):
     per_row = max(1, int(np.prod(batch, dtype=np.int64)) * N * K)
     step = max(1, CHUNK_ELEMENTS // per_row)
     return batch, a, w, M, N, K, step
+
+
+def contract(a, b, times, reduce_last, zeros, with_positions: bool):
+    """``out[.., m, k] = reduce_n times(a[.., m, n], b[.., n, k])`` for semiring values ``a``
+    ``(.., M, N)`` and ``b`` ``(.., N, K)`` (tuples of component arrays, batch dims broadcast):
+    the products of one chunk of rows are built by broadcasting and handed to ``reduce_last``
+    along their last axis. ``zeros(shape)`` is 0̄ (for N == 0); positions are the winning n
+    (``with_positions``) or ``None``.
+    """
+    batch = np.broadcast_shapes(a[0].shape[:-2], b[0].shape[:-2])
+    a = [np.broadcast_to(c, batch + c.shape[-2:]) for c in a]
+    b = [np.broadcast_to(c, batch + c.shape[-2:]) for c in b]
+    M, N, K = a[0].shape[-2], a[0].shape[-1], b[0].shape[-1]
+    shape = batch + (M, K)
+    pos = tuple(np.zeros(shape, np.int64) for _ in a) if with_positions else None
+    if M == 0 or N == 0:
+        return zeros(shape), pos
+    step = max(1, CHUNK_ELEMENTS // max(1, int(np.prod(batch, dtype=np.int64)) * N * K))
+    out = tuple(np.empty(shape, np.float64) for _ in a)
+    for m0 in range(0, M, step):
+        prod = times(tuple(c[..., m0:m0 + step, :, None] for c in a), tuple(c[..., None, :, :] for c in b))
+        full = batch + (min(step, M - m0), N, K)
+        value, p = reduce_last(tuple(np.moveaxis(np.broadcast_to(c, full), -2, -1) for c in prod))
+        for o, v in zip(out, value):
+            o[..., m0:m0 + step, :] = v
+        if with_positions:
+            for o, q in zip(pos, p):
+                o[..., m0:m0 + step, :] = q
+    return out, pos
 
 
 def select_matmul(parts, w: np.ndarray, combine, pick_max: bool = True, zero=None):
@@ -51,16 +88,6 @@ def logsumexp_last(x: np.ndarray):
     safe = np.where(np.isfinite(m), m, 0.0)
     with np.errstate(divide="ignore"):
         return safe + np.log(np.sum(np.exp(x - safe[..., None]), axis=-1))
-
-
-def log_matmul(a: np.ndarray, w: np.ndarray):
-    """``out[.., m, k] = log Σ_n exp(a[.., m, n] + w[.., n, k])`` exactly (chunked broadcast)."""
-    batch, a, w, M, N, K, step = batched_pairs(a, w)
-    out = np.empty(batch + (M, K), dtype=np.float64)
-    for m0 in range(0, M, step):
-        t = a[..., m0:m0 + step, :, None] + w[..., None, :, :]
-        out[..., m0:m0 + step, :] = logsumexp_last(np.moveaxis(t, -2, -1))
-    return out
 
 
 def segment_select(values: np.ndarray, index: np.ndarray, size: int, pick_max: bool, zero: float):

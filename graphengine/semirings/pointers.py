@@ -1,0 +1,198 @@
+"""Backpointer policies: how a semiring records the winners of its ⊕, chosen once per semiring
+(its ``pointers`` attribute).
+
+The backward walk (:mod:`graphengine.engine`) carries, next to each adjoint value, an *index*
+per component naming the consumer element the value came from, and keeps for every reached
+element the winning edge: consumer node, input slot and consumer element. The walk only calls
+the policy; what the indices encode is the policy's business:
+
+- :class:`NoPointers` records nothing (the linear and log-linear semirings: ⊕ does not pick).
+- :class:`ElementPointers`: component ``c`` of a value came from component ``c`` of one
+  consumer element (max, maxabs, maxplus, bool). Positions returned by a reduction pick, per
+  component, the winning index along the reduced axis.
+- :class:`RankedPointers`: a component's value may come from *any* component of the consumer
+  (k-best: top-3 at an input may extend the consumer's 1st path). Indices encode
+  ``element * n_components + component`` and reduction positions ``n * n_components + source
+  component``; :meth:`RankedPointers.finish` decodes them into ``element`` and ``rank``.
+
+Ties keep the first candidate (the earlier consumer, the lower index), as the semirings do.
+
+>>> import numpy as np
+>>> ElementPointers().seed((2,), 2)
+(array([0, 1]), array([0, 1]))
+>>> RankedPointers().seed((2,), 2)
+(array([0, 2]), array([1, 3]))
+>>> bp = ElementPointers().first(7, 0, None, (2,), 1)
+>>> ElementPointers().finish((np.array([1.0, -np.inf]),), (-np.inf,), bp).node
+(array([ 7, -1], dtype=int32),)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Optional, Sequence, Tuple
+
+import numpy as np
+
+Index = Optional[Tuple[np.ndarray, ...]]
+
+
+@dataclass
+class Backpointers:
+    """For each component: the consumer node id, the consumer's input slot and the flat
+    consumer element index of the edge that won the ⊕ at every element (-1 where there is no
+    path, and at the QoI node itself; ``element`` is -1 everywhere at ``paper`` granularity,
+    whose backpointers name only the consumer node)."""
+
+    node: Tuple[np.ndarray, ...]
+    slot: Tuple[np.ndarray, ...]
+    element: Tuple[np.ndarray, ...]
+    rank: Optional[Tuple[np.ndarray, ...]] = None  # k-best: the consumer path's component
+
+
+def _minus1(shape, dtype) -> np.ndarray:
+    return np.full(shape, -1, dtype)
+
+
+class NoPointers:
+    """Nothing is recorded: every method returns ``None`` (or the value unchanged)."""
+
+    kept = False    # does the semiring keep backpointers at all?
+    ranked = False  # may a component's winner come from another component?
+
+    def seed(self, shape: Sequence[int], n: int) -> Index:
+        """The indices of a consumer's own adjoint: every element names itself."""
+        return None
+
+    def gather(self, idx: Index, pos, take: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> Index:
+        """Indices after a reduction whose winning positions are ``pos`` (one array per component,
+        or ``None``); ``take(i, p)`` gathers an index array at positions along the reduced axis."""
+        return None
+
+    def scale(self, sr, value, idx: Index, w):
+        """``value ⊗ lift(w)`` and the indices that go with it."""
+        return sr.scale(value, w), idx
+
+    def first(self, consumer: int, slot: int, idx: Index, shape, n: int) -> Optional[Backpointers]:
+        """The record of an input's first contribution (from ``consumer`` through ``slot``)."""
+        return None
+
+    def merge(self, old: Optional[Backpointers], consumer: int, slot: int, idx: Index, picks, shape,
+              n: int) -> Optional[Backpointers]:
+        """The record after ``old ⊕ contribution``; ``picks`` is what the semiring's ``plus`` said."""
+        return None
+
+    def empty(self, shape, n: int) -> Optional[Backpointers]:
+        """The record of the QoI node (no consumer)."""
+        return None
+
+    def finish(self, value, zero_elements, record: Optional[Backpointers]) -> Optional[Backpointers]:
+        """The user-facing backpointers of a complete adjoint (-1 where there is no path)."""
+        return None
+
+
+class ElementPointers(NoPointers):
+    """Per component, the consumer element whose same component won."""
+
+    kept = True
+
+    def seed(self, shape, n):
+        idx = np.arange(int(np.prod(shape, dtype=np.int64)), dtype=np.int64).reshape(shape)
+        return (idx,) * n
+
+    def gather(self, idx, pos, take):
+        if idx is None or pos is None:
+            return None
+        return tuple(i if p is None else take(i, p) for i, p in zip(idx, pos))
+
+    def _elements(self, idx, shape, n):
+        return idx if idx is not None else (_minus1(shape, np.int64),) * n
+
+    def first(self, consumer, slot, idx, shape, n):
+        idx = self._elements(idx, shape, n)
+        node = np.broadcast_to(np.int32(consumer), shape)  # read-only views: written only
+        slots = np.broadcast_to(np.int16(slot), shape)     # through np.where / masking copies
+        return Backpointers((node,) * n, (slots,) * n,
+                            tuple(np.broadcast_to(np.asarray(i, dtype=np.int64), shape) for i in idx))
+
+    def merge(self, old, consumer, slot, idx, picks, shape, n):
+        if picks is None:
+            return old
+        idx = self._elements(idx, shape, n)
+        nodes, slots, elems = list(old.node), list(old.slot), list(old.element)
+        for c, p in enumerate(picks):
+            if p is not None:
+                nodes[c] = np.where(p, np.int32(consumer), nodes[c])
+                slots[c] = np.where(p, np.int16(slot), slots[c])
+                elems[c] = np.where(p, idx[c], elems[c])
+        return Backpointers(tuple(nodes), tuple(slots), tuple(elems))
+
+    def empty(self, shape, n):
+        return Backpointers(tuple(_minus1(shape, np.int32) for _ in range(n)),
+                            tuple(_minus1(shape, np.int16) for _ in range(n)),
+                            tuple(_minus1(shape, np.int64) for _ in range(n)))
+
+    @staticmethod
+    def _masked(value, zero, record, c):
+        """Component ``c``'s node, slot and element arrays, -1 where ``value == zero``."""
+        dead = np.asarray(value) == zero
+        shape = dead.shape
+        return tuple(np.where(dead, dtype(-1), np.broadcast_to(arr, shape).astype(dtype, copy=False))
+                     for arr, dtype in ((record.node[c], np.int32), (record.slot[c], np.int16),
+                                        (record.element[c], np.int64)))
+
+    def finish(self, value, zero_elements, record):
+        parts = [self._masked(value[c], zero_elements[c], record, c) for c in range(len(value))]
+        return Backpointers(*(tuple(p[j] for p in parts) for j in range(3)))
+
+
+class RankedPointers(ElementPointers):
+    """Per component, the consumer element *and component* (the rank) whose path was extended."""
+
+    ranked = True
+
+    def seed(self, shape, n):
+        idx = np.arange(int(np.prod(shape, dtype=np.int64)), dtype=np.int64).reshape(shape)
+        return tuple(idx * n + c for c in range(n))
+
+    def gather(self, idx, pos, take):
+        if idx is None or pos is None:
+            return None
+        stacked = np.stack(np.broadcast_arrays(*idx), axis=-1)   # positions are n * n_comp + c
+        stacked = stacked.reshape(stacked.shape[:-2] + (-1,))
+        return tuple(np.where(p >= 0, take(stacked, np.maximum(p, 0)), -1) for p in pos)
+
+    def scale(self, sr, value, idx, w):
+        out, src = sr.scale_with_sources(value, w)
+        if idx is None or src is None:
+            return out, idx
+        stacked = np.stack(np.broadcast_arrays(*idx, out[0])[:-1], axis=-1)
+        return out, tuple(np.where(s >= 0, np.take_along_axis(stacked, np.maximum(s, 0)[..., None], -1)[..., 0], -1)
+                          for s in src)
+
+    def merge(self, old, consumer, slot, idx, picks, shape, n):
+        # picks index the candidates [old components..., new components...]
+        new = (tuple(np.full(shape, consumer, np.int32) for _ in range(n)),
+               tuple(np.full(shape, slot, np.int16) for _ in range(n)), self._elements(idx, shape, n))
+        merged = []
+        for old_parts, new_parts in zip((old.node, old.slot, old.element), new):
+            stacked = np.stack(np.broadcast_arrays(*old_parts, *new_parts), axis=-1)
+            merged.append(tuple(np.take_along_axis(stacked, np.maximum(p, 0)[..., None], -1)[..., 0] for p in picks))
+        return Backpointers(*merged)
+
+    def finish(self, value, zero_elements, record):
+        n = len(value)
+        nodes, slots, elems, ranks = [], [], [], []
+        for c in range(n):
+            dead = value[c] == zero_elements[c]
+            nodes.append(np.where(dead, record.node[c].dtype.type(-1), record.node[c]))
+            slots.append(np.where(dead, record.slot[c].dtype.type(-1), record.slot[c]))
+            enc = np.where(dead, record.element[c].dtype.type(-1), record.element[c])
+            elems.append(np.where(enc >= 0, enc // n, -1))
+            ranks.append(np.where(enc >= 0, enc % n, -1).astype(np.int16))
+        return Backpointers(tuple(nodes), tuple(slots), tuple(elems), rank=tuple(ranks))
+
+
+NO_POINTERS = NoPointers()
+ELEMENT_POINTERS = ElementPointers()
+RANKED_POINTERS = RankedPointers()
