@@ -13,12 +13,13 @@ array([1., 1., 1.])
 
 from .errors import (FeedError, GraphEngineError, GraphFormatError, GraphValidationError, QoIError,
                      UnknownOpError)
-from .ir import Graph, Node, load, save
+from .ir import Graph, Node, load, register_op, save
 from .engine import backward, batch, difference, forward, parse, select, weighted
-from .semirings import Real, Semiring, get_semiring
+from .semirings import Real, Semiring, get_semiring, register_semiring
 
 __version__ = "0.1.0"
 
 __all__ = ["Graph", "Node", "load", "save", "forward", "backward", "select", "difference", "weighted",
-           "batch", "parse", "Semiring", "Real", "get_semiring", "GraphEngineError", "GraphFormatError",
-           "GraphValidationError", "UnknownOpError", "FeedError", "QoIError", "__version__"]
+           "batch", "parse", "Semiring", "Real", "get_semiring", "register_semiring", "register_op",
+           "GraphEngineError", "GraphFormatError", "GraphValidationError", "UnknownOpError", "FeedError", "QoIError",
+           "__version__"]

@@ -3,7 +3,8 @@
 Nodes are visited in reverse topological order. Each visited node's adjoint is pushed into its
 inputs through the Jacobian structure its op declares (computed once per input, shared by all
 semirings of the call) and ⊕-accumulated there. The walker contains no per-op and no
-per-semiring code. A node's adjoint is complete when the walk reaches it (all its consumers
+per-semiring code: winners are recorded by each semiring's backpointer policy
+(:mod:`graphengine.semirings.pointers`). A node's adjoint is complete when the walk reaches it (all its consumers
 come later in topological order) and is dropped right after it has been pushed, unless the node
 is retained.
 
@@ -19,7 +20,7 @@ selective and counting semirings, equal up to summation order otherwise); see
 :mod:`graphengine.kernels`.
 
 Granularity: ``"scalar"`` (default) is exact: every ⊕ is over individual scalar edges.
-``"paper"`` reproduces the original implementation (PAPER.md §1): inside one op (contractions,
+``"paper"`` reproduces the original implementation (docs/granularity.md): inside one op (contractions,
 broadcast reductions, scatters such as embedding lookups) path weights are *summed*, ⊕ is taken
 only across different consumer nodes, and backpointers name only the consumer node.
 

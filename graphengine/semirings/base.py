@@ -102,7 +102,9 @@ class Semiring:
 
     # ---- algebra (override)
     def lift(self, w: np.ndarray) -> Value:
-        """A real local derivative (array) as a semiring value."""
+        """A real local derivative (array) as a semiring value. It must be multiplicative:
+        ``lift(1) = 1̄`` and ``lift(x·y) = lift(x) ⊗ lift(y)``, because the walk never lifts the
+        unit edges of movements and unit-weight reductions."""
         raise NotImplementedError
 
     def times(self, a: Value, b: Value) -> Value:
