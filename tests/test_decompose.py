@@ -11,6 +11,7 @@ from graphengine.models.builders import BertConfig, bert_feeds, build_bert, rand
 from graphengine.ir import Graph
 from graphengine.ir.passes import POLICIES, decompose, prune
 
+from oracle import enumerate_paths, scalar_graph, statistics
 from test_oracle import check_program
 
 FUSED = {"softmax", "log_softmax", "layer_norm", "gelu"}
@@ -230,3 +231,30 @@ def test_tiny_transformer_exact_against_enumeration(policy):
     g, feeds = tiny_transformer()
     d = decompose(g, policy)
     assert check_program(d, feeds, "logp", np.random.default_rng(1), n_terms=1) > 0
+
+
+def test_softmax_worked_example_of_the_granularity_docs():
+    """docs/granularity.md: softmax(1, 2, 3), QoI y[2], under the fused and the paper policy."""
+    g = Graph()
+    g.mark_output(g.call("softmax", g.input("x", (3,)), name="y", axis=-1))
+    xv = np.array([1.0, 2.0, 3.0])
+    p = np.exp(xv) / np.exp(xv).sum()
+    grad = p[2] * ((np.arange(3) == 2) - p)  # the closed-form softmax Jacobian row
+    shown = {  # the numbers the docs print (4 decimals, entropy 2)
+        "fused": {"max": grad, "min": grad, "count": [1, 1, 1], "entropy": [0, 0, 0]},
+        "paper": {"max": [0, 0, 0.6652], "min": [-0.0599, -0.1628, -0.6652], "count": [5, 5, 6],
+                  "entropy": [0, 0, 1.60]},
+    }
+    np.testing.assert_allclose(grad, [-0.0599, -0.1628, 0.2227], atol=5e-5)
+    for policy, want in shown.items():
+        d = decompose(g, policy)
+        acts = forward(d, {"x": xv})
+        r = backward(d, acts, select("y", (2,)), semirings=["real", "max", "entropy", "count"])
+        paths = enumerate_paths(scalar_graph(d, acts), {(d["y"].id, 2): 1.0})
+        oracle = [statistics(paths[(d["x"].id, j)]) for j in range(3)]
+        got = {"max": r.components("x", "max")["max"], "min": r.components("x", "max")["min"],
+               "count": r.get("x", "count"), "entropy": r.get("x", "entropy")}
+        np.testing.assert_allclose(r.grad("x"), grad, rtol=1e-12, atol=1e-15)
+        for key, values in got.items():
+            np.testing.assert_allclose(values, [o[key] for o in oracle], rtol=1e-9, atol=1e-12)
+            np.testing.assert_allclose(values, want[key], atol=5e-5 if key != "entropy" else 5e-3)

@@ -1,4 +1,4 @@
-"""The worked example of README §Granularities: where `scalar` and `paper` differ."""
+"""The worked examples of README §Granularities and docs/granularity.md: where `scalar` and `paper` differ."""
 
 import numpy as np
 

@@ -19,7 +19,7 @@ from typing import Callable, Dict, List, Optional
 
 import numpy as np
 
-from ..ir.graph import Node
+from ..ir import Node
 from ..ir.special import erf as _erf
 from ._onnx_load import IR_ELEM_TYPES, elem_type_name, np_dtype
 

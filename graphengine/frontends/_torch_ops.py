@@ -19,8 +19,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import numpy as np
 
 from ..errors import GraphEngineError
-from ..ir import op_names
-from ..ir.graph import Node
+from ..ir import Node, op_names
 
 
 def import_torch():
@@ -289,7 +288,7 @@ def _conv_view(cv, a):
     shape = [int(s) for s in a.get("size", a.get("shape"))]
     src = x
     while src.op == "reshape":
-        src = cv.g.nodes[src.inputs[0]]
+        src = cv.g.node(src.inputs[0])
     n = int(np.prod(src.shape, dtype=np.int64))
     if -1 in shape:
         known = int(np.prod([s for s in shape if s != -1], dtype=np.int64))

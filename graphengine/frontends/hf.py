@@ -162,8 +162,7 @@ def from_hf_dir(path, text: Optional[str] = None, input_ids=None, head: Optional
         raise GraphEngineError(f"from_hf_dir needs torch and transformers (pip install 'graphengine[hf]'): {e}") from None
     from .torch import from_torch
 
-    cfg = transformers.BertConfig.from_dict(config)
-    cfg._attn_implementation = "eager"
+    cfg = transformers.BertConfig.from_dict(config, attn_implementation="eager")
     tdtype = torch.float32 if dtype == "float32" else torch.float64
     if head is None:
         model = transformers.BertModel(cfg, add_pooling_layer=False)

@@ -71,10 +71,8 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 import numpy as np
 
 from ..errors import GraphEngineError
-from ..ir import Graph
-from ..ir.dtypes import DTYPES
-from ..ir.graph import Node
-from ..ir.passes import POLICIES, decompose as decompose_pass
+from ..ir import DTYPES, Graph, Node
+from ..ir.passes import POLICIES, decompose as decompose_pass, unique_name
 
 try:
     import onnx
@@ -171,20 +169,15 @@ class _Converter:
 
     # ------------------------------------------------------------------------------ driver
     def _unique(self, name: str) -> str:
-        out, k = name, 1
-        while out in self._used_names:
-            out, k = f"{name}_{k}", k + 1
-        self._used_names.add(out)
-        return out
+        return unique_name(name, self._used_names)
 
     def _rename(self, node: Node, name: str) -> None:
+        """Name ``node`` after the ONNX value it computes, unless another node already has that name."""
         if node.name == name or name in self._used_names:
             return
         self._used_names.discard(node.name)
         self._used_names.add(name)
-        del self.g._by_name[node.name]
-        node.name = name
-        self.g._by_name[name] = node.id
+        self.g.rename(node, name)
 
     def add_inputs(self, input_shapes: Mapping[str, Sequence[int]]) -> None:
         inits = {t.name for t in self.model.graph.initializer}

@@ -101,10 +101,8 @@ import numpy as np
 import torch  # noqa: F401  (this module is the torch frontend: importing it without torch fails early)
 
 from ..errors import GraphEngineError
-from ..ir import Graph
-from ..ir.graph import Node
-from ..ir.passes import POLICIES, decompose as decompose_graph, prune
-from ..ir.passes.prune import unique_name
+from ..ir import Graph, Node
+from ..ir.passes import POLICIES, decompose as decompose_graph, prune, unique_name
 from ._torch_ops import (UNSUPPORTED, Const, SkipDependent, Unsup, Unsupported, contains, converters, dtype_name,
                          import_torch, normalize_args, supported_ops, to_numpy, walk)
 
@@ -125,11 +123,11 @@ _SHAPE_ONLY = ("aten.full_like.default", "aten.zeros_like.default", "aten.ones_l
 
 
 def decomposition_table() -> Dict[Any, Callable]:
-    """torch's core-ATen decomposition table minus :data:`KEEP_WHOLE`."""
+    """``torch.export``'s default (core-ATen) decomposition table minus :data:`KEEP_WHOLE`."""
     import_torch()
-    from torch._decomp import core_aten_decompositions
+    from torch.export import default_decompositions
 
-    table = dict(core_aten_decompositions())
+    table = dict(default_decompositions())
     for op in list(table):
         if str(op) in KEEP_WHOLE:
             del table[op]
@@ -314,9 +312,7 @@ class _Converter:
                 "args": args, "kwargs": kwargs}
             result = conv(self, a)
         except Unsup as e:
-            del self.g.nodes[first:]  # drop a partial mapping (its names stay reserved: harmless)
-            self.g._rebuild_index()
-            self.g.arrays = {k: v for k, v in self.g.arrays.items() if k < first}
+            self.g.truncate(first)  # drop a partial mapping (its names stay in self.taken: harmless)
             self.const_nodes = {k: v for k, v in self.const_nodes.items() if v[0].id < first}
             self._unsupported(tname, str(e))
             return UNSUPPORTED

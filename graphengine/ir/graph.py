@@ -195,6 +195,54 @@ class Graph:
             if nid not in self.outputs:
                 self.outputs.append(nid)
 
+    # ---------------------------------------------------------------- editing
+    def rename(self, ref: NodeRef, name: str) -> Node:
+        """Give a node a new name (renaming it to its own name does nothing); returns the node.
+
+        Node names are the graph's keys for users (feeds, ``--nodes``, QoIs), so a name another
+        node holds is refused with :class:`GraphValidationError` rather than made unique: the
+        caller decides what a clash means.
+
+        >>> g = Graph(); x = g.input("x", (2,)); y = g.call("exp", x)
+        >>> g.rename(y, "y").name, g["y"] is y
+        ('y', True)
+        >>> g.rename("y", "x")
+        Traceback (most recent call last):
+        ...
+        graphengine.errors.GraphValidationError: cannot rename node 1 'y' (op exp) to 'x': node 0 holds that name
+        """
+        node = self.node(ref)
+        name = str(name)
+        holder = self._by_name.get(name)
+        if holder is not None and holder != node.id:
+            raise GraphValidationError(f"cannot rename {node.where()} to '{name}': node {holder} holds that name")
+        del self._by_name[node.name]
+        node.name = name
+        self._by_name[name] = node.id
+        return node
+
+    def truncate(self, length: int) -> None:
+        """Remove every node from position ``length`` on, with its stored array and output mark.
+
+        Nodes are in topological order, so none of the nodes kept can consume a removed one:
+        what remains is a valid graph, and the ids (and :class:`Node` objects) of the kept nodes
+        are unchanged. The removed nodes' names become free again. Frontends use this to undo a
+        partially emitted mapping of one source op.
+
+        >>> g = Graph(); x = g.input("x", (2,)); y = g.call("exp", x, name="y"); g.mark_output(y)
+        >>> g.truncate(1)
+        >>> [n.name for n in g], g.outputs, g.call("tanh", x, name="y").id
+        (['x'], [], 1)
+        """
+        length = int(length)
+        if not 0 <= length <= len(self.nodes):
+            raise ValueError(f"cannot truncate a graph of {len(self.nodes)} nodes to {length}")
+        for node in self.nodes[length:]:
+            del self._by_name[node.name]
+            self.arrays.pop(node.id, None)
+        del self.nodes[length:]
+        self.outputs = [o for o in self.outputs if o < length]
+
     # ------------------------------------------------------------- validation
     def validate(self) -> None:
         """Check the whole graph; raise one :class:`GraphValidationError` for the first problem.

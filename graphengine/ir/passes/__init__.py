@@ -5,6 +5,6 @@ node names and scopes, so nodes can still be found by the names and module paths
 """
 
 from .decompose import POLICIES, decompose
-from .prune import prune
+from .prune import prune, unique_name
 
-__all__ = ["POLICIES", "decompose", "prune"]
+__all__ = ["POLICIES", "decompose", "prune", "unique_name"]

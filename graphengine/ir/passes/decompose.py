@@ -21,7 +21,7 @@ its policy in ``graph.meta["decomposition"]``. Three policies exist:
     - ``mean`` stays an op (it is already elementary: one edge of weight 1/n per element).
 
 ``paper``
-    Exactly the decompositions of the original implementation (brunoflow; PAPER.md §1 item 5):
+    Exactly the decompositions of the original implementation (brunoflow; see docs/granularity.md):
 
     - ``logsumexp(x) = m + log(sum(exp(x − m)))`` with ``m = amax(x)``; the gradient flows
       through ``m`` too (``amax`` routes it to the maximum; tied maxima share it equally —
