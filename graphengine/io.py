@@ -36,7 +36,7 @@ array([0., 1., 2.])
 >>> with limits(max_member_bytes=16), open_regular(p, p, ValueError) as f:
 ...     read_npz(f, p, ValueError)
 Traceback (most recent call last):
-ValueError: .../a.npz: member 'x.npy': declares shape [3] float64 (24 B), over the limit of 16 B (graphengine.io.LIMITS.max_member_bytes)
+ValueError: .../a.npz: member 'x.npy': declares shape [3] float64 of 24 B, over the limit of 16 B (graphengine.io.LIMITS.max_member_bytes)
 >>> os.listdir(d)
 ['a.npz']
 """
@@ -374,14 +374,18 @@ def open_regular(path: str, label: str, error: Type[Exception]) -> BinaryIO:
 
 
 def _over(what: str, size: int, limit: int, setting: str) -> str:
-    return f"{what} ({format_bytes(size)}), over the limit of {format_bytes(limit)} (graphengine.io.LIMITS.{setting})"
+    """``WHAT SIZE, over the limit of LIMIT (graphengine.io.LIMITS.SETTING)``."""
+    a, b = format_bytes(size), format_bytes(limit)
+    if a == b:
+        a, b = f"{size:,} bytes", f"{limit:,} bytes"
+    return f"{what} {a}, over the limit of {b} (graphengine.io.LIMITS.{setting})"
 
 
 def _member_info(z: zipfile.ZipFile, name: str, label: str, error: Type[Exception], limit: int,
                  setting: str) -> zipfile.ZipInfo:
     info = z.getinfo(name)
     if info.file_size > limit:
-        raise error(f"{label}: {_over(f'{name} is declared to hold', info.file_size, limit, setting)}")
+        raise error(f"{label}: {_over(f'{name} is declared to inflate to', info.file_size, limit, setting)}")
     return info
 
 
@@ -405,7 +409,7 @@ def read_json_member(z: zipfile.ZipFile, name: str, label: str, error: Type[Exce
         buf = io.BytesIO()
         with z.open(info) as m:
             _copy_limited(m, buf, limit, lambda n: error(
-                f"{label}: {_over(f'{name} inflates to more than {format_bytes(limit)}', n, limit, 'max_json_bytes')}"))
+                f"{label}: {_over(f'{name} inflates to at least', n, limit, 'max_json_bytes')}"))
     try:
         return json.loads(buf.getvalue().decode("utf-8"))
     except (ValueError, RecursionError, MemoryError) as e:  # JSONDecodeError, UnicodeDecodeError, huge ints
@@ -422,7 +426,7 @@ def spool_member(z: zipfile.ZipFile, name: str, label: str, error: Type[Exceptio
             info = _member_info(z, name, label, error, limit, "max_member_bytes")
             with z.open(info) as m:
                 _copy_limited(m, spool, limit, lambda n: error(
-                    f"{label}: {_over(f'{name} inflates to more than {format_bytes(limit)}', n, limit, 'max_member_bytes')}"))
+                    f"{label}: {_over(f'{name} inflates to at least', n, limit, 'max_member_bytes')}"))
         spool.seek(0)
         return spool
     except BaseException:
@@ -519,7 +523,7 @@ def read_npy(f: IO[bytes], where: str, error: Type[Exception], budget: Optional[
     nbytes = math.prod(shape) * dtype.itemsize
     desc = f"declares shape {list(shape)} {dtype}"
     if nbytes > LIMITS.max_member_bytes:
-        raise error(f"{where}: {_over(desc, nbytes, LIMITS.max_member_bytes, 'max_member_bytes')}")
+        raise error(f"{where}: {_over(desc + ' of', nbytes, LIMITS.max_member_bytes, 'max_member_bytes')}")
     budget = LIMITS.memory_budget if budget is None else budget
     if nbytes > budget:
         raise error(f"{where}: {desc} ({format_bytes(nbytes)}), over what is left of the memory budget "
