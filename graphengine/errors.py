@@ -28,3 +28,19 @@ class FeedError(GraphEngineError):
 
 class QoIError(GraphEngineError):
     """A quantity of interest names a missing node or an out-of-range element."""
+
+
+class WriteError(GraphEngineError):
+    """A file cannot be written: a missing directory, a read-only or full file system, no
+    permission, or an output path that is also an input."""
+
+
+def name_some(items, first: int = 5, sep: str = ", ") -> str:
+    """The first ``first`` items joined by ``sep``, then how many more: keeps error lines short.
+
+    >>> name_some(["a", "b"]), name_some(range(200000), first=3)
+    ('a, b', '0, 1, 2 ... and 199,997 more')
+    """
+    items = [str(i) for i in items]
+    shown = sep.join(items[:first])
+    return shown if len(items) <= first else f"{shown} ... and {len(items) - first:,} more"

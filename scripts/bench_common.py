@@ -9,7 +9,6 @@ extra).
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import sys
@@ -94,7 +93,7 @@ def write(result: dict, out: str, default_name: str) -> Path:
     path = Path(out) if out else RESULTS / default_name
     path.parent.mkdir(parents=True, exist_ok=True)
     result = dict(result, machine=machine(), written=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(result, indent=2, default=float) + "\n")
-    os.replace(tmp, path)
+    from graphengine.io import write_json
+
+    write_json(str(path), result, indent=2, default=float)
     return path

@@ -104,10 +104,17 @@ def _need(module: str, extra: str):
         raise ExportArgumentError(f"this export needs {module}: pip install 'graphengine[{extra}]'") from None
 
 
-def run_export(args, out, write_npz_atomic, check_output_path) -> int:
+def run_export(args, out) -> int:
+    from .. import io as files
     from ..ir import save
 
-    check_output_path(args.output)
+    source = {"torch": args.factory.rpartition(":")[0] if args.source == "torch" else "",
+              "hf": getattr(args, "dir", ""), "onnx": getattr(args, "model", "")}[args.source]
+    if not os.path.exists(source):  # a module name, or 'minilm': not a file -o could overwrite
+        source = None
+    files.check_output(args.output, inputs=[source])
+    feeds_path = re.sub(r"(\.ge)?$", ".inputs.npz", args.output, count=1) if args.source == "hf" else None
+    files.check_output(feeds_path, inputs=[source])
     if args.source == "torch":
         torch = _need("torch", "torch")
         from ..frontends.torch import from_torch
@@ -146,7 +153,6 @@ def run_export(args, out, write_npz_atomic, check_output_path) -> int:
     out.write(f"wrote {args.output}: {len(graph)} nodes, {len(graph.parameters())} parameters, "
               f"decomposition {graph.meta.get('decomposition', args.decompose)}\n")
     if feeds is not None:
-        feeds_path = re.sub(r"(\.ge)?$", ".inputs.npz", args.output, count=1)
-        write_npz_atomic(feeds_path, feeds)
+        files.write_npz(feeds_path, feeds)
         out.write(f"wrote {feeds_path}: inputs {', '.join(f'{k}{list(v.shape)}' for k, v in feeds.items())}\n")
     return 0

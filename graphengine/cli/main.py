@@ -15,9 +15,12 @@
 
 Every error caused by bad input (a missing or damaged graph file, a feed of the wrong shape, an
 unknown name, a malformed QoI, an unreadable ``.npz``, a bad argument) is reported as exactly
-one line on stderr starting with ``graphengine: error:`` and exit status 2, without a traceback.
-Output files are written atomically (a temporary file renamed into place), so a failed command
-never leaves a partial file and never clobbers an existing one.
+one line on stderr starting with ``graphengine: error:`` and exit status 2, without a traceback;
+so is every ``OSError`` (no such file, no permission, a full disk, a read-only file system) and
+running out of memory. Lines longer than 1,000 characters are cut there.
+Output files are written with :func:`graphengine.io.atomic_write`, so a failed or interrupted
+command never leaves a partial file and never clobbers an existing one, and an output path that
+is also an input (``graphengine run g.ge -o g.ge``) is refused before any work is done.
 
 >>> main(["info", "/no/such/file.ge"])
 2
@@ -29,21 +32,20 @@ import argparse
 import json
 import os
 import sys
-import tempfile
-import zipfile
-import zlib
 from collections import Counter
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-from ..errors import GraphEngineError
+from .. import io as files
+from ..errors import FeedError, GraphEngineError
 
 PROG = "graphengine"
 SMALL = 16          # tensors with at most this many elements are printed in full
 FIRST = 6           # otherwise this many leading values are shown
 SCOPE_DEPTH = 3     # levels of the scope tree shown by ``info``
 SCOPE_CHILDREN = 8  # children listed per scope before "... N more"
+MAX_ERROR_CHARS = 1000
 
 
 class CLIError(GraphEngineError):
@@ -131,32 +133,13 @@ def _check_numeric(array: np.ndarray, what: str) -> None:
 
 
 def _read_npz(path: str, what: str) -> Dict[str, np.ndarray]:
-    """Read every array of an ``.npz`` file (never unpickling anything)."""
-    try:
-        with open(path, "rb") as f:
-            magic = f.read(6)
-        if not (magic.startswith(b"PK") or magic == b"\x93NUMPY"):
-            raise CLIError(f"{what} {path}: not an .npz file (not a zip archive)")
-        data = np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        raise CLIError(f"{what} {path}: no such file") from None
-    except IsADirectoryError:
-        raise CLIError(f"{what} {path}: is a directory") from None
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error, NotImplementedError,
-            RuntimeError, MemoryError, KeyError) as e:
-        raise CLIError(f"{what} {path}: not a readable .npz file ({_one_line(e)})") from None
-    if not isinstance(data, np.lib.npyio.NpzFile):
-        raise CLIError(f"{what} {path}: holds a single array; expected an .npz of arrays keyed by input name")
-    try:
-        with data:
-            out = {k: data[k] for k in data.files}
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error, NotImplementedError,
-            RuntimeError, MemoryError, KeyError) as e:
-        raise CLIError(f"{what} {path}: not a readable .npz file ({_one_line(e)})") from None
+    """Read every array of an ``.npz`` file (never unpickling anything; limits of
+    :data:`graphengine.io.LIMITS`); problems are one :class:`FeedError` line."""
+    label = f"{what} {path}"
+    with files.open_regular(path, label, FeedError) as f:
+        out = files.read_npz(f, label, FeedError)
     for k, v in out.items():
-        if not isinstance(v, np.ndarray):  # a zip member that is not a .npy file
-            raise CLIError(f"{what} {path}: member '{k}' is not a .npy array; expected an .npz of arrays")
-        _check_numeric(v, f"{what} {path}: array '{k}'")
+        _check_numeric(v, f"{label}: array '{k}'")
     return out
 
 
@@ -170,55 +153,9 @@ def _feeds(args) -> Dict[str, np.ndarray]:
     return feeds
 
 
-def _check_output_path(path: Optional[str]) -> None:
-    """Fail before any work is done if ``-o`` cannot possibly be written."""
-    if path is None:
-        return
-    if os.path.isdir(path):
-        raise CLIError(f"-o {path}: is a directory")
-    parent = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(parent):
-        raise CLIError(f"-o {path}: directory {parent} does not exist")
-
-
-def write_npz_atomic(path: str, arrays: Dict[str, np.ndarray]) -> None:
-    """Write ``arrays`` to ``path`` as an uncompressed ``.npz``: to a temporary file in the same
-    directory, then ``os.replace``; on any failure the temporary file is removed and whatever was
-    at ``path`` before is left untouched."""
-    parent = os.path.dirname(os.path.abspath(path))
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=".graphengine-", suffix=".npz.tmp", dir=parent)
-    except OSError as e:
-        raise CLIError(f"-o {path}: cannot write ({_one_line(e.strerror or e)})") from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as e:
-        raise CLIError(f"-o {path}: cannot write ({_one_line(e.strerror or e)})") from None
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
-def write_json_atomic(path: str, doc) -> None:
-    """Write ``doc`` as JSON to ``path`` atomically (temporary file, then ``os.replace``)."""
-    parent = os.path.dirname(os.path.abspath(path))
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=".graphengine-", suffix=".json.tmp", dir=parent)
-    except OSError as e:
-        raise CLIError(f"-o {path}: cannot write ({_one_line(e.strerror or e)})") from None
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(doc, f, indent=1, default=_json_default)
-        os.replace(tmp, path)
-    except OSError as e:
-        raise CLIError(f"-o {path}: cannot write ({_one_line(e.strerror or e)})") from None
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+def _check_output_path(path: Optional[str], *inputs: Optional[str]) -> None:
+    """Fail before any work is done if ``-o`` cannot possibly be written or names an input."""
+    files.check_output(path, inputs=inputs)
 
 
 def _json_default(x):
@@ -311,7 +248,7 @@ def _write_tree(w, tree: Dict[str, int]) -> None:
 def _run(args, out) -> int:
     from ..engine import forward
 
-    _check_output_path(args.output)
+    _check_output_path(args.output, args.file, args.inputs)
     g = _load_graph(args.file)
     feeds = _feeds(args)
     acts = forward(g, feeds)
@@ -325,7 +262,7 @@ def _run(args, out) -> int:
         out.write(f"{node.name}: shape {list(value.shape)} {value.dtype}  {_stats(value)}\n")
         out.write(f"  {_values(value)}\n")
     if args.output:
-        write_npz_atomic(args.output, results)
+        files.write_npz(args.output, results)
         out.write(f"wrote {len(results)} array(s) to {args.output}\n")
     return 0
 
@@ -336,7 +273,7 @@ def _grad(args, out) -> int:
     from ..errors import QoIError
     from ..ir.dtypes import is_float
 
-    _check_output_path(args.output)
+    _check_output_path(args.output, args.file, args.inputs)
     qoi = parse(args.qoi)  # syntax errors before any file is read
     g = _load_graph(args.file)
     try:
@@ -379,7 +316,7 @@ def _grad(args, out) -> int:
         if grad.size <= SMALL:
             out.write(f"  {_values(grad)}\n")
     if args.output:
-        write_npz_atomic(args.output, grads)
+        files.write_npz(args.output, grads)
         out.write(f"wrote {len(grads)} gradient(s) to {args.output}\n")
     return 0
 
@@ -407,8 +344,7 @@ def _analyze(args, out) -> int:
     from ..errors import QoIError
     from ..semirings import get_semiring
 
-    if args.output:
-        _check_output_path(args.output)
+    _check_output_path(args.output, args.file, args.inputs)
     names = _parse_semirings(args.semiring)
     qoi = parse(args.qoi)
     g = _load_graph(args.file)
@@ -452,7 +388,7 @@ def _analyze(args, out) -> int:
                 d = "" if st["local_derivative"] is None else f"  x {_fmt(st['local_derivative'])}"
                 w(f"  {st['name']}{st['element']}  [{st['scope']}]{d}\n")
     if args.output:
-        write_json_atomic(args.output, {"file": args.file, **report})
+        files.write_json(args.output, {"file": args.file, **report}, default=_json_default)
         w(f"wrote {args.output}\n")
     return 0
 
@@ -482,7 +418,7 @@ def _demo(args, out) -> int:
 def _export(args, out) -> int:
     from .export import run_export
 
-    return run_export(args, out, write_npz_atomic, _check_output_path)
+    return run_export(args, out)
 
 
 # ----------------------------------------------------------------------------- experiment
@@ -593,21 +529,39 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except GraphEngineError as e:
         _report(str(e))
         return 2
+    except BrokenPipeError:
+        return _broken_pipe()
+    except OSError as e:  # ENOENT, EACCES, ENOSPC, EROFS, ... from code that does not map its own
+        _report(f"{e.filename}: {e.strerror}" if e.filename and e.strerror else _one_line(e))
+        return 2
+    except MemoryError:
+        _report(f"out of memory running '{args.command}' (inputs too large for this machine; "
+                "graphengine.io.LIMITS.memory_budget bounds what files may declare)")
+        return 2
     except KeyboardInterrupt:
         _report("interrupted")
         return 130
-    except BrokenPipeError:  # e.g. ``graphengine info big.ge | head``
-        try:
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, sys.stdout.fileno())
-        except (OSError, ValueError):
-            pass
-        return 1
+
+
+def _broken_pipe() -> int:
+    """e.g. ``graphengine info big.ge | head``: stop quietly."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+    return 1
 
 
 def _report(message: str) -> None:
-    sys.stdout.flush()
-    sys.stderr.write(f"{PROG}: error: {_one_line(message)}\n")
+    line = _one_line(message)
+    if len(line) > MAX_ERROR_CHARS:
+        line = f"{line[:MAX_ERROR_CHARS]}... ({len(line) - MAX_ERROR_CHARS:,} more characters)"
+    try:
+        sys.stdout.flush()
+    except (OSError, ValueError):
+        pass
+    sys.stderr.write(f"{PROG}: error: {line}\n")
     sys.stderr.flush()
 
 

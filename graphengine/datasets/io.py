@@ -27,6 +27,7 @@ from typing import Any, Dict
 
 import numpy as np
 
+from .. import io as files
 from .base import SPLIT_NAMES, DatasetError, Split, Splits
 
 __all__ = ["save_splits", "load_splits", "split_checksum", "dataset_card"]
@@ -71,11 +72,10 @@ def save_splits(ds: Splits, directory) -> Dict[str, Any]:
     os.makedirs(directory, exist_ok=True)
     for s, sp in ds:
         arrays = {"x": sp.x, "y": sp.y, **{f"meta.{k}": v for k, v in sp.meta.items()}}
-        np.savez_compressed(os.path.join(directory, f"{s}.npz"), **arrays)
+        with files.atomic_write(os.path.join(directory, f"{s}.npz")) as f:
+            np.savez_compressed(f, **arrays)
     card = dataset_card(ds)
-    with open(os.path.join(directory, "card.json"), "w") as f:
-        json.dump(card, f, indent=1)
-        f.write("\n")
+    files.write_json(os.path.join(directory, "card.json"), card)  # last: a card means the splits are complete
     return card
 
 

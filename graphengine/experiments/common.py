@@ -18,13 +18,13 @@ import json
 import math
 import os
 import sys
-import tempfile
 import time
 from contextlib import contextmanager
 from typing import Any, Dict, Iterable, Iterator, Optional, Sequence
 
 import numpy as np
 
+from .. import io as files
 from ..errors import GraphEngineError
 
 __all__ = ["ExperimentError", "require_torch", "require_transformers", "progress", "markdown_table", "fmt",
@@ -152,28 +152,14 @@ def results_dir(out: Optional[str], experiment: str) -> str:
     return path
 
 
-def _atomic_write(path: str, data: bytes) -> None:
-    parent = os.path.dirname(os.path.abspath(path))
-    os.makedirs(parent, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".graphengine-", suffix=".tmp", dir=parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except OSError as e:
-        raise ExperimentError(f"cannot write {path} ({e.strerror or e})") from None
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
 def write_json(path: str, doc: Any) -> None:
-    """Write strict JSON atomically (NaN becomes null)."""
-    _atomic_write(path, (json.dumps(jsonable(doc), indent=1, allow_nan=False) + "\n").encode())
+    """Write strict JSON atomically (NaN becomes null; :func:`graphengine.io.write_json`)."""
+    files.write_json(path, jsonable(doc), allow_nan=False)
 
 
 def write_text(path: str, text: str) -> None:
-    _atomic_write(path, text.encode())
+    """Write ``text`` atomically (:func:`graphengine.io.write_text`)."""
+    files.write_text(path, text)
 
 
 def read_json(path: str) -> Any:

@@ -21,7 +21,7 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from ..errors import GraphValidationError, UnknownOpError
+from ..errors import GraphValidationError, UnknownOpError, name_some
 from .dtypes import dtype_name
 from .registry import AttrError, ShapeError, TensorType, get_op
 
@@ -288,8 +288,10 @@ class Graph:
                     g.add_edge(int(i), n.id)
         try:
             cycle = nx.find_cycle(g, source=node.id)
-            path = " -> ".join(self.nodes[u].name for u, _ in cycle) + " -> " + self.nodes[cycle[0][0]].name
-            return f"cycle: {path}"
+            names = [self.nodes[u].name for u, _ in cycle] + [self.nodes[cycle[0][0]].name]
+            if len(names) <= 12:
+                return f"cycle: {' -> '.join(names)}"
+            return f"cycle of {len(cycle):,} nodes: {name_some(names, first=8, sep=' -> ')}"
         except nx.NetworkXNoCycle:
             return (f"input {target} ('{self.nodes[target].name}') comes after its consumer; "
                     "nodes must be stored in topological order")

@@ -2,7 +2,8 @@
 ``arrays.npz`` (parameters and constants, keyed ``n<id>``).
 
 Loading uses ``json`` and ``numpy.load(allow_pickle=False)`` only, so reading a file never runs
-code; every problem is reported as one :class:`GraphFormatError` line naming the file.
+code; every problem is reported as one :class:`GraphFormatError` line naming the file (see
+:mod:`graphengine.io` for the limits, and docs/file-format.md for the format).
 
 >>> import numpy as np, tempfile, os
 >>> from graphengine.ir import Graph, save, load
@@ -16,28 +17,23 @@ from __future__ import annotations
 
 import io
 import json
-import os
+import math
 import zipfile
-import zlib
 from typing import Any, Dict
 
 import numpy as np
 
-from ..errors import GraphEngineError, GraphFormatError
+from .. import io as files
+from ..errors import GraphEngineError, GraphFormatError, name_some
 from .graph import Graph, Node
 
 FORMAT = "graphengine.graph"
 FORMAT_VERSION = 1
 
-# What reading a damaged or hostile zip/npz can raise (zlib.error for corrupt deflate data,
-# NotImplementedError for unknown compression methods, RuntimeError for encrypted members,
-# ValueError (incl. UnicodeDecodeError) for bad headers, MemoryError for absurd array shapes).
-_READ_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, OSError, NotImplementedError,
-                RuntimeError, ValueError, KeyError, MemoryError)
-
 
 def save(graph: Graph, path: str) -> None:
-    """Write ``graph`` to ``path`` atomically (a temp file renamed into place)."""
+    """Write ``graph`` to ``path`` atomically (see :func:`graphengine.io.atomic_write`); a
+    failure raises :class:`~graphengine.errors.WriteError` and leaves the old file as it was."""
     doc = {
         "format": FORMAT,
         "version": FORMAT_VERSION,
@@ -47,64 +43,93 @@ def save(graph: Graph, path: str) -> None:
     }
     buf = io.BytesIO()
     np.savez(buf, **{f"n{k}": np.asarray(v) for k, v in graph.arrays.items()})  # not ascontiguousarray: it makes 0-d arrays 1-d
-    tmp = f"{path}.tmp{os.getpid()}"
-    try:
-        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as z:
+    with files.atomic_write(path) as f:
+        with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_DEFLATED) as z:
             z.writestr("graph.json", json.dumps(doc, indent=1))
             z.writestr("arrays.npz", buf.getvalue())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def load(path: str) -> Graph:
-    """Read a graph file written by :func:`save`, validating it completely."""
-    try:
-        with zipfile.ZipFile(path) as z:
-            names = set(z.namelist())
-            for member in ("graph.json", "arrays.npz"):
-                if member not in names:
-                    raise GraphFormatError(f"{path}: not a graphengine file (no {member} inside)")
-            raw = z.read("graph.json")
-            npz = z.read("arrays.npz")
-    except GraphFormatError:
-        raise
-    except FileNotFoundError:
-        raise GraphFormatError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise GraphFormatError(f"{path}: is a directory, not a graph file") from None
-    except _READ_ERRORS as e:
-        raise GraphFormatError(f"{path}: not a readable graphengine file (bad or truncated zip: {_one_line(e)})") from None
-    try:
-        doc = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
-        raise GraphFormatError(f"{path}: graph.json is not valid JSON ({_one_line(e)})") from None
-    try:
-        arrays = _read_arrays(npz)
-    except _READ_ERRORS as e:
-        raise GraphFormatError(f"{path}: arrays.npz is unreadable ({_one_line(e)})") from None
+    """Read a graph file written by :func:`save`, validating it completely.
+
+    Reading is bounded by :data:`graphengine.io.LIMITS`: ``graph.json`` and ``arrays.npz`` are
+    streamed and refused beyond their limits, array headers are checked before anything is
+    allocated, and the tensors the graph declares must fit the memory budget (so ``forward``
+    and ``backward`` are not asked for a 29 TiB activation).
+    """
+    with files.open_regular(path, path, GraphFormatError) as f:
+        with files.zip_errors(path, GraphFormatError, "not a readable graphengine file (bad or truncated zip)"):
+            with zipfile.ZipFile(f) as z:
+                names = set(z.namelist())
+                for member in ("graph.json", "arrays.npz"):
+                    if member not in names:
+                        raise GraphFormatError(f"{path}: not a graphengine file (no {member} inside)")
+                doc = files.read_json_member(z, "graph.json", path, GraphFormatError)
+                with files.spool_member(z, "arrays.npz", path, GraphFormatError) as npz:
+                    arrays = files.read_npz(npz, f"{path}: arrays.npz", GraphFormatError)
     try:
         return from_document(doc, arrays)
     except GraphEngineError as e:
         raise type(e)(f"{path}: {e}") from None
 
 
-def _one_line(e: BaseException) -> str:
-    return " ".join(str(e).split()) or type(e).__name__
+def _natural(value: Any, what: str) -> int:
+    """``value`` if it is a JSON integer >= 0 (not a bool, float, NaN or Infinity)."""
+    if type(value) is not int or value < 0:
+        raise ValueError(f"{what} must be a non-negative integer, got {json.dumps(value)[:40]}")
+    return value
 
 
-def _read_arrays(npz_bytes: bytes) -> Dict[str, np.ndarray]:
-    with np.load(io.BytesIO(npz_bytes), allow_pickle=False) as data:
-        return {k: data[k] for k in data.files}
+def _node(pos: int, nd: Any) -> Node:
+    try:
+        shape = nd["shape"]
+        if not isinstance(shape, list):
+            raise TypeError(f"shape must be a list, got {json.dumps(shape)[:40]}")
+        return Node(
+            id=_natural(nd["id"], "id"), op=str(nd["op"]), inputs=tuple(nd["inputs"]),
+            attrs=dict(nd.get("attrs") or {}), shape=tuple(_natural(s, "a shape entry") for s in shape),
+            dtype=str(nd["dtype"]), name=str(nd["name"]), scope=str(nd.get("scope") or ""))
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise GraphFormatError(f"node entry {pos} in graph.json is malformed ({type(e).__name__}: {e})") from None
+
+
+def check_memory_budget(graph: Graph) -> None:
+    """Refuse a graph whose declared tensors do not fit ``graphengine.io.LIMITS.memory_budget``:
+    one node's shape × item size, or all nodes' together (what ``forward`` would hold).
+
+    >>> g = Graph(); _ = g.input("x", (10**12, 4))
+    >>> check_memory_budget(g)
+    Traceback (most recent call last):
+    graphengine.errors.GraphFormatError: node 0 'x' (op input) declares [1000000000000, 4] float64 (29.1 TiB), over the memory budget of 8 GiB (graphengine.io.LIMITS.memory_budget)
+    """
+    budget = files.LIMITS.memory_budget
+    total, big = 0, []
+    for node in graph.nodes:
+        try:
+            itemsize = np.dtype(node.dtype).itemsize
+        except TypeError:
+            itemsize = 8  # an unknown dtype name: validation reports it
+        nbytes = math.prod(node.shape) * itemsize
+        total += nbytes
+        if nbytes > budget:
+            big.append((node, nbytes))
+    setting = f"the memory budget of {files.format_bytes(budget)} (graphengine.io.LIMITS.memory_budget)"
+    if big:
+        node, nbytes = big[0]
+        more = f" (and {len(big) - 1:,} more nodes)" if len(big) > 1 else ""
+        raise GraphFormatError(f"{node.where()} declares {list(node.shape)} {node.dtype} "
+                               f"({files.format_bytes(nbytes)}), over {setting}{more}")
+    if total > budget:
+        raise GraphFormatError(f"the graph's {len(graph.nodes):,} tensors declare {files.format_bytes(total)} in "
+                               f"all, over {setting}")
 
 
 def from_document(doc: Any, arrays: Dict[str, np.ndarray]) -> Graph:
     """Build and validate a graph from a parsed ``graph.json`` and its arrays."""
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise GraphFormatError("graph.json is not a graphengine graph (missing format tag)")
-    if doc.get("version") != FORMAT_VERSION:
-        raise GraphFormatError(f"unsupported format version {doc.get('version')!r} (this build reads {FORMAT_VERSION})")
+    if doc.get("version") != FORMAT_VERSION or type(doc.get("version")) is not int:
+        raise GraphFormatError(f"unsupported format version {_short(doc.get('version'))} (this build reads {FORMAT_VERSION})")
     meta = doc.get("meta") or {}
     if not isinstance(meta, dict):
         raise GraphFormatError("graph.json 'meta' is not an object")
@@ -113,13 +138,7 @@ def from_document(doc: Any, arrays: Dict[str, np.ndarray]) -> Graph:
     if not isinstance(nodes, list):
         raise GraphFormatError("graph.json has no node list")
     for pos, nd in enumerate(nodes):
-        try:
-            node = Node(
-                id=int(nd["id"]), op=str(nd["op"]), inputs=tuple(nd["inputs"]), attrs=dict(nd.get("attrs") or {}),
-                shape=tuple(int(s) for s in nd["shape"]), dtype=str(nd["dtype"]), name=str(nd["name"]),
-                scope=str(nd.get("scope") or ""))
-        except (KeyError, TypeError, ValueError) as e:
-            raise GraphFormatError(f"node entry {pos} in graph.json is malformed ({type(e).__name__}: {e})") from None
+        node = _node(pos, nd)
         g.nodes.append(node)
         key = f"n{node.id}"
         if key in arrays:
@@ -127,7 +146,16 @@ def from_document(doc: Any, arrays: Dict[str, np.ndarray]) -> Graph:
     outputs = doc.get("outputs") or []
     if not isinstance(outputs, list):
         raise GraphFormatError("graph.json 'outputs' is not a list")
+    unknown = [k for k in arrays if not (k[:1] == "n" and k[1:].isdigit() and int(k[1:]) < len(nodes))]
+    if unknown:
+        raise GraphFormatError(f"arrays.npz holds arrays that belong to no node: {name_some(unknown)}")
     g.outputs = list(outputs)
+    check_memory_budget(g)
     g._rebuild_index()
     g.validate()
     return g
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:40] + "..."

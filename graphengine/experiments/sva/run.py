@@ -42,6 +42,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence
 
 import numpy as np
 
+from ... import io as files
 from ...errors import GraphEngineError
 from .analysis import GRANULARITIES, Analyzer
 from .data import SVAItem, read_tsv
@@ -135,8 +136,7 @@ def _check_settings(out: str, settings: Dict[str, Any]) -> None:
             raise SVARunError(f"{out} holds a run with other settings ({', '.join(f'{k}: {old.get(k)!r}' for k in diff)});"
                               f" use another --out")
     else:
-        with open(p, "w", encoding="utf-8") as f:
-            json.dump(settings, f, indent=1)
+        files.write_json(p, settings)  # atomic: a crash never leaves an empty run.json behind
 
 
 # ------------------------------------------------------------------ the run
