@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Sequence
 
 import numpy as np
 
@@ -42,7 +42,7 @@ from ...analysis.kqv import find_layer_inputs, kqv_credits, path_crossings
 from ...engine import backward, batch as batch_qoi, difference, forward
 from ...ir import Graph
 from ...ir.passes import decompose
-from ...paths import top_path
+from ... import paths
 from .data import SVAItem
 from .models import Encoded
 
@@ -183,7 +183,7 @@ class Analyzer:
         if not np.isfinite(mplus).any():
             return {"weight": None, "unit": None, "branches": [None] * len(layers), "positions": [None] * len(layers)}
         unit = int(np.argmax(mplus))
-        path = top_path(result, emb.id, (b, e.mask_pos, unit), "max")
+        path = paths.top_path(result, emb.id, (b, e.mask_pos, unit), "max")
         crossings = path_crossings(path, layers)
         return {"weight": path.weight, "unit": unit,
                 "branches": [c[0] if c is not None else None for c in crossings],
