@@ -1,4 +1,4 @@
-"""The K/Q/V/skip summary (PAPER.md §2) on tiny IR-built BERTs, against brute-force recomputation
+"""The K/Q/V/skip summary (docs/method.md) on tiny IR-built BERTs, against brute-force recomputation
 from the backward result's raw values and backpointers, against path walking, and on models
 whose weights force a known winning branch."""
 
@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from graphengine.analysis import kqv as kqv_mod
-from graphengine.analysis.kqv import (BRANCHES, COLUMNS, KQVCredits, KQVError, find_layer_inputs, kqv_credits,
-                                      kqv_retain, kqv_summary)
+from graphengine.analysis.kqv import (BRANCHES, COLUMNS, SHORT, KQVCredits, KQVError, find_layer_inputs, kqv_credits,
+                                      kqv_retain, kqv_summary, path_crossings)
 from graphengine.engine import backward, batch, forward, select
 from graphengine.models.builders import (BertConfig, MLPConfig, bert_feeds, build_bert, build_mlp,
                                          random_bert_weights, random_mlp_weights)
@@ -178,6 +178,34 @@ def test_scalar_winners_are_real_paths_through_the_named_branch():
         assert scope == f"encoder.layer.{L}.{expected}"
         assert path.weight == pytest.approx(best, rel=1e-9)
         assert c.unit[L, b, t] == h and COLUMNS[c.branch[L, b, t]] == br
+
+
+def test_branch_labels_and_path_crossings_match_the_backpointers_read_by_hand():
+    g, _ = model(layers=2)
+    r = run(g, IDS)
+    layers = find_layer_inputs(g)
+    for li in layers:
+        consumers = np.array(sorted(li.branches) + [-1, li.node])
+        want = [COLUMNS.index(branch_by_hand(g.nodes[c])) for c in consumers[:-2]] + [-1, -1]
+        assert li.columns(consumers).tolist() == want
+        assert li.branch(-1) is None and li.branch(li.node) is None
+    _, _, winners = brute_force(r, "max")
+    c = kqv_credits(r)
+    for b in range(len(IDS)):
+        labels = c.labels(b)
+        assert len(labels) == T and all(len(row) == len(layers) for row in labels)
+    for (L, b, t), (name, h, br, best) in winners.items():
+        assert c.labels(b)[t][L] == SHORT[COLUMNS.index(br)]
+        path = top_path(r, name, (b, t, h), "max")
+        crossings = path_crossings(path, layers)
+        assert crossings[L] == (br, (b, t, h))
+        by_hand = [None] * len(layers)
+        for step, nxt in zip(path.steps, path.steps[1:]):
+            for k, li in enumerate(layers):
+                if step.node == li.node:
+                    by_hand[k] = (branch_by_hand(g.nodes[nxt.node]), step.element)
+        assert crossings == by_hand
+        assert all(x is None for x in crossings[:L])  # a path never goes back to an earlier layer
 
 
 # ------------------------------------------------------------------ known winners

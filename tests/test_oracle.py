@@ -79,11 +79,18 @@ def check_program(g, feeds, qnode, rng, n_terms=2):
                 assert _close(got[key], value), f"{n.name}[{e}] {key}: engine {got[key]} vs enumeration {value}"
             checked += 1
             if paths[(n.id, e)] and n.op == "input":
-                _check_top_paths(result, n, e, paths[(n.id, e)])
+                _check_top_paths(result, n, e, paths[(n.id, e)], sg)
     return checked
 
 
-def _check_top_paths(result, node, e, paths):
+def _check_edges(path, seq, sg):
+    """Every step's local derivative is the weight of an enumerated edge between its vertices."""
+    for st, u, v in zip(path.steps, seq, seq[1:]):
+        weights = [d["weight"] for d in sg.get_edge_data(u, v).values()]
+        assert any(_close(st.local_derivative, w) for w in weights), f"edge {u}->{v}: {st.local_derivative} vs {weights}"
+
+
+def _check_top_paths(result, node, e, paths, sg):
     index = np.unravel_index(e, node.shape)
     products = {seq: p for p, seq in paths}
     for semiring, component, best in (("max", 0, max(p for p, _ in paths)), ("max", 1, min(p for p, _ in paths)),
@@ -92,6 +99,7 @@ def _check_top_paths(result, node, e, paths):
         seq = tuple((st.node, int(np.ravel_multi_index(st.element, result.graph.nodes[st.node].shape))
                      if st.element else 0) for st in path.steps)
         assert seq in products, f"recovered path {seq} is not a path"
+        _check_edges(path, seq, sg)
         weight = products[seq] if semiring == "max" else abs(products[seq])
         assert _close(weight, best), f"{semiring}[{component}] path weight {weight} vs best {best}"
         assert _close(path.weight if semiring == "max" else abs(path.weight), best)
@@ -104,6 +112,7 @@ def _check_top_paths(result, node, e, paths):
             seq = tuple((st.node, int(np.ravel_multi_index(st.element, result.graph.nodes[st.node].shape))
                          if st.element else 0) for st in path.steps)
             assert seq in products and seq not in seqs, "k-best paths must be distinct enumerated paths"
+            _check_edges(path, seq, sg)
             seqs.add(seq)
             got = abs(products[seq]) if magnitude else products[seq]
             assert _close(got, w), f"{semiring}: path weight {got} vs {w}"

@@ -15,7 +15,7 @@ from graphengine.datasets import DatasetError, get_dataset
 from graphengine.datasets.sva_grammar import (CONSTRUCTIONS, COPULA, EMBEDDING, INTRANSITIVE, NOUNS, PREPOSITIONS,
                                               TRANSITIVE, VOCAB, sentence_words, sva_grammar, tsv_rows, write_tsv)
 from graphengine.errors import GraphEngineError
-from graphengine.experiments.sva.analysis import Analyzer, _block_entry, walk_top_path
+from graphengine.experiments.sva.analysis import Analyzer
 from graphengine.experiments.sva.data import SVADataError, SVAItem, read_tsv, verb_pair_number
 from graphengine.experiments.sva.model_a import tiny_model
 from graphengine.experiments.sva.models import SVAModelError, export_ge, load_model, save_model
@@ -314,41 +314,38 @@ def test_analysis_rows_structure_and_batch_independence(tiny, grammar):
             assert all(b in (1, 2) for t, b in enumerate(last) if t != row["mask"] and b >= 0)
 
 
-def test_walk_top_path_matches_paths_top_path(tiny, grammar):
+def test_mask_top_path_weighs_its_m_plus_and_crosses_the_layers_it_names(tiny, grammar):
+    """The [MASK] row's top path, checked against values the walker does not use: its weight is
+    the max semiring's M⁺ of its start, and the branch and position recorded at each layer input
+    are read here off the path's steps by scope."""
+    from graphengine.analysis.kqv import find_layer_inputs
     from graphengine.engine import backward, difference, forward
     from graphengine.paths import top_path
 
-    it = _items(grammar.test, 1)[0]
-    e = tiny.encode(it)
-    g = tiny.graph(1, len(e.ids))
-    acts = forward(g, tiny.feeds(e.ids[None]))
-    emb = [n for n in g.nodes if n.op == "embedding" and n.scope.endswith("word_embeddings")][0]
-    r = backward(g, acts, difference("logits", (0, e.mask_pos, e.good), (0, e.mask_pos, e.bad)), semirings=["max"],
-                 retain=[emb.id])
-    for t in range(len(e.ids)):
-        unit = int(np.argmax(r.components(emb.id, "max")["max"][0, t]))
-        steps, w = walk_top_path(r, emb.id, (0, t, unit))
-        ref = top_path(r, emb.id, (0, t, unit), "max")
-        assert [s[0] for s in steps] == [s.node for s in ref.steps] and w == pytest.approx(ref.weight, rel=1e-12)
-
-
-def test_block_entry_matches_dense(rng):
-    from graphengine.ir import get_op
-
-    x = rng.normal(size=(2, 3, 5))
-    for op, attrs, xs in (("softmax", {"axis": -1}, [x]), ("softmax", {"axis": 1}, [x]),
-                          ("layer_norm", {"normalized_shape": [5], "eps": 1e-5}, [x, rng.normal(size=5), rng.normal(size=5)])):
-        d = get_op(op)
-        y = d.forward(xs, attrs)
-        s = d.jacobian(0, xs, y, attrs)
-        J = s.factors.dense()                         # [*batch, n, n] with the block axis last
-        for yi in range(0, x.size, 7):
-            for xi in range(0, x.size, 3):
-                ya, xa = np.unravel_index(yi, x.shape), np.unravel_index(xi, x.shape)
-                ax = s.axes[0]
-                other = [a for a in range(3) if a != ax]
-                want = J[tuple(ya[a] for a in other) + (ya[ax], xa[ax])] if all(ya[a] == xa[a] for a in other) else 0.0
-                assert _block_entry(s, x.shape, yi, xi) == want
+    for it in _items(grammar.test, 3):
+        e = tiny.encode(it)
+        tp = Analyzer(tiny, "scalar", entropy=False).run([it], [e])[0]["top_path"]
+        g = tiny.graph(1, len(e.ids))
+        acts = forward(g, tiny.feeds(e.ids[None]))
+        emb = [n for n in g.nodes if n.op == "embedding" and n.scope.endswith("word_embeddings")][0]
+        r = backward(g, acts, difference("logits", (0, e.mask_pos, e.good), (0, e.mask_pos, e.bad)),
+                     semirings=["max"], retain=[emb.id])
+        mplus = r.components(emb.id, "max")["max"][0, e.mask_pos]
+        unit = int(np.argmax(mplus))
+        assert tp["unit"] == unit and tp["weight"] == pytest.approx(float(mplus[unit]), rel=1e-9)
+        path = top_path(r, emb.id, (0, e.mask_pos, unit), "max")
+        assert tp["steps"] == len(path) and tp["weight"] == path.weight
+        layer_of = {li.node: li.layer for li in find_layer_inputs(g)}
+        branches, positions = [None] * len(layer_of), [None] * len(layer_of)
+        for step, nxt in zip(path.steps, path.steps[1:]):
+            if step.node in layer_of:
+                k = layer_of[step.node]
+                module = nxt.scope.split(f"layer.{k}.attention.")[1]
+                branches[k] = {"self.query": "query", "self.key": "key", "self.value": "value",
+                               "output": "skip"}[module]
+                positions[k] = step.element[1]
+        assert tp["branches"] == branches and tp["positions"] == positions
+        assert None not in branches                  # the embedding's path crosses every layer
 
 
 def test_graph_file_model_pads_exactly(tiny, grammar, tmp_path):

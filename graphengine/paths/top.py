@@ -14,15 +14,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..engine.propagate import Adjoint, propagate
 from ..engine.result import BackwardResult
 from ..ir import get_op
-from ..semirings import Real
 
 
 @dataclass
@@ -60,16 +58,18 @@ class Path:
 
 
 def local_derivative(result: BackwardResult, consumer: int, slot: int, y: int, x: int) -> float:
-    """∂consumer[y] / ∂input[x] for the input in ``slot`` (flat indices), from the op's declared
-    Jacobian structure evaluated at the stored activations."""
+    """∂consumer[y] / ∂input[x] for the input in ``slot`` (flat indices): the ``entry`` of the
+    op's declared Jacobian structure (:mod:`graphengine.ir.jacobian`) at the stored activations.
+
+    0.0 when that element pair is not an edge of the graph.
+    """
     graph, acts = result.graph, result.activations
     node = graph.nodes[consumer]
     xs = [acts[i] for i in node.inputs]
     structure = get_op(node.op).jacobian(slot, xs, acts[consumer], node.attrs)
-    seed = np.zeros(node.shape)
-    seed.flat[y] = 1.0
-    in_shape = graph.nodes[node.inputs[slot]].shape
-    return float(propagate(structure, Adjoint((seed,)), in_shape, Real()).value[0].flat[x])
+    if structure is None:
+        return 0.0
+    return structure.entry(y, x, node.shape, graph.nodes[node.inputs[slot]].shape)
 
 
 def top_path(result: BackwardResult, node, index: Sequence[int], semiring: Optional[str] = None,

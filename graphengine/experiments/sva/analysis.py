@@ -1,22 +1,24 @@
-"""The analysis of PAPER.md §5.2 and App. B.2 for one batch of agreement sentences.
+"""The subject–verb agreement analysis (docs/method.md) for one batch of agreement sentences.
 
 For every sentence: QoI = ``logits[mask, good] − logits[mask, bad]`` (model A: vocabulary logits,
 the paper's QoI; model B: the verb-number head); one backward pass computes the signed
 max-product pair (M⁺ with backpointers) and the path entropy; from it:
 
-- **K/Q/V/skip credits** (PAPER.md §2, :func:`graphengine.analysis.kqv.kqv_credits`): at every
+- **K/Q/V/skip credits** (:func:`graphengine.analysis.kqv.kqv_credits`): at every
   layer's attention input, for every token, the branch (query/key/value/skip) its best unit's
   top path takes and that unit's M⁺.
 - **Top path of [MASK]** (``scalar`` granularity only: ``paper`` backpointers name only nodes):
   the single heaviest (M⁺) path from the best unit of the [MASK] token's input embedding (the
-  word-embedding lookup) to the QoI, walked element by element; recorded are its weight and, at
-  every layer input it crosses, the branch it leaves by and the token position it is at.
-- **Per-token entropy** (App. B.2): entropy of the distribution over all paths from a token's
+  word-embedding lookup) to the QoI, walked element by element by
+  :func:`graphengine.paths.top_path`; recorded are its weight and, at every layer input it
+  crosses, the branch it leaves by and the token position it is at
+  (:func:`graphengine.analysis.kqv.path_crossings`).
+- **Per-token entropy**: entropy of the distribution over all paths from a token's
   word-embedding vector to the QoI (``Z`` and ``R`` pooled over the hidden units, as
   :func:`graphengine.analysis.entropy.vector_entropy`). ``entropy_token`` is per position;
   ``entropy_row`` pools all positions of the sentence holding the same token id, which is what
   the original implementation measured (its embedding lookups scatter-added into the table
-  row, PAPER.md §1 item 3). Entropy is in nats.
+  row). Entropy is in nats.
 
 Granularities: ``scalar`` runs the exported (fused) graph with exact scalar semantics;
 ``paper`` first applies the ``paper`` decomposition policy (softmax via logsumexp, layer norm
@@ -32,22 +34,19 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Sequence
 
 import numpy as np
 
-from ...analysis.kqv import COLUMNS, find_layer_inputs, kqv_credits
+from ...analysis.kqv import find_layer_inputs, kqv_credits, path_crossings
 from ...engine import backward, batch as batch_qoi, difference, forward
-from ...engine.propagate import Adjoint, propagate
-from ...ir import Graph, get_op
-from ...ir.jacobian import DenseBlock
+from ...ir import Graph
 from ...ir.passes import decompose
-from ...semirings import Real
+from ... import paths
 from .data import SVAItem
 from .models import Encoded
 
-__all__ = ["GRANULARITIES", "Analyzer", "token_entropy", "row_pooled_entropy", "word_embedding_node", "walk_top_path",
-           "local_derivative"]
+__all__ = ["GRANULARITIES", "Analyzer", "token_entropy", "row_pooled_entropy", "word_embedding_node"]
 
 GRANULARITIES = ("scalar", "paper")
 
@@ -184,85 +183,8 @@ class Analyzer:
         if not np.isfinite(mplus).any():
             return {"weight": None, "unit": None, "branches": [None] * len(layers), "positions": [None] * len(layers)}
         unit = int(np.argmax(mplus))
-        steps, weight = walk_top_path(result, emb.id, (b, e.mask_pos, unit))
-        by_node = {li.node: li for li in layers}
-        branches: List[Optional[str]] = [None] * len(layers)
-        positions: List[Optional[int]] = [None] * len(layers)
-        index = {li.layer: k for k, li in enumerate(layers)}
-        for (node, elem), (nxt, _) in zip(steps, steps[1:]):
-            li = by_node.get(node)
-            if li is not None:
-                k = index[li.layer]
-                branches[k] = li.branches.get(nxt, "other")
-                positions[k] = int(elem[1])
-        return {"weight": weight, "unit": unit, "branches": branches, "positions": positions, "steps": len(steps)}
-
-
-# ------------------------------------------------------------------ the top path, cheaply
-def _block_entry(s: DenseBlock, shape, y: int, x: int) -> float:
-    """``∂out[y]/∂in[x]`` of a factored dense block (same shape in and out), one entry, summed in
-    the order :meth:`~graphengine.ir.jacobian.LowRankBlock.dense` uses."""
-    yi, xi = np.unravel_index(y, shape), np.unravel_index(x, shape)
-    other = [a for a in range(len(shape)) if a not in s.axes]
-    if any(yi[a] != xi[a] for a in other):
-        return 0.0
-    bshape = tuple(shape[a] for a in other)
-    nshape = tuple(shape[a] for a in s.axes)
-    n = int(np.prod(nshape))
-    b = tuple(int(yi[a]) for a in other)
-    r = int(np.ravel_multi_index([yi[a] for a in s.axes], nshape))
-    c = int(np.ravel_multi_index([xi[a] for a in s.axes], nshape))
-    f = s.factors
-    d = np.broadcast_to(f.diag, bshape + (n,))
-    u = np.broadcast_to(f.u, bshape + (n, f.u.shape[-1]))
-    v = np.broadcast_to(f.v, bshape + (n, f.v.shape[-1]))
-    val = float(d[b + (r,)]) if r == c else 0.0
-    for t in range(u.shape[-1]):
-        val += float(u[b + (r, t)]) * float(v[b + (c, t)])
-    return val
-
-
-def local_derivative(result, consumer: int, slot: int, y: int, x: int) -> float:
-    """Like :func:`graphengine.paths.top.local_derivative`, without materializing dense blocks
-    (a layer norm's Jacobian over a whole batch would be [tokens, H, H])."""
-    graph, acts = result.graph, result.activations
-    node = graph.nodes[consumer]
-    structure = get_op(node.op).jacobian(slot, [acts[i] for i in node.inputs], acts[consumer], node.attrs)
-    in_shape = graph.nodes[node.inputs[slot]].shape
-    if isinstance(structure, DenseBlock) and structure.factors is not None and tuple(in_shape) == tuple(node.shape):
-        return _block_entry(structure, node.shape, y, x)
-    seed = np.zeros(node.shape)
-    seed.flat[y] = 1.0
-    return float(propagate(structure, Adjoint((seed,)), in_shape, Real()).value[0].flat[x])
-
-
-def walk_top_path(result, node: int, index) -> tuple:
-    """The M⁺ top path from ``node[index]`` to the QoI: ``([(node id, element), ...], weight)``.
-
-    The walk of :func:`graphengine.paths.top.top_path` (element backpointers, the signed pair's
-    component switching on negative edges) with :func:`local_derivative`.
-    """
-    graph = result.graph
-    sres = result.semiring_result("max")
-    sr = sres.semiring
-    u = int(node)
-    x = int(np.ravel_multi_index(tuple(index), graph.nodes[u].shape))
-    steps, weight, c = [], 1.0, 0
-    while True:
-        n = graph.nodes[u]
-        steps.append((u, tuple(int(i) for i in np.unravel_index(x, n.shape))))
-        if u == result.qoi_node:
-            weight *= float(result.qoi_coefficients.flat[x])
-            break
-        bp = sres.backpointers.get(u)
-        if bp is None or bp.node[c].flat[x] < 0:
-            raise ValueError(f"no path from {n.name} element {x} to the QoI")
-        v, slot, y = int(bp.node[c].flat[x]), int(bp.slot[c].flat[x]), int(bp.element[c].flat[x])
-        w = local_derivative(result, v, slot, y, x)
-        weight *= w
-        c = sr.next_component(c, w)
-        u, x = v, y
-    return steps, weight
-
-
-BRANCH_NAMES = COLUMNS
+        path = paths.top_path(result, emb.id, (b, e.mask_pos, unit), "max")
+        crossings = path_crossings(path, layers)
+        return {"weight": path.weight, "unit": unit,
+                "branches": [c[0] if c is not None else None for c in crossings],
+                "positions": [int(c[1][-2]) if c is not None else None for c in crossings], "steps": len(path)}

@@ -1,4 +1,5 @@
-"""Reductions over axes and broadcasting (Jacobian structure: reduction / broadcast)."""
+"""Reductions over axes (Jacobian structure: reduction) and ``expand``, a broadcast: each of its
+output elements copies one input element, so its Jacobian is diagonal."""
 
 from __future__ import annotations
 
@@ -72,6 +73,6 @@ def _expand_forward(xs, attrs):
     return np.broadcast_to(xs[0], shape).copy()
 
 
-register_op(OpDef("expand", "reduction", 1, 1, _expand_infer, _expand_forward,
+register_op(OpDef("expand", "diagonal", 1, 1, _expand_infer, _expand_forward,
                lambda slot, xs, y, a: Diagonal(1.0), attrs={"shape": Attr("ints", required=True)},
                doc="broadcast to a shape (-1 keeps a dim); the adjoint is ⊕-reduced back"))
