@@ -28,3 +28,8 @@ class FeedError(GraphEngineError):
 
 class QoIError(GraphEngineError):
     """A quantity of interest names a missing node or an out-of-range element."""
+
+
+class ModelError(GraphEngineError):
+    """A model cannot be built or found: missing weights, a graph without the expected node,
+    a packaged checkpoint that is not installed."""

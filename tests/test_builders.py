@@ -1,4 +1,4 @@
-"""Models built directly in the IR (graphengine.models.builders) and the demo.
+"""Models built directly in the IR (graphengine.models) and the demo.
 
 Structure tests (names, scopes, shapes, consumers, validation, files) need only numpy. The
 parity tests compare forward values and real-semiring gradients with an independent PyTorch
@@ -14,7 +14,7 @@ import pytest
 
 from graphengine.cli import demo
 from graphengine.engine import backward, batch, difference, forward, select
-from graphengine.models.builders import (BertConfig, MLPConfig, bert_feeds, bert_weight_shapes, build_bert,
+from graphengine.models import (BertConfig, MLPConfig, bert_feeds, bert_weight_shapes, build_bert,
                                          build_mlp, mask_fill_value, random_bert_weights, random_mlp_weights)
 from graphengine.ir import load, save
 
