@@ -129,6 +129,8 @@ def bert_forward(config, params: Mapping[str, torch.Tensor], input_ids, token_ty
     elif head == "classification":
         pooled = torch.tanh(dense(h[:, 0], "pooler.dense"))
         logits = dense(pooled, "classifier")
+    elif head == "token_classification":
+        logits = dense(h, "classifier")
     elif head is None:
         logits = h
     else:
