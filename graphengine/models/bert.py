@@ -115,38 +115,33 @@ def bert_weight_shapes(config: BertConfig, head: Optional[str] = "mlm") -> Dict[
         "embeddings.word_embeddings.weight": (c.vocab_size, H),
         "embeddings.position_embeddings.weight": (c.max_position, H),
         "embeddings.token_type_embeddings.weight": (c.type_vocab_size, H),
-        "embeddings.LayerNorm.weight": (H,),
-        "embeddings.LayerNorm.bias": (H,),
     }
+
+    def dense(module: str, n_out: int, n_in: int) -> None:
+        s[f"{module}.weight"], s[f"{module}.bias"] = (n_out, n_in), (n_out,)
+
+    def layer_norm(module: str) -> None:
+        s[f"{module}.weight"], s[f"{module}.bias"] = (H,), (H,)
+
+    layer_norm("embeddings.LayerNorm")
     for i in range(c.num_layers):
         p = f"encoder.layer.{i}"
         for m in ("query", "key", "value"):
-            s[f"{p}.attention.self.{m}.weight"] = (H, H)
-            s[f"{p}.attention.self.{m}.bias"] = (H,)
-        s[f"{p}.attention.output.dense.weight"] = (H, H)
-        s[f"{p}.attention.output.dense.bias"] = (H,)
-        s[f"{p}.attention.output.LayerNorm.weight"] = (H,)
-        s[f"{p}.attention.output.LayerNorm.bias"] = (H,)
-        s[f"{p}.intermediate.dense.weight"] = (I, H)
-        s[f"{p}.intermediate.dense.bias"] = (I,)
-        s[f"{p}.output.dense.weight"] = (H, I)
-        s[f"{p}.output.dense.bias"] = (H,)
-        s[f"{p}.output.LayerNorm.weight"] = (H,)
-        s[f"{p}.output.LayerNorm.bias"] = (H,)
+            dense(f"{p}.attention.self.{m}", H, H)
+        dense(f"{p}.attention.output.dense", H, H)
+        layer_norm(f"{p}.attention.output.LayerNorm")
+        dense(f"{p}.intermediate.dense", I, H)
+        dense(f"{p}.output.dense", H, I)
+        layer_norm(f"{p}.output.LayerNorm")
     if head == "mlm":
         s["cls.predictions.bias"] = (c.vocab_size,)
-        s["cls.predictions.transform.dense.weight"] = (H, H)
-        s["cls.predictions.transform.dense.bias"] = (H,)
-        s["cls.predictions.transform.LayerNorm.weight"] = (H,)
-        s["cls.predictions.transform.LayerNorm.bias"] = (H,)
+        dense("cls.predictions.transform.dense", H, H)
+        layer_norm("cls.predictions.transform.LayerNorm")
     elif head == "token_classification":
-        s["classifier.weight"] = (c.num_labels, H)
-        s["classifier.bias"] = (c.num_labels,)
+        dense("classifier", c.num_labels, H)
     elif head == "classification":
-        s["pooler.dense.weight"] = (H, H)
-        s["pooler.dense.bias"] = (H,)
-        s["classifier.weight"] = (c.num_labels, H)
-        s["classifier.bias"] = (c.num_labels,)
+        dense("pooler.dense", H, H)
+        dense("classifier", c.num_labels, H)
     return s
 
 

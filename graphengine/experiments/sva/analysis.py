@@ -1,10 +1,10 @@
-"""The analysis of PAPER.md §5.2 and App. B.2 for one batch of agreement sentences.
+"""The paper's agreement analysis (§5.2 and App. B.2; see docs/method.md) for one batch of sentences.
 
 For every sentence: QoI = ``logits[mask, good] − logits[mask, bad]`` (model A: vocabulary logits,
 the paper's QoI; model B: the verb-number head); one backward pass computes the signed
 max-product pair (M⁺ with backpointers) and the path entropy; from it:
 
-- **K/Q/V/skip credits** (PAPER.md §2, :func:`graphengine.analysis.kqv.kqv_credits`): at every
+- **K/Q/V/skip credits** (docs/method.md, :func:`graphengine.analysis.kqv.kqv_credits`): at every
   layer's attention input, for every token, the branch (query/key/value/skip) its best unit's
   top path takes and that unit's M⁺.
 - **Top path of [MASK]** (``scalar`` granularity only: ``paper`` backpointers name only nodes):
@@ -16,7 +16,7 @@ max-product pair (M⁺ with backpointers) and the path entropy; from it:
   :func:`graphengine.analysis.entropy.pooled_entropy`). ``entropy_token`` is per position;
   ``entropy_row`` pools all positions of the sentence holding the same token id, which is what
   the original implementation measured (its embedding lookups scatter-added into the table
-  row, PAPER.md §1 item 3). Entropy is in nats.
+  row; docs/method.md). Entropy is in nats.
 
 Granularities: ``scalar`` runs the exported (fused) graph with exact scalar semantics;
 ``paper`` first applies the ``paper`` decomposition policy (softmax via logsumexp, layer norm
