@@ -11,6 +11,8 @@ per-element entropies. :func:`pooled_entropy` is the one implementation of that 
 Conventions, the same everywhere: a pool with ``ΣZ = 0`` (no path of non-zero weight) has
 entropy 0, as the expectation semiring's finalizer reports it; NaN in ``Z`` or ``R`` gives NaN,
 never 0.
+
+This module needs nothing but numpy, so any package (a semiring's finalizer included) can use it.
 """
 
 from __future__ import annotations
@@ -18,8 +20,6 @@ from __future__ import annotations
 from typing import Optional, Tuple, Union
 
 import numpy as np
-
-from ..semirings._numpy import logsumexp_last
 
 __all__ = ["pooled_entropy", "grouped_entropy", "vector_entropy"]
 
@@ -73,9 +73,10 @@ def _pooled_log_entropy(log_Z: np.ndarray, mean_neg_log_p: np.ndarray) -> float:
     h = np.asarray(mean_neg_log_p, np.float64).reshape(-1)
     if np.isnan(l).any() or np.isnan(h).any():
         return float("nan")
-    total = float(logsumexp_last(l)) if l.size else -np.inf
-    if total == -np.inf:
+    top = float(l.max()) if l.size else -np.inf
+    if top == -np.inf:
         return 0.0
+    total = top + float(np.log(np.sum(np.exp(l - top))))   # log-sum-exp, shifted by the largest term
     w = np.exp(l - total)
     return float(np.sum(np.where(w > 0, w * h, 0.0))) + total
 
