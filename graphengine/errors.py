@@ -44,3 +44,8 @@ def name_some(items, first: int = 5, sep: str = ", ") -> str:
     items = [str(i) for i in items]
     shown = sep.join(items[:first])
     return shown if len(items) <= first else f"{shown} ... and {len(items) - first:,} more"
+
+
+class ModelError(GraphEngineError):
+    """A model cannot be built or found: missing weights, a graph without the expected node,
+    a packaged checkpoint that is not installed."""

@@ -43,7 +43,7 @@ _TORCH_PARAMS: list = []
 
 
 def _setup(cfg_kwargs, seq_len, seed=0):
-    from graphengine.models.builders import BertConfig, bert_feeds, build_bert, random_bert_weights
+    from graphengine.models import BertConfig, bert_feeds, build_bert, random_bert_weights
     cfg = BertConfig(**cfg_kwargs)
     weights = random_bert_weights(cfg, seed=seed, head=None)
     g = build_bert(cfg, weights, batch=1, seq_len=seq_len, head=None)

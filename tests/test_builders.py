@@ -1,4 +1,4 @@
-"""Models built directly in the IR (graphengine.models.builders) and the demo.
+"""Models built directly in the IR (graphengine.models) and the demo.
 
 Structure tests (names, scopes, shapes, consumers, validation, files) need only numpy. The
 parity tests compare forward values and real-semiring gradients with an independent PyTorch
@@ -14,12 +14,12 @@ import pytest
 
 from graphengine.cli import demo
 from graphengine.engine import backward, batch, difference, forward, select
-from graphengine.models.builders import (BertConfig, MLPConfig, bert_feeds, bert_weight_shapes, build_bert,
+from graphengine.models import (BertConfig, MLPConfig, bert_feeds, bert_weight_shapes, build_bert, build_bert_from_hf,
                                          build_mlp, mask_fill_value, random_bert_weights, random_mlp_weights)
 from graphengine.ir import load, save
 
 ACTIVATIONS = ("relu", "tanh", "gelu")
-HEADS = ("mlm", "classification", None)
+HEADS = ("mlm", "classification", "token_classification", None)
 B, T = 2, 6
 CFG = BertConfig.mini(vocab_size=30, hidden_size=16, num_heads=4, intermediate_size=24, max_position=8,
                       num_labels=3)
@@ -114,7 +114,8 @@ def test_bert_structure(head, mask):
         np.testing.assert_array_equal(g.arrays[p.id], w[p.name])
     out_name = "last_hidden_state" if head is None else "logits"
     assert [g.nodes[o].name for o in g.outputs] == [out_name]
-    expect = {"mlm": (B, T, CFG.vocab_size), "classification": (B, CFG.num_labels), None: (B, T, CFG.hidden_size)}
+    expect = {"mlm": (B, T, CFG.vocab_size), "classification": (B, CFG.num_labels),
+              "token_classification": (B, T, CFG.num_labels), None: (B, T, CFG.hidden_size)}
     assert g[out_name].shape == expect[head]
     assert g["embeddings.output"].shape == (B, T, CFG.hidden_size)
     assert g["embeddings.position_ids"].op == "constant"
@@ -138,6 +139,11 @@ def test_bert_structure(head, mask):
         assert g.nodes[logits.inputs[2]].name == "cls.predictions.bias"
     if head == "classification":
         assert {"pooler", "pooler.dense", "pooler.activation", "classifier"} <= scopes
+    if head == "token_classification":
+        # the classifier reads the last layer's output at every position; there is no pooler
+        logits = g["logits"]
+        assert logits.scope == "classifier" and g.nodes[logits.inputs[0]].name == f"encoder.layer.{CFG.num_layers - 1}.output"
+        assert "pooler" not in scopes
 
 
 def test_bert_layer_input_has_four_consumers():
@@ -332,7 +338,8 @@ def test_mlp_parity_with_torch(tr, act):
     _check_parity(tr, g, acts, "logits", fwd, params, qois, ["layers.0.output", "layers.1.output", "x"])
 
 
-BERT_CASES = [("mlm", False), ("classification", False), ("mlm", True), ("classification", True), (None, True)]
+BERT_CASES = [("mlm", False), ("classification", False), ("mlm", True), ("classification", True), (None, True),
+              ("token_classification", True)]
 
 
 @pytest.mark.parametrize("head,mask", BERT_CASES)
@@ -353,6 +360,9 @@ def test_bert_parity_with_torch(tr, head, mask):
     if head == "classification":
         qois = [select(out, (0, 1)), difference(out, (1, 2), (1, 0)),
                 batch([select(out, (0, 2)), select(out, (1, 1))])]
+    elif head == "token_classification":
+        qois = [select(out, (0, 3, 1)), difference(out, (1, 1, 2), (1, 1, 0)),
+                batch([select(out, (0, 0, 2)), select(out, (1, 4, 0))])]
     else:
         last = 5 if head == "mlm" else 7
         qois = [select(out, (0, 3, last)), difference(out, (1, 1, 4), (1, 1, 9)),
@@ -374,3 +384,58 @@ def test_demo_numbers_match_torch(tr):
     gxi = (hidden["embeddings.output"].grad[0] * hidden["embeddings.output"][0]).sum(-1).detach().numpy()
     assert_rel(out["grad_x_input"], gxi, what="demo grad.input")
     assert_rel(out["qoi_value"], logits[0, out["mask_position"], demo.VOCAB.index("are")].item(), what="qoi")
+
+
+# =============================================================================== Hugging Face models
+HF_CLASSES = {"mlm": "BertForMaskedLM", "classification": "BertForSequenceClassification",
+              "token_classification": "BertForTokenClassification", None: "BertModel"}
+
+
+def _hf_model(head, seed=0):
+    torch = pytest.importorskip("torch", reason="the Hugging Face parity tests need torch")
+    transformers = pytest.importorskip("transformers", reason="the Hugging Face parity tests need transformers")
+    cfg = transformers.BertConfig(vocab_size=CFG.vocab_size, hidden_size=CFG.hidden_size, num_hidden_layers=CFG.num_layers,
+                                  num_attention_heads=CFG.num_heads, intermediate_size=CFG.intermediate_size,
+                                  max_position_embeddings=CFG.max_position, num_labels=CFG.num_labels,
+                                  hidden_act="gelu", layer_norm_eps=1e-12)
+    cfg._attn_implementation = "eager"
+    torch.manual_seed(seed)
+    model = getattr(transformers, HF_CLASSES[head])(cfg).double().eval()
+    with torch.no_grad():   # HF zero-initialises biases: randomise everything so no term vanishes
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    return torch, model
+
+
+def _hf_output(torch, model, feeds, head):
+    with torch.no_grad():
+        out = model(input_ids=torch.from_numpy(feeds["input_ids"]), token_type_ids=torch.from_numpy(feeds["token_type_ids"]),
+                    attention_mask=torch.from_numpy(feeds["attention_mask"].astype(np.int64)))
+    return (out.last_hidden_state if head is None else out.logits).numpy()
+
+
+@pytest.mark.parametrize("head", HEADS)
+def test_build_bert_from_hf_matches_transformers(head):
+    torch, model = _hf_model(head, seed=31)
+    g = build_bert_from_hf(model, B, T, head=head, attention_mask=True)
+    feeds = _feeds(mask=True, seed=32)
+    ours = forward(g, feeds)[g["last_hidden_state" if head is None else "logits"].id]
+    assert_rel(ours, _hf_output(torch, model, feeds, head), rtol=1e-10, what=f"{HF_CLASSES[head]} forward")
+
+
+def test_read_hf_checkpoint_round_trip(tmp_path):
+    from graphengine.errors import ModelError
+    from graphengine.models import read_hf_checkpoint
+
+    pytest.importorskip("safetensors", reason="checkpoints are read with safetensors")
+    torch, model = _hf_model("token_classification", seed=33)
+    model.save_pretrained(str(tmp_path))
+    config, weights = read_hf_checkpoint(str(tmp_path))
+    assert config["num_hidden_layers"] == CFG.num_layers
+    assert not any(k.startswith("bert.") for k in weights) and "embeddings.position_ids" not in weights
+    g = build_bert(BertConfig.from_hf(config), weights, B, T, head="token_classification", attention_mask=True)
+    feeds = _feeds(mask=True, seed=34)
+    assert_rel(forward(g, feeds)[g["logits"].id], _hf_output(torch, model, feeds, "token_classification"),
+               rtol=1e-10, what="checkpoint forward")
+    with pytest.raises(ModelError, match="cannot read"):
+        read_hf_checkpoint(str(tmp_path / "missing"))

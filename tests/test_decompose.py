@@ -7,7 +7,7 @@ import pytest
 
 from graphengine.engine import backward, forward, select, weighted
 from graphengine.errors import GraphEngineError
-from graphengine.models.builders import BertConfig, bert_feeds, build_bert, random_bert_weights
+from graphengine.models import BertConfig, bert_feeds, build_bert, random_bert_weights
 from graphengine.ir import Graph
 from graphengine.ir.passes import POLICIES, decompose, prune
 

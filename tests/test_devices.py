@@ -11,7 +11,7 @@ import pytest
 
 from graphengine.engine import backward, forward, weighted
 from graphengine.errors import GraphEngineError
-from graphengine.models.builders import BertConfig, bert_feeds, build_bert, random_bert_weights
+from graphengine.models import BertConfig, bert_feeds, build_bert, random_bert_weights
 from graphengine.kernels import cuda as cuda_backend
 from graphengine.kernels.dispatch import on_device
 from graphengine.semirings import get_semiring

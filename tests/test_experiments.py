@@ -15,7 +15,7 @@ from graphengine.experiments import common, mdl, stats
 from graphengine.experiments.common import ExperimentError, add_log_probs
 from graphengine.experiments.entropy_mdl import pool_rows, token_entropies
 from graphengine.experiments.ffoom import feature_entropy
-from graphengine.models.builders import (BertConfig, MLPConfig, bert_feeds, build_bert, build_mlp, random_bert_weights,
+from graphengine.models import (BertConfig, MLPConfig, bert_feeds, build_bert, build_mlp, random_bert_weights,
                                          random_mlp_weights)
 from graphengine.ir.passes import decompose
 

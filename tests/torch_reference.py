@@ -3,7 +3,7 @@
 Written from the Hugging Face BERT modules (``BertEmbeddings``, ``BertSelfAttention``,
 ``BertSelfOutput``, ``BertIntermediate``, ``BertOutput``, ``BertPredictionHeadTransform``,
 ``BertPooler``) with ``torch.nn.functional``, in eval mode. It shares no code with
-``graphengine.models.builders``: heads are split with ``view``/``transpose``, the attention mask
+``graphengine.models``: heads are split with ``view``/``transpose``, the attention mask
 is *added* as Hugging Face does (``(1 - mask) * finfo.min``) rather than selected, GELU is
 ``F.gelu``, LayerNorm is ``F.layer_norm``.
 
@@ -69,7 +69,7 @@ def bert_forward(config, params: Mapping[str, torch.Tensor], input_ids, token_ty
                  ) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
     """BERT in float64 the way Hugging Face computes it (eval mode).
 
-    ``config`` needs the fields of ``graphengine.models.builders.BertConfig``. ``params`` uses
+    ``config`` needs the fields of ``graphengine.models.BertConfig``. ``params`` uses
     the state_dict keys without ``bert.``; the MLM decoder reuses the word-embedding tensor.
     """
     ids = torch.as_tensor(np.asarray(input_ids, dtype=np.int64))
@@ -129,6 +129,8 @@ def bert_forward(config, params: Mapping[str, torch.Tensor], input_ids, token_ty
     elif head == "classification":
         pooled = torch.tanh(dense(h[:, 0], "pooler.dense"))
         logits = dense(pooled, "classifier")
+    elif head == "token_classification":
+        logits = dense(h, "classifier")
     elif head is None:
         logits = h
     else:

@@ -38,7 +38,7 @@ backpointer is used), for the ``max`` semiring (M⁺, the paper's choice) or ``m
 
 >>> import numpy as np
 >>> from graphengine.engine import forward, backward, batch, select
->>> from graphengine.models.builders import BertConfig, build_bert, random_bert_weights, bert_feeds
+>>> from graphengine.models import BertConfig, build_bert, random_bert_weights, bert_feeds
 >>> cfg = BertConfig.mini(num_layers=1, hidden_size=8, num_heads=2, intermediate_size=16)
 >>> g = build_bert(cfg, random_bert_weights(cfg, 0, head="classification", std=0.5), 2, 4,
 ...                head="classification")

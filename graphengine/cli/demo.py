@@ -25,7 +25,7 @@ from typing import Any, Dict, List, Optional, TextIO
 import numpy as np
 
 from ..engine import backward, forward, select
-from ..models.builders import BertConfig, bert_feeds, build_bert, random_bert_weights
+from ..models import BertConfig, bert_feeds, build_bert, random_bert_weights
 
 VOCAB: List[str] = [
     "[PAD]", "[CLS]", "[SEP]", "[MASK]", "[UNK]",

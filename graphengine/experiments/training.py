@@ -143,8 +143,8 @@ def export(model, example_x: np.ndarray, log_probs: bool = False, meta: Optional
     torch frontend (``decompose="fused"``; the paper's decomposition is an IR pass applied at
     analysis time). ``meta`` goes to ``graph.meta["experiment"]``.
 
-    If the frontend fails on a BERT classifier, the graph is rebuilt from its state dict with
-    :func:`graphengine.models.builders.build_bert` (same Hugging Face names and scopes) and
+    If the frontend fails on a BERT classifier, the graph is built from its state dict with
+    :func:`graphengine.models.bert.build_bert_from_hf` (same Hugging Face names and scopes) and
     ``meta["experiment"]["exporter"]`` says so.
     """
     m64 = copy.deepcopy(model).double().eval()
@@ -158,20 +158,13 @@ def export(model, example_x: np.ndarray, log_probs: bool = False, meta: Optional
     except Exception as e:  # noqa: BLE001 - the stopgap below covers a frontend still in progress
         if not hasattr(m64, "bert"):
             raise
-        g = _build_bert_from_state(m64, xt.shape)
-        exporter = f"graphengine.models.builders.build_bert (torch frontend failed: {type(e).__name__}: {e})"
+        from ..models.bert import build_bert_from_hf
+
+        g = build_bert_from_hf(m64, batch=int(xt.shape[0]), seq_len=int(xt.shape[1]), head="classification")
+        exporter = f"graphengine.models.bert.build_bert_from_hf (torch frontend failed: {type(e).__name__}: {e})"
     if log_probs:
         add_log_probs(g)
     g.meta["experiment"] = dict(meta or {}, exporter=exporter)
     g.validate()
     return g
-
-
-def _build_bert_from_state(model, shape) -> Graph:
-    from ..models.builders import BertConfig, build_bert
-
-    cfg = BertConfig.from_hf(model.config.to_dict())
-    weights = {k: v.detach().numpy() for k, v in model.state_dict().items()}
-    return build_bert(cfg, weights, batch=int(shape[0]), seq_len=int(shape[1]), head="classification")
-
 

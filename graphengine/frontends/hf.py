@@ -9,7 +9,7 @@ using eager attention, then exported with :func:`graphengine.frontends.torch.fro
 
 Naming: the base model's ``bert.`` prefix is stripped from scopes and parameter names for every
 head, so a module is always found by its ``BertModel`` path, as in
-:func:`graphengine.models.builders.build_bert`: ``graph.find("encoder.layer.5.attention.self.key")``,
+:func:`graphengine.models.build_bert`: ``graph.find("encoder.layer.5.attention.self.key")``,
 parameter ``encoder.layer.5.attention.self.key.weight``; head modules keep their names
 (``cls.predictions.transform.dense``, ``classifier``). The graph's single input is
 ``input_ids`` [1, T] (token types 0 and the all-ones attention mask are folded in as

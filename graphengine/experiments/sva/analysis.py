@@ -1,4 +1,4 @@
-"""The subject–verb agreement analysis (docs/method.md) for one batch of agreement sentences.
+"""The paper's agreement analysis (§5.2 and App. B.2; see docs/method.md) for one batch of sentences.
 
 For every sentence: QoI = ``logits[mask, good] − logits[mask, bad]`` (model A: vocabulary logits,
 the paper's QoI; model B: the verb-number head); one backward pass computes the signed
@@ -15,7 +15,7 @@ max-product pair (M⁺ with backpointers) and the path entropy; from it:
   (:func:`graphengine.analysis.kqv.path_crossings`).
 - **Per-token entropy**: entropy of the distribution over all paths from a token's
   word-embedding vector to the QoI (``Z`` and ``R`` pooled over the hidden units, as
-  :func:`graphengine.analysis.entropy.vector_entropy`). ``entropy_token`` is per position;
+  :func:`graphengine.analysis.entropy.pooled_entropy`). ``entropy_token`` is per position;
   ``entropy_row`` pools all positions of the sentence holding the same token id, which is what
   the original implementation measured (its embedding lookups scatter-added into the table
   row). Entropy is in nats.
@@ -38,57 +38,19 @@ from typing import Any, Dict, List, Sequence
 
 import numpy as np
 
+from ...analysis.entropy import grouped_entropy, pooled_entropy
 from ...analysis.kqv import find_layer_inputs, kqv_credits, path_crossings
 from ...engine import backward, batch as batch_qoi, difference, forward
 from ...ir import Graph
 from ...ir.passes import decompose
 from ... import paths
+from ...models.bert import word_embedding_lookup
 from .data import SVAItem
 from .models import Encoded
 
-__all__ = ["GRANULARITIES", "Analyzer", "token_entropy", "row_pooled_entropy", "word_embedding_node"]
+__all__ = ["GRANULARITIES", "Analyzer"]
 
 GRANULARITIES = ("scalar", "paper")
-
-
-def word_embedding_node(graph: Graph):
-    """The word-embedding lookup (op ``embedding``, scope ``...word_embeddings``)."""
-    hits = [n for n in graph.nodes if n.op == "embedding" and n.scope.endswith("word_embeddings")]
-    if len(hits) != 1:
-        from .models import SVAModelError
-
-        raise SVAModelError(f"expected one word-embedding lookup in the graph, found {len(hits)}")
-    return hits[0]
-
-
-def token_entropy(Z: np.ndarray, R: np.ndarray) -> np.ndarray:
-    """Per token entropy from per-unit ``Z``, ``R`` [..., T, H]: ``ΣR/ΣZ + log ΣZ`` over H
-    (0 where no path has weight).
-
-    >>> token_entropy(np.array([[1.0, 1.0]]), np.array([[0.0, 0.0]])).round(6).tolist()  # two paths of weight 1
-    [0.693147]
-    """
-    z, r = np.asarray(Z).sum(-1), np.asarray(R).sum(-1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(z > 0, r / np.where(z > 0, z, 1.0) + np.log(np.where(z > 0, z, 1.0)), 0.0)
-
-
-def row_pooled_entropy(Z: np.ndarray, R: np.ndarray, ids: np.ndarray) -> np.ndarray:
-    """Per position, the entropy of all paths from every position holding the same token id
-    (one sentence: ``Z``, ``R`` [T, H], ``ids`` [T]).
-
-    >>> Z = np.array([[1.0], [1.0], [2.0]]); R = np.zeros((3, 1))
-    >>> row_pooled_entropy(Z, R, np.array([7, 7, 8])).round(6).tolist()  # positions 0, 1 pool: log 2
-    [0.693147, 0.693147, 0.693147]
-    """
-    z, r = np.asarray(Z).sum(-1), np.asarray(R).sum(-1)
-    ids = np.asarray(ids)
-    uniq, inv = np.unique(ids, return_inverse=True)
-    zs = np.bincount(inv, weights=z, minlength=len(uniq))
-    rs = np.bincount(inv, weights=r, minlength=len(uniq))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        h = np.where(zs > 0, rs / np.where(zs > 0, zs, 1.0) + np.log(np.where(zs > 0, zs, 1.0)), 0.0)
-    return h[inv]
 
 
 def _round(a, digits: int = 6):
@@ -138,7 +100,7 @@ class Analyzer:
         qoi = batch_qoi([difference(logits.id, (b, e.mask_pos, e.good), (b, e.mask_pos, e.bad))
                          for b, e in enumerate(encs)])
         layers = find_layer_inputs(g)
-        emb = word_embedding_node(g)
+        emb = word_embedding_lookup(g)
         sems = ["max"] + (["entropy"] if self.entropy else [])
         want_path = self.top_path and self.granularity == "scalar"
         result = backward(g, acts, qoi, semirings=sems, retain=[li.node for li in layers] + [emb.id],
@@ -161,8 +123,9 @@ class Analyzer:
                    "kqv_branch": credits.branch[:, b, :T].tolist(),
                    "kqv_value": [_round(v) for v in credits.value[:, b, :T]]}
             if self.entropy:
-                row["entropy_token"] = _round(token_entropy(Z[b, :T], R[b, :T]))
-                row["entropy_row"] = _round(row_pooled_entropy(Z[b, :T], R[b, :T], e.ids))
+                z, r = Z[b, :T].sum(-1), R[b, :T].sum(-1)
+                row["entropy_token"] = _round(pooled_entropy(z, r, axis=()))
+                row["entropy_row"] = _round(grouped_entropy(z, r, e.ids))
             if want_path:
                 tp = time.perf_counter()
                 row["top_path"] = self._mask_path(result, emb, layers, b, e)

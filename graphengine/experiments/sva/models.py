@@ -37,13 +37,13 @@ from __future__ import annotations
 import json
 import os
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ...errors import GraphEngineError
-from ...models.builders import BertConfig, build_bert
+from ...errors import ModelError
+from ...models.bert import BertConfig, build_bert
 from ...ir import Graph
 from .data import SVAItem
 
@@ -55,7 +55,7 @@ KINDS = ("mlm", "number")
 SPECIALS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 
 
-class SVAModelError(GraphEngineError):
+class SVAModelError(ModelError):
     """An agreement model file is missing, malformed or cannot encode an input."""
 
 
@@ -217,18 +217,13 @@ class SVAModel:
 
 def build_graph(kind: str, config: BertConfig, weights: Dict[str, np.ndarray], batch: int, seq_len: int,
                 dtype: str = "float64", attention_mask: bool = False) -> Graph:
-    """BERT from :func:`~graphengine.models.builders.build_bert` plus, for ``number`` models,
-    the ``classifier`` head on every position (output ``logits`` [B, T, 2])."""
+    """The model's BERT from :func:`~graphengine.models.bert.build_bert`: the tied MLM head for
+    ``mlm`` models, the two-way ``classifier`` on every position (``head="token_classification"``,
+    output ``logits`` [B, T, 2]) for ``number`` models."""
     if kind == "mlm":
         return build_bert(config, weights, batch, seq_len, head="mlm", dtype=dtype, attention_mask=attention_mask)
-    g = build_bert(config, {k: v for k, v in weights.items() if not k.startswith("classifier.")}, batch, seq_len,
-                   head=None, dtype=dtype, attention_mask=attention_mask)
-    h = g.node("last_hidden_state")
-    g.outputs.remove(h.id)
-    w = g.parameter("classifier.weight", np.asarray(weights["classifier.weight"]).astype(dtype), scope="classifier")
-    b = g.parameter("classifier.bias", np.asarray(weights["classifier.bias"]).astype(dtype), scope="classifier")
-    g.mark_output(g.call("linear", h, w, b, name="logits", scope="classifier"))
-    return g
+    return build_bert(replace(config, num_labels=2), weights, batch, seq_len, head="token_classification",
+                      dtype=dtype, attention_mask=attention_mask)
 
 
 class GraphModel:

@@ -1,6 +1,6 @@
-"""Models built directly in the IR from numpy weights: an MLP and BERT.
+"""BERT built directly in the IR from numpy weights (the one home for BERTs made without a frontend).
 
-No framework is needed: weights are plain ``{name: numpy array}`` dicts. For BERT the names are
+No framework is needed: weights are plain ``{name: numpy array}`` dicts, named by
 the Hugging Face ``state_dict`` keys (``embeddings.word_embeddings.weight``,
 ``encoder.layer.0.attention.self.query.weight``, ``cls.predictions.bias``, ``classifier.weight``
 ...), so a real checkpoint can be fed as ``{k: v.numpy() for k, v in model.state_dict().items()}``
@@ -8,6 +8,13 @@ the Hugging Face ``state_dict`` keys (``embeddings.word_embeddings.weight``,
 dropped). Parameter node names are exactly these keys, and every node's ``scope`` is the module
 path Hugging Face would report for it (``encoder.layer.0.attention.self.key``), so roll-ups by
 layer / head / K,Q,V work the same on a built graph and on an exported one.
+
+Hugging Face weights come in two ways: :func:`read_hf_checkpoint` reads a checkpoint directory
+(``config.json`` and ``model.safetensors``; no code runs, nothing is unpickled) and
+:func:`build_bert_from_hf` builds the graph of an in-memory ``transformers`` BERT from its
+``state_dict``. (Exporting the torch module itself, op by op, is the frontends' job:
+:func:`graphengine.frontends.hf.from_hf_dir`.) :func:`word_embedding_lookup` finds the
+word-embedding lookup in a BERT graph from either source.
 
 >>> import numpy as np
 >>> from graphengine.engine import forward, backward
@@ -23,119 +30,26 @@ layer / head / K,Q,V work the same on a built graph and on an exported one.
 
 from __future__ import annotations
 
+import json
 import math
+import os
 from dataclasses import asdict, dataclass, replace
-from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, Mapping, Optional, Tuple
 
 import numpy as np
 
+from ..errors import ModelError
 from ..ir import Graph
 from ..ir.graph import Node
+from .layers import Weights, activation, weight_parameter
 
-__all__ = ["MLPConfig", "random_mlp_weights", "build_mlp", "BertConfig", "random_bert_weights", "build_bert",
-           "bert_weight_shapes", "bert_feeds", "BERT_HEADS", "mask_fill_value"]
-
-Weights = Dict[str, np.ndarray]
-
-_ACTIVATIONS = {
-    "relu": ("relu", {}),
-    "tanh": ("tanh", {}),
-    "gelu": ("gelu", {"approximate": "none"}),
-    "gelu_new": ("gelu", {"approximate": "tanh"}),
-    "gelu_pytorch_tanh": ("gelu", {"approximate": "tanh"}),
-    "sigmoid": ("sigmoid", {}),
-}
+__all__ = ["BertConfig", "random_bert_weights", "build_bert", "bert_weight_shapes", "bert_feeds", "BERT_HEADS",
+           "mask_fill_value", "read_hf_checkpoint", "build_bert_from_hf", "word_embedding_lookup"]
 
 
-def _activation(name: str) -> Tuple[str, Dict[str, Any]]:
-    try:
-        return _ACTIVATIONS[name]
-    except KeyError:
-        raise ValueError(f"unknown activation {name!r} (known: {', '.join(_ACTIVATIONS)})") from None
-
-
-def _param(g: Graph, weights: Mapping[str, np.ndarray], key: str, shape: Sequence[int], dtype: str,
-           scope: str) -> Node:
-    """A parameter node named ``key`` (its full name; ``scope`` is absolute)."""
-    if key not in weights:
-        raise ValueError(f"weight {key!r} is missing")
-    arr = np.asarray(weights[key])
-    if tuple(arr.shape) != tuple(shape):
-        raise ValueError(f"weight {key!r} has shape {list(arr.shape)}, expected {list(shape)}")
-    return g.parameter(key, arr.astype(dtype), scope=scope)
-
-
-# ================================================================================== MLP
-@dataclass(frozen=True)
-class MLPConfig:
-    """A stack of ``linear`` layers with an activation between them (none after the last).
-
-    ``hidden_sizes=(16, 16)`` with ``in_features=4, out_features=3`` gives three linear layers
-    ``layers.0`` (4→16), ``layers.1`` (16→16), ``layers.2`` (16→3).
-    """
-
-    in_features: int = 4
-    hidden_sizes: Tuple[int, ...] = (16, 16)
-    out_features: int = 3
-    activation: str = "relu"
-    bias: bool = True
-
-    @property
-    def sizes(self) -> Tuple[int, ...]:
-        return (self.in_features, *self.hidden_sizes, self.out_features)
-
-    @property
-    def num_layers(self) -> int:
-        return len(self.hidden_sizes) + 1
-
-
-def random_mlp_weights(config: MLPConfig, seed: int = 0) -> Weights:
-    """``layers.{i}.weight`` [out, in] ~ N(0, 1/in) and ``layers.{i}.bias`` ~ N(0, 0.1²)."""
-    _activation(config.activation)
-    rng = np.random.default_rng(seed)
-    out: Weights = {}
-    for i, (n_in, n_out) in enumerate(zip(config.sizes[:-1], config.sizes[1:])):
-        out[f"layers.{i}.weight"] = rng.normal(0.0, 1.0 / math.sqrt(n_in), size=(n_out, n_in))
-        if config.bias:
-            out[f"layers.{i}.bias"] = rng.normal(0.0, 0.1, size=(n_out,))
-    return out
-
-
-def build_mlp(config: MLPConfig, weights: Mapping[str, np.ndarray], batch: int, dtype: str = "float64") -> Graph:
-    """The MLP as a graph: input ``x`` [batch, in_features], output ``logits`` [batch, out_features].
-
-    Layer ``i`` lives in scope ``layers.{i}``: parameters ``layers.{i}.weight`` / ``.bias``, the
-    linear node ``layers.{i}.linear`` and the activation node ``layers.{i}.output`` (the last
-    layer's linear node is ``logits`` and has no activation).
-
-    >>> cfg = MLPConfig(in_features=3, hidden_sizes=(5,), out_features=2, activation="tanh")
-    >>> g = build_mlp(cfg, random_mlp_weights(cfg, seed=1), batch=4)
-    >>> [n.name for n in g if n.op not in ("parameter", "input")]
-    ['layers.0.linear', 'layers.0.output', 'logits']
-    >>> g["logits"].shape
-    (4, 2)
-    """
-    act_op, act_attrs = _activation(config.activation)
-    meta_config = dict(asdict(config), hidden_sizes=list(config.hidden_sizes))  # JSON-native
-    g = Graph(meta={"model": "mlp", "config": meta_config, "decomposition": "fused"})
-    h = g.input("x", (batch, config.in_features), dtype=dtype)
-    n = config.num_layers
-    for i, (n_in, n_out) in enumerate(zip(config.sizes[:-1], config.sizes[1:])):
-        scope = f"layers.{i}"
-        w = _param(g, weights, f"{scope}.weight", (n_out, n_in), dtype, scope)
-        args = [h, w]
-        if config.bias:
-            args.append(_param(g, weights, f"{scope}.bias", (n_out,), dtype, scope))
-        last = i == n - 1
-        h = g.call("linear", *args, name="logits" if last else f"{scope}.linear", scope=scope)
-        if not last:
-            h = g.call(act_op, h, name=f"{scope}.output", scope=scope, **act_attrs)
-    g.mark_output(h)
-    return g
-
-
-# ================================================================================== BERT
-BERT_HEADS = ("mlm", "classification", None)
+#: ``"mlm"`` (``BertForMaskedLM``), ``"classification"`` (``BertForSequenceClassification``),
+#: ``"token_classification"`` (``BertForTokenClassification``) or None (``BertModel``).
+BERT_HEADS = ("mlm", "classification", "token_classification", None)
 
 
 @dataclass(frozen=True)
@@ -158,7 +72,7 @@ class BertConfig:
     def __post_init__(self):
         if self.hidden_size % self.num_heads:
             raise ValueError(f"hidden_size {self.hidden_size} is not a multiple of num_heads {self.num_heads}")
-        _activation(self.hidden_act)
+        activation(self.hidden_act)
 
     @property
     def head_dim(self) -> int:
@@ -201,35 +115,33 @@ def bert_weight_shapes(config: BertConfig, head: Optional[str] = "mlm") -> Dict[
         "embeddings.word_embeddings.weight": (c.vocab_size, H),
         "embeddings.position_embeddings.weight": (c.max_position, H),
         "embeddings.token_type_embeddings.weight": (c.type_vocab_size, H),
-        "embeddings.LayerNorm.weight": (H,),
-        "embeddings.LayerNorm.bias": (H,),
     }
+
+    def dense(module: str, n_out: int, n_in: int) -> None:
+        s[f"{module}.weight"], s[f"{module}.bias"] = (n_out, n_in), (n_out,)
+
+    def layer_norm(module: str) -> None:
+        s[f"{module}.weight"], s[f"{module}.bias"] = (H,), (H,)
+
+    layer_norm("embeddings.LayerNorm")
     for i in range(c.num_layers):
         p = f"encoder.layer.{i}"
         for m in ("query", "key", "value"):
-            s[f"{p}.attention.self.{m}.weight"] = (H, H)
-            s[f"{p}.attention.self.{m}.bias"] = (H,)
-        s[f"{p}.attention.output.dense.weight"] = (H, H)
-        s[f"{p}.attention.output.dense.bias"] = (H,)
-        s[f"{p}.attention.output.LayerNorm.weight"] = (H,)
-        s[f"{p}.attention.output.LayerNorm.bias"] = (H,)
-        s[f"{p}.intermediate.dense.weight"] = (I, H)
-        s[f"{p}.intermediate.dense.bias"] = (I,)
-        s[f"{p}.output.dense.weight"] = (H, I)
-        s[f"{p}.output.dense.bias"] = (H,)
-        s[f"{p}.output.LayerNorm.weight"] = (H,)
-        s[f"{p}.output.LayerNorm.bias"] = (H,)
+            dense(f"{p}.attention.self.{m}", H, H)
+        dense(f"{p}.attention.output.dense", H, H)
+        layer_norm(f"{p}.attention.output.LayerNorm")
+        dense(f"{p}.intermediate.dense", I, H)
+        dense(f"{p}.output.dense", H, I)
+        layer_norm(f"{p}.output.LayerNorm")
     if head == "mlm":
         s["cls.predictions.bias"] = (c.vocab_size,)
-        s["cls.predictions.transform.dense.weight"] = (H, H)
-        s["cls.predictions.transform.dense.bias"] = (H,)
-        s["cls.predictions.transform.LayerNorm.weight"] = (H,)
-        s["cls.predictions.transform.LayerNorm.bias"] = (H,)
+        dense("cls.predictions.transform.dense", H, H)
+        layer_norm("cls.predictions.transform.LayerNorm")
+    elif head == "token_classification":
+        dense("classifier", c.num_labels, H)
     elif head == "classification":
-        s["pooler.dense.weight"] = (H, H)
-        s["pooler.dense.bias"] = (H,)
-        s["classifier.weight"] = (c.num_labels, H)
-        s["classifier.bias"] = (c.num_labels,)
+        dense("pooler.dense", H, H)
+        dense("classifier", c.num_labels, H)
     return s
 
 
@@ -311,8 +223,9 @@ def build_bert(config: BertConfig, weights: Mapping[str, np.ndarray], batch: int
     before the softmax. Position ids ``0..seq_len-1`` are the constant ``embeddings.position_ids``.
 
     Output (marked): ``logits`` — [batch, seq_len, vocab] for ``head="mlm"`` (decoder tied to
-    the word embeddings), [batch, num_labels] for ``"classification"`` (pooler on position 0);
-    ``last_hidden_state`` [batch, seq_len, hidden] for ``head=None``.
+    the word embeddings), [batch, num_labels] for ``"classification"`` (pooler on position 0),
+    [batch, seq_len, num_labels] for ``"token_classification"`` (``classifier`` on every
+    position); ``last_hidden_state`` [batch, seq_len, hidden] for ``head=None``.
 
     Named nodes: ``embeddings.output`` (after the embedding LayerNorm), for every layer ``i``
     ``encoder.layer.{i}.attention.self.{query,key,value}.output``,
@@ -336,7 +249,7 @@ def build_bert(config: BertConfig, weights: Mapping[str, np.ndarray], batch: int
     ((2, 3), ['input_ids', 'token_type_ids', 'attention_mask'])
     """
     _check_head(head)
-    _activation(config.hidden_act)
+    activation(config.hidden_act)
     if seq_len > config.max_position:
         raise ValueError(f"seq_len {seq_len} exceeds max_position {config.max_position}")
     c = config
@@ -349,7 +262,7 @@ def build_bert(config: BertConfig, weights: Mapping[str, np.ndarray], batch: int
     g = Graph(meta=meta)
 
     def P(key: str) -> Node:
-        return _param(g, w, key, shapes[key], dtype, key.rsplit(".", 1)[0])
+        return weight_parameter(g, w, key, shapes[key], dtype, key.rsplit(".", 1)[0])
 
     def linear(x: Node, module: str, name: str) -> Node:
         return g.call("linear", x, P(f"{module}.weight"), P(f"{module}.bias"), name=name, scope=module)
@@ -358,7 +271,7 @@ def build_bert(config: BertConfig, weights: Mapping[str, np.ndarray], batch: int
         return g.call("layer_norm", x, P(f"{module}.weight"), P(f"{module}.bias"), name=name, scope=module,
                       normalized_shape=[H], eps=float(c.layer_norm_eps))
 
-    act_op, act_attrs = _activation(c.hidden_act)
+    act_op, act_attrs = activation(c.hidden_act)
 
     input_ids = g.input("input_ids", (B, T), dtype="int64")
     token_type_ids = g.input("token_type_ids", (B, T), dtype="int64")
@@ -429,7 +342,69 @@ def build_bert(config: BertConfig, weights: Mapping[str, np.ndarray], batch: int
         x = linear(first, "pooler.dense", "pooler.dense.output")
         x = g.call("tanh", x, name="pooler.output", scope="pooler.activation")
         result = linear(x, "classifier", "logits")
+    elif head == "token_classification":
+        result = linear(h, "classifier", "logits")
     else:
         result = g.call("reshape", h, name="last_hidden_state", shape=[B, T, H])
     g.mark_output(result)
     return g
+
+
+def read_hf_checkpoint(path: str) -> Tuple[Dict[str, Any], Weights]:
+    """The ``config.json`` dict and the weights (numpy, as stored) of a Hugging Face checkpoint
+    directory with a ``model.safetensors`` file, keyed as :func:`build_bert` wants them: a leading
+    ``bert.`` stripped, the ``embeddings.position_ids`` buffer dropped.
+
+    Needs the ``safetensors`` package (the ``hf`` extra); :class:`~graphengine.errors.ModelError`
+    when it or a file is missing. Safetensors holds plain arrays, so reading runs no code.
+    """
+    try:
+        from safetensors.numpy import load_file
+    except ImportError:
+        raise ModelError("reading a Hugging Face checkpoint needs safetensors (pip install 'graphengine[hf]')") from None
+    try:
+        with open(os.path.join(path, "config.json"), encoding="utf-8") as f:
+            config = json.load(f)
+        stored = load_file(os.path.join(path, "model.safetensors"))
+    except (OSError, ValueError) as e:
+        raise ModelError(f"{path}: cannot read the checkpoint ({e})") from None
+    weights = {(k[len("bert."):] if k.startswith("bert.") else k): v for k, v in stored.items()}
+    weights.pop("embeddings.position_ids", None)
+    return config, weights
+
+
+def build_bert_from_hf(model: Any, batch: int, seq_len: int, head: Optional[str], dtype: str = "float64",
+                       attention_mask: bool = False) -> Graph:
+    """:func:`build_bert` for an in-memory Hugging Face BERT (anything with ``.config`` and a
+    ``state_dict()`` of CPU tensors, e.g. ``transformers.BertForSequenceClassification`` with
+    ``head="classification"``). The head is given, not guessed from the class: the weights it
+    needs must be in the state dict. Dropout is ignored (the graph is the eval-mode model).
+
+    >>> import types
+    >>> cfg = BertConfig.mini(num_layers=1)
+    >>> fake = types.SimpleNamespace(   # stands in for a transformers model in this example
+    ...     config={"vocab_size": 40, "hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 4,
+    ...             "intermediate_size": 64, "max_position_embeddings": 16},
+    ...     state_dict=lambda: random_bert_weights(cfg, head=None))
+    >>> build_bert_from_hf(fake, 1, 3, head=None)["last_hidden_state"].shape
+    (1, 3, 32)
+    """
+    state = {k: (v.detach().cpu().numpy() if hasattr(v, "detach") else np.asarray(v))
+             for k, v in model.state_dict().items()}
+    return build_bert(BertConfig.from_hf(model.config), state, batch=batch, seq_len=seq_len, head=head,
+                      dtype=dtype, attention_mask=attention_mask)
+
+
+def word_embedding_lookup(graph: Graph) -> Node:
+    """The lookup of the word-embedding table: the one ``embedding`` node whose scope ends in
+    ``word_embeddings`` (as :func:`build_bert` and the Hugging Face exports name it);
+    :class:`~graphengine.errors.ModelError` unless there is exactly one.
+
+    >>> cfg = BertConfig.mini(num_layers=1)
+    >>> word_embedding_lookup(build_bert(cfg, random_bert_weights(cfg), 1, 3)).name
+    'embeddings.word'
+    """
+    hits = [n for n in graph.nodes if n.op == "embedding" and n.scope.endswith("word_embeddings")]
+    if len(hits) != 1:
+        raise ModelError(f"expected one word-embedding lookup in the graph, found {len(hits)}")
+    return hits[0]
