@@ -36,12 +36,15 @@ from ..datasets import get_dataset
 from ..engine import backward, forward, weighted
 from ..ir import save
 from ..ir.passes import decompose
-from .common import (Timer, config_hash, feeds_for, fmt, load_model_graph, markdown_table, progress, pyplot,
-                     require_torch, results_dir, save_figure, write_json, write_text)
+from .common import (Timer, add_retrain_argument, config_hash, feeds_for, fmt, load_model_graph, markdown_table,
+                     progress as progress_bar, pyplot, require_torch, results_dir, save_figure, settings, write_json,
+                     write_text)
 
 __all__ = ["run", "feature_entropy", "DEFAULTS", "QUICK", "PAPER_X0", "PAPER_ACCURACY"]
 
 NAME = "ffoom"
+DESCRIPTION = "paper App. B.1: path entropy of the input features vs hidden size (FFOOM MLPs, torch)"
+QUICK_HELP = "one training seed instead of three"
 DEFAULTS: Dict[str, Any] = dict(data_seed=0, sizes=(14000, 2000, 4000), hidden_sizes=(4, 8, 16, 32, 64, 128),
                                 n_seeds=3, epochs=1, batch_size=32, lr=1e-3, optimizer="adam", shuffle=False,
                                 negative_slope=0.01)
@@ -159,11 +162,16 @@ def _plot(runs, agg, hidden_sizes, path) -> Optional[str]:
     return save_figure(fig, path)
 
 
-def run(out: Optional[str] = None, quick: bool = False, seed: int = 0, retrain: bool = False,
-        show_progress: bool = True, **overrides) -> Dict[str, Any]:
+def add_arguments(parser) -> None:
+    """The options of ``graphengine experiment ffoom`` beyond the common ones."""
+    add_retrain_argument(parser)
+
+
+def run(out: Optional[str] = None, quick: bool = False, seed: int = 0, progress: bool = True,
+        retrain: bool = False, **overrides) -> Dict[str, Any]:
     """Train (or reuse) every (h, seed) model, analyse, write ``results.json``, ``table.md``,
     ``entropy_vs_size.png`` and ``models/ffoom_h<h>_seed<s>.ge`` under ``out``."""
-    cfg = {**DEFAULTS, **(QUICK if quick else {}), **overrides}
+    cfg = settings(NAME, DEFAULTS, QUICK, quick, overrides)
     out = results_dir(out, NAME)
     timer = Timer()
     with timer("data"):
@@ -172,7 +180,7 @@ def run(out: Optional[str] = None, quick: bool = False, seed: int = 0, retrain: 
     jobs = [(h, s) for h in cfg["hidden_sizes"] for s in seeds]
     runs = []
     n_reused = 0
-    for h, s in progress(jobs, desc="FFOOM models", enabled=show_progress):
+    for h, s in progress_bar(jobs, desc="FFOOM models", enabled=progress):
         tcfg = _train_config(cfg, h, s)
         hsh = config_hash(tcfg)
         path = os.path.join(out, "models", f"ffoom_h{h}_seed{s}.ge")

@@ -36,12 +36,14 @@ from ..datasets import first_token_roles, get_dataset
 from ..engine import backward, forward, weighted
 from ..ir import save
 from ..ir.passes import decompose
-from .common import (Timer, config_hash, feeds_for, fmt, load_model_graph, markdown_table, pyplot, require_transformers,
-                     results_dir, save_figure, write_json, write_text)
+from .common import (Timer, add_retrain_argument, config_hash, feeds_for, fmt, load_model_graph, markdown_table, pyplot,
+                     require_transformers, results_dir, save_figure, settings, write_json, write_text)
 
 __all__ = ["run", "analyze", "DEFAULTS", "QUICK", "PAPER_KQV", "VARIANTS"]
 
 NAME = "synthetic-paths"
+DESCRIPTION = "paper §5.1: top path through query/key/value/skip in a trained 1-layer BERT"
+QUICK_HELP = "10 training epochs"
 TASK = "first_token_repeated_once"
 
 DEFAULTS: Dict[str, Any] = dict(data_seed=0, sizes=(7000, 1000, 2000), length=10, vocab_size=20, num_layers=1,
@@ -225,12 +227,17 @@ def _plot(results: Dict[str, Any], variants, path: str) -> Optional[str]:
     return save_figure(fig, path)
 
 
-def run(out: Optional[str] = None, quick: bool = False, seed: int = 0, retrain: bool = False,
-        show_progress: bool = True, **overrides) -> Dict[str, Any]:
+def add_arguments(parser) -> None:
+    """The options of ``graphengine experiment synthetic-paths`` beyond the common ones."""
+    add_retrain_argument(parser)
+
+
+def run(out: Optional[str] = None, quick: bool = False, seed: int = 0, progress: bool = True,
+        retrain: bool = False, **overrides) -> Dict[str, Any]:
     """Train (or reuse), export, analyse; write ``results.json``, ``table.md``, ``kqv_bars.png``
     and the model IR file under ``out`` (default ``results/synthetic-paths``). ``overrides``
     change :data:`DEFAULTS` (tests use tiny sizes)."""
-    cfg = {**DEFAULTS, **(QUICK if quick else {}), **overrides}
+    cfg = settings(NAME, DEFAULTS, QUICK, quick, overrides)
     out = results_dir(out, NAME)
     timer = Timer()
     with timer("data"):
@@ -243,7 +250,7 @@ def run(out: Optional[str] = None, quick: bool = False, seed: int = 0, retrain: 
     reused = graph is not None
     if graph is None:
         with timer("train+export"):
-            graph = _train_and_export(data, cfg, seed, {"config": tcfg, "config_hash": h}, show_progress)
+            graph = _train_and_export(data, cfg, seed, {"config": tcfg, "config_hash": h}, progress)
         os.makedirs(os.path.dirname(model_path), exist_ok=True)
         save(graph, model_path)
     with timer("analysis"):

@@ -32,9 +32,10 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 import time
 from dataclasses import asdict, dataclass
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 import numpy as np
 
@@ -254,3 +255,54 @@ def _ir_parity(sva: SVAModel, model, ids, lengths) -> float:
         worst = max(worst, float(np.abs(acts[g.node("logits").id] - ref).max()))
     model.float()
     return worst
+
+
+# ------------------------------------------------------------------ ``graphengine experiment sva-train-a``
+NAME = "sva-train-a"
+DESCRIPTION = "train model A for the sva experiment: a 6-layer word-level BERT MLM on the agreement grammar (torch)"
+QUICK_HELP = "1 epoch on 2,000 sentences (a smoke test)"
+OUT_HELP = "model directory (default results/sva/model_a, where 'experiment sva --model A' looks)"
+DEFAULT_OUT = os.path.join("results", "sva", "model_a")
+QUICK_SIZES = (2000, 200, 400)
+
+
+def add_arguments(parser) -> None:
+    """The options of ``graphengine experiment sva-train-a`` beyond the common ones."""
+    d = ModelAConfig
+    parser.add_argument("--epochs", type=int, default=d.epochs, metavar="N", help=f"training epochs (default {d.epochs})")
+    parser.add_argument("--hidden", type=int, default=d.hidden_size, metavar="H", help=f"hidden size (default {d.hidden_size})")
+    parser.add_argument("--heads", type=int, default=d.num_heads, metavar="N", help=f"attention heads (default {d.num_heads})")
+    parser.add_argument("--intermediate", type=int, default=d.intermediate_size, metavar="N",
+                        help=f"feed-forward size (default {d.intermediate_size})")
+    parser.add_argument("--layers", type=int, default=d.num_layers, metavar="N", help=f"encoder layers (default {d.num_layers})")
+    parser.add_argument("--threads", type=int, default=d.threads, metavar="N", help=f"torch threads (default {d.threads})")
+
+
+def run(out: Optional[str] = None, quick: bool = False, seed: int = 0, progress: bool = True,
+        epochs: int = ModelAConfig.epochs, hidden: int = ModelAConfig.hidden_size, heads: int = ModelAConfig.num_heads,
+        intermediate: int = ModelAConfig.intermediate_size, layers: int = ModelAConfig.num_layers,
+        threads: int = ModelAConfig.threads) -> Dict[str, Any]:
+    """Train model A into ``out`` (the model files, the grammar's TSVs, ``train_report.json``);
+    returns the training report. ``quick``: 1 epoch on 2,000 sentences."""
+    from ..common import require_transformers, results_dir, write_json
+
+    require_transformers(NAME)
+    out = results_dir(out or DEFAULT_OUT, NAME)
+    cfg = ModelAConfig(hidden_size=hidden, num_heads=heads, intermediate_size=intermediate, num_layers=layers,
+                       epochs=1 if quick else epochs, threads=threads, seed=seed,
+                       sizes=QUICK_SIZES if quick else ModelAConfig.sizes)
+    report = train_model_a(out, cfg, show=progress, log=lambda line: print(line, file=sys.stderr, flush=True))
+    report["files"] = {"report": "train_report.json", "model": "model.json", "weights": "weights.npz",
+                       "test": "test.tsv"}
+    write_json(os.path.join(out, "train_report.json"), report)
+    report["out"] = out
+    return report
+
+
+def summary(report: Dict[str, Any]) -> List[str]:
+    """The lines ``graphengine experiment sva-train-a`` prints."""
+    ti, th = report["test_in_distribution"], report["test_held_out"]
+    held = "" if th is None else (f", {100 * th['accuracy']:.1f}% held-out constructions "
+                                  f"({', '.join(report['held_out'])})")
+    return [f"trained in {report['train_seconds']:.0f} s; test accuracy {100 * ti['accuracy']:.1f}% in distribution"
+            f"{held}; IR parity {report['ir_parity_max_abs_diff']:.2e}"]

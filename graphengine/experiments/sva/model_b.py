@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from dataclasses import asdict, dataclass
 from typing import Any, Dict, List, Optional, Sequence
@@ -306,3 +307,46 @@ def _ir_parity(sva: SVAModel, enc: _Encoder, ids, lengths) -> float:
             ref = enc.head(h).double().numpy()
         worst = max(worst, float(np.abs(acts[g.node("logits").id] - ref).max()))
     return worst
+
+
+# ------------------------------------------------------------------ ``graphengine experiment sva-train-b``
+NAME = "sva-train-b"
+DESCRIPTION = "fine-tune model B for the sva experiment: all-MiniLM-L6-v2 with a verb-number head (torch)"
+QUICK_HELP = "300 sentences, 1 epoch (a smoke test)"
+OUT_HELP = "model directory (default results/sva/model_b, where 'experiment sva --model B' looks)"
+DEFAULT_OUT = os.path.join("results", "sva", "model_b")
+QUICK_LIMIT = 300
+
+
+def add_arguments(parser) -> None:
+    """The options of ``graphengine experiment sva-train-b`` beyond the common ones."""
+    d = ModelBConfig
+    parser.add_argument("tsv", metavar="TSV",
+                        help="agreement TSV (5 columns), e.g. ../shared/data/sva/linzen_agreement.tsv")
+    parser.add_argument("--epochs", type=int, default=d.epochs, metavar="N", help=f"training epochs (default {d.epochs})")
+    parser.add_argument("--threads", type=int, default=d.threads, metavar="N", help=f"torch threads (default {d.threads})")
+
+
+def run(out: Optional[str] = None, quick: bool = False, seed: int = 0, progress: bool = True, *, tsv: str,
+        epochs: int = ModelBConfig.epochs, threads: int = ModelBConfig.threads) -> Dict[str, Any]:
+    """Fine-tune model B on ``tsv`` into ``out`` (model files, ``split.json``, ``test.tsv``,
+    ``train_report.json``); returns the training report. ``quick``: 300 sentences, 1 epoch."""
+    from ..common import require_transformers, results_dir, write_json
+
+    require_transformers(NAME)
+    out = results_dir(out or DEFAULT_OUT, NAME)
+    cfg = ModelBConfig(epochs=1 if quick else epochs, threads=threads, seed=seed, limit=QUICK_LIMIT if quick else None)
+    report = finetune_model_b(tsv, out, cfg, show=progress, log=lambda line: print(line, file=sys.stderr, flush=True))
+    report["files"] = {"report": "train_report.json", "model": "model.json", "weights": "weights.npz",
+                       "test": "test.tsv", "split": "split.json"}
+    write_json(os.path.join(out, "train_report.json"), report)
+    report["out"] = out
+    return report
+
+
+def summary(report: Dict[str, Any]) -> List[str]:
+    """The lines ``graphengine experiment sva-train-b`` prints."""
+    t, p = report["test"], report["linear_probe_negative_control"]["test"]
+    return [f"fine-tuned in {report['train_seconds']:.0f} s; test accuracy {100 * t['accuracy']:.1f}% (majority "
+            f"baseline {100 * t['majority_baseline']:.1f}%); frozen linear probe {100 * p['accuracy']:.1f}% "
+            f"(negative control); IR parity {report['ir_parity_max_abs_diff']:.2e}"]

@@ -54,8 +54,8 @@ LENGTH_BINS = ((10, 20), (20, 30), (30, 40), (40, 50))
 BRANCHES = ("query", "key", "value", "skip", "other")
 SUBSETS = ("all", "subject", "attractors", "mask")
 DEFAULT_MODELS = {"A": os.path.join("results", "sva", "model_a"), "B": os.path.join("results", "sva", "model_b")}
-TRAIN_HINT = {"A": "python scripts/sva_train_model_a.py",
-              "B": "python scripts/sva_finetune_model_b.py ../shared/data/sva/linzen_agreement.tsv"}
+TRAIN_HINT = {"A": "graphengine experiment sva-train-a",
+              "B": "graphengine experiment sva-train-b ../shared/data/sva/linzen_agreement.tsv"}
 
 #: The paper's numbers (PAPER.md §4, §7) for the side-by-side tables.
 PAPER = {
