@@ -2,8 +2,6 @@
 parser written here), the TSV reader, the analysis rows, resuming runs, Spearman, aggregation,
 graph-file models, the CLI, and smoke runs of both training pipelines on tiny models."""
 
-import argparse
-import io
 import json
 import os
 import shutil
@@ -422,23 +420,29 @@ def test_run_resumes_and_repairs(run_files):
         run_sva(model, data, out=out, show_progress=False)
 
 
-def test_cli_runs_and_reports_one_line_errors(run_files, tmp_path, monkeypatch):
-    from graphengine.experiments.sva import cli
+def test_cli_runs_and_reports_one_line_errors(run_files, tmp_path, monkeypatch, capsys):
+    from graphengine.cli import main
+    from graphengine.experiments.sva import study
 
     model, data, out = run_files
-    parser = argparse.ArgumentParser()
-    cli.add_parser(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["sva", "--model", model, "--data", data, "--out", out, "--limit", "3",
-                              "--granularity", "paper", "--no-progress"])
-    buf = io.StringIO()
-    assert cli.run(args, buf) == 0
-    assert "sva: 3 sentences" in buf.getvalue() and "paper 76.1%" in buf.getvalue()
+    assert main(["experiment", "sva", "--model", model, "--data", data, "--out", out, "--limit", "3",
+                 "--granularity", "paper", "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "sva: wrote rows.jsonl, results.json, table.md" in printed and f"in {out}" in printed
+    assert "3 sentences" in printed and "paper 76.1%" in printed
+    assert json.load(open(os.path.join(out, "results.json")))["run"]["granularity"] == "paper"
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(GraphEngineError, match="model A not found at results/sva/model_a: train it with") as e:
-        cli.run_experiment(model="A", data=data)
+    with pytest.raises(GraphEngineError, match="model A not found at results/sva/model_a: train it with "
+                                               "graphengine experiment sva-train-a") as e:
+        study.run(model="A", data=data)
     assert "\n" not in str(e.value)
     with pytest.raises(GraphEngineError, match="--limit must be >= 1"):
-        cli.run_experiment(model=model, data=data, limit=0)
+        study.run(model=model, data=data, limit=0)
+    assert main(["experiment", "sva", "--model", model, "--data", data, "--limit", "0"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("graphengine: error: --limit must be >= 1") and err.count("\n") == 1
+    doc = study.run(model=model, data=data, out=str(tmp_path / "q"), quick=True, progress=False)
+    assert doc["sentences"] == 10 and doc["run"]["limit"] == study.QUICK_LIMIT
 
 
 # ------------------------------------------------------------------ training smoke tests
