@@ -27,10 +27,19 @@ def _t_pdf(x, df):
     return math.gamma((df + 1) / 2) / (math.sqrt(df * math.pi) * math.gamma(df / 2)) * (1 + x * x / df) ** (-(df + 1) / 2)
 
 
-@pytest.mark.parametrize("t", [-3.0, -0.4, 0.0, 0.7, 2.5])
-def test_student_t_cdf_closed_forms(t):
-    assert stats.student_t_cdf(t, 1) == pytest.approx(0.5 + math.atan(t) / math.pi, abs=1e-12)      # Cauchy
-    assert stats.student_t_cdf(t, 2) == pytest.approx(0.5 + t / (2 * math.sqrt(2 + t * t)), abs=1e-12)
+@pytest.mark.parametrize("x,y", [([1, 2, 3], [1, 3, 2]), ([1, 2, 3], [2, 3, 1]), ([1, 2, 3, 4], [1, 3, 2, 4]),
+                                 ([1, 2, 3, 4], [4, 1, 3, 2]), ([1, 2, 3, 4], [2, 1, 4, 3])])
+def test_spearman_p_against_t_closed_forms(x, y):
+    """With n = 3 and 4 the p value's t distribution has 1 and 2 degrees of freedom, whose tails
+    have closed forms (Cauchy: 1/2 - arctan(t)/pi; df 2: 1/2 - t / (2 sqrt(2 + t^2)))."""
+    n = len(x)
+    d2 = sum((a - b) ** 2 for a, b in zip(x, y))                 # no ties: x, y are ranks
+    rho = 1 - 6 * d2 / (n * (n * n - 1))
+    t = abs(rho) * math.sqrt((n - 2) / (1 - rho * rho))
+    p = 1 - 2 * math.atan(t) / math.pi if n == 3 else 1 - t / math.sqrt(2 + t * t)
+    r = stats.spearman(x, y)
+    assert r["rho"] == pytest.approx(rho, abs=1e-12)
+    assert r["p"] == pytest.approx(p, rel=1e-10)
 
 
 def test_welch_t_against_hand_computation():
@@ -68,10 +77,19 @@ def test_mann_whitney_u_against_hand_computation():
 def test_spearman_against_textbook_formula():
     x = [3.0, 1.0, 4.0, 1.5, 5.0, 9.0, 2.0]
     y = [2.0, 7.0, 1.0, 8.0, 2.5, 8.5, 3.0]
-    rx, ry = stats.rankdata(x), stats.rankdata(y)
+    rx, ry = np.argsort(np.argsort(x)) + 1, np.argsort(np.argsort(y)) + 1   # no ties
     d2 = float(((rx - ry) ** 2).sum())
     assert stats.spearman(x, y)["rho"] == pytest.approx(1 - 6 * d2 / (7 * 48), rel=1e-12)
     assert stats.spearman([1, 2, 3], [3, 2, 1])["rho"] == -1.0
+    assert math.isnan(stats.spearman([1, 2], [2, 1])["rho"]) and math.isnan(stats.spearman([1, 1, 1], [1, 2, 3])["p"])
+
+
+def test_mann_whitney_u_degenerate_samples_are_nan():
+    assert math.isnan(stats.mann_whitney_u([], [1.0])["p"])
+    r = stats.mann_whitney_u([2.0, 2.0], [2.0])
+    assert r["U"] == 1.0 and math.isnan(r["z"]) and math.isnan(r["p"])
+    r = stats.welch_t([1.0, 1.0], [2.0, 2.0])
+    assert r["diff"] == -1.0 and math.isnan(r["t"]) and math.isnan(r["p"])
 
 
 # ============================================================================ MDL

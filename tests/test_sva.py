@@ -217,17 +217,17 @@ def test_natural_sentences_file():
 
 # ------------------------------------------------------------------ Spearman, aggregation
 def test_spearman_against_hand_computation():
-    from graphengine.experiments.sva.run import _spearman
+    from graphengine.experiments.stats import spearman
 
     # no ties: d = rank differences (-1, 1, -1, 1, 0), rho = 1 - 6 * 4 / (5 * 24) = 0.8
-    assert _spearman([1, 2, 3, 4, 5], [2, 1, 4, 3, 5])["rho"] == pytest.approx(0.8)
+    assert spearman([1, 2, 3, 4, 5], [2, 1, 4, 3, 5])["rho"] == pytest.approx(0.8)
     # ties: ranks x = (1.5, 1.5, 3, 4), y = (1, 2, 3, 4); Pearson of the ranks by hand
     rx, ry = np.array([1.5, 1.5, 3, 4]), np.array([1, 2, 3, 4.0])
     rx, ry = rx - rx.mean(), ry - ry.mean()
     want = (rx * ry).sum() / np.sqrt((rx ** 2).sum() * (ry ** 2).sum())   # = 4.5 / sqrt(4.5 * 5)
     assert want == pytest.approx(4.5 / np.sqrt(4.5 * 5))
-    assert _spearman([0, 0, 1, 2], [10, 20, 30, 40])["rho"] == pytest.approx(want)
-    assert _spearman([3, 2, 1, 0], [1, 2, 3, 4])["rho"] == pytest.approx(-1.0)
+    assert spearman([0, 0, 1, 2], [10, 20, 30, 40])["rho"] == pytest.approx(want)
+    assert spearman([3, 2, 1, 0], [1, 2, 3, 4])["rho"] == pytest.approx(-1.0)
 
 
 def _row(i, att, branch, value, tokens=3, subject=(1,), **kw):
@@ -494,3 +494,27 @@ def test_model_b_finetunes_a_small_encoder(tmp_path, grammar):
     row = Analyzer(m, "scalar").run([read_tsv(str(tmp_path / "b" / "test.tsv")).items[0]],
                                     [m.encode(read_tsv(str(tmp_path / "b" / "test.tsv")).items[0])])[0]
     assert set(row["top_path"]["branches"]) <= {"query", "key", "value", "skip"}
+
+
+# ------------------------------------------------------------------ the accuracy table
+def test_accuracy_table_by_hand():
+    from graphengine.experiments.sva.accuracy import accuracy_table
+
+    correct = [True, True, False, True, False, True]
+    number = [0, 1, 1, None, 1, 1]
+    att = [0, 0, 2, 2, 2, 3]
+    cons = ["simple", "pp", "pp", "obj_rel", "obj_rel", None]
+    t = accuracy_table(correct, number, att, cons, held_out=["obj_rel"])
+    assert t["n"] == 6 and t["accuracy"] == pytest.approx(4 / 6)
+    assert t["majority_baseline"] == pytest.approx(4 / 5)                 # 4 plural of 5 known numbers
+    assert t["by_attractors"] == {0: {"n": 2, "accuracy": 1.0, "majority_baseline": 0.5},
+                                  2: {"n": 3, "accuracy": pytest.approx(1 / 3), "majority_baseline": 1.0},
+                                  3: {"n": 1, "accuracy": 1.0, "majority_baseline": 1.0}}
+    assert set(t["by_construction"]) == {"simple", "pp", "obj_rel"}       # None: no construction cell
+    assert t["by_construction"]["obj_rel"] == {"n": 2, "accuracy": 0.5, "majority_baseline": 1.0, "held_out": True}
+    assert not t["by_construction"]["pp"]["held_out"]
+    assert t["held_out"]["n"] == 2 and t["in_distribution"]["n"] == 4      # the row without a construction is in
+    none = accuracy_table([True], [None], [1])
+    assert none["majority_baseline"] is None and none["by_construction"] == {} and "held_out" not in none
+    with pytest.raises(ValueError, match="differ in length"):
+        accuracy_table([True, False], [0], [0, 0])

@@ -26,7 +26,7 @@ Writes ``results.json`` and ``scaling.png`` (with matplotlib) into ``--out`` (de
 
 >>> sizes(1e4, 8)
 [11, 20, 35]
->>> fit([1e3, 1e4, 1e5], [1e-3, 1e-2, 1e-1])["slope"]
+>>> round(fit([1e3, 1e4, 1e5], [1e-3, 1e-2, 1e-1])["slope"], 12)
 1.0
 """
 

@@ -42,6 +42,7 @@ import numpy as np
 from ...datasets.base import Split
 from ...datasets.sva_grammar import CONSTRUCTIONS, VOCAB, sva_grammar, verb_number, write_tsv
 from ...models.builders import BertConfig, random_bert_weights
+from .accuracy import accuracy_table
 from .models import SVAModel, save_model
 
 __all__ = ["ModelAConfig", "tiny_model", "train_model_a", "hf_config"]
@@ -145,20 +146,12 @@ def _qoi_torch(model, ids, lengths, verbs, good, bad, batch: int = 512) -> np.nd
     return np.concatenate(out)
 
 
-def accuracy_table(split: Split, qoi: np.ndarray) -> Dict[str, Any]:
-    """Accuracy overall, by attractors and by construction (with counts)."""
-    ok = qoi > 0
-    by_att = {int(a): {"n": int((split.meta["n_attractors"] == a).sum()),
-                       "accuracy": float(ok[split.meta["n_attractors"] == a].mean())}
-              for a in np.unique(split.meta["n_attractors"])}
-    by_con = {}
-    for c in np.unique(split.meta["construction"]):
-        sel = split.meta["construction"] == c
-        by_con[CONSTRUCTIONS[int(c)]] = {"n": int(sel.sum()), "accuracy": float(ok[sel].mean()),
-                                         "held_out": bool(split.meta["held_out"][sel].any())}
-    maj = max(float(split.y.mean()), 1 - float(split.y.mean()))
-    return {"n": len(ok), "accuracy": float(ok.mean()), "majority_baseline": maj, "by_attractors": by_att,
-            "by_construction": by_con}
+def _split_accuracy(split: Split, qoi: np.ndarray) -> Dict[str, Any]:
+    """The accuracy table of a grammar split from the QoI (correct when > 0)."""
+    m = split.meta
+    names = [CONSTRUCTIONS[int(c)] for c in m["construction"]]
+    held = sorted({n for n, h in zip(names, m["held_out"]) if h})
+    return accuracy_table(np.asarray(qoi) > 0, split.y.tolist(), m["n_attractors"], names, held)
 
 
 def train_model_a(out_dir: str, cfg: ModelAConfig = ModelAConfig(), show: bool = True, log=print) -> Dict[str, Any]:
@@ -218,10 +211,10 @@ def train_model_a(out_dir: str, cfg: ModelAConfig = ModelAConfig(), show: bool =
     q_test = _qoi_torch(model, te_ids, te_len, te_verb, data.test.meta["good"], data.test.meta["bad"])
     held = data.test.meta["held_out"]
     report = {"train_seconds": train_seconds, "threads": cfg.threads, "config": asdict(cfg), "history": history,
-              "val": accuracy_table(data.val, _qoi_torch(model, v_ids, v_len, v_verb, data.val.meta["good"],
+              "val": _split_accuracy(data.val, _qoi_torch(model, v_ids, v_len, v_verb, data.val.meta["good"],
                                                          data.val.meta["bad"])),
-              "test_in_distribution": accuracy_table(data.test.subset(~held), q_test[~held]),
-              "test_held_out": accuracy_table(data.test.subset(held), q_test[held]) if held.any() else None,
+              "test_in_distribution": _split_accuracy(data.test.subset(~held), q_test[~held]),
+              "test_held_out": _split_accuracy(data.test.subset(held), q_test[held]) if held.any() else None,
               "held_out": data.info["held_out"], "data": {k: v for k, v in data.info.items() if k != "vocab"}}
     state = {k: v.detach().double().numpy() for k, v in model.state_dict().items()}
     weights = {(k[5:] if k.startswith("bert.") else k): v for k, v in state.items()

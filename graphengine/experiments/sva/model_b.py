@@ -31,10 +31,11 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
+from .accuracy import accuracy_table
 from .data import SVAItem, read_tsv
 from .models import SVAModel, save_model
 
-__all__ = ["ModelBConfig", "finetune_model_b", "minilm_path", "split_rows", "accuracy_by_attractors"]
+__all__ = ["ModelBConfig", "finetune_model_b", "minilm_path", "split_rows"]
 
 
 @dataclass(frozen=True)
@@ -81,27 +82,15 @@ def pretrained(path: Optional[str] = None, seed: int = 0) -> SVAModel:
     return SVAModel("number", "model-B", config, w, tokenizer_json=tok)
 
 
+def _test_accuracy(items: Sequence[SVAItem], correct: np.ndarray) -> Dict[str, Any]:
+    return accuracy_table(correct, [it.good_number for it in items], [it.n_attractors for it in items])
+
+
 def split_rows(n: int, test_fraction: float, seed: int) -> Dict[str, np.ndarray]:
     """Indices (into the usable items) of the train and test splits."""
     order = np.random.default_rng(seed).permutation(n)
     n_test = int(round(n * test_fraction))
     return {"train": np.sort(order[:n - n_test]), "test": np.sort(order[n - n_test:])}
-
-
-def accuracy_by_attractors(items: Sequence[SVAItem], correct: np.ndarray) -> Dict[str, Any]:
-    """Accuracy overall and by attractor count, each with its majority-class baseline."""
-    labels = np.array([it.good_number for it in items])
-    att = np.array([it.n_attractors for it in items])
-    correct = np.asarray(correct, bool)
-
-    def cell(sel):
-        p = float(labels[sel].mean()) if sel.any() else float("nan")
-        return {"n": int(sel.sum()), "accuracy": float(correct[sel].mean()) if sel.any() else None,
-                "majority_baseline": max(p, 1 - p) if sel.any() else None}
-
-    out = cell(np.ones(len(items), bool))
-    out["by_attractors"] = {int(a): cell(att == a) for a in np.unique(att)}
-    return out
 
 
 class _Encoder:
@@ -268,10 +257,10 @@ def finetune_model_b(tsv: str, out_dir: str, cfg: ModelBConfig = ModelBConfig(),
         "data": {"path": os.path.basename(tsv), "usable_rows": len(items), "dropped_same_verb": data.dropped_same_verb,
                  "train": len(tr), "test": len(te)},
         "train_accuracy": float((pred[tr] == labels[tr]).mean()),
-        "test": accuracy_by_attractors(test_items, pred[te] == labels[te]),
+        "test": _test_accuracy(test_items, pred[te] == labels[te]),
         "linear_probe_negative_control": {
             "seconds": probe_seconds, "train_accuracy": probe["train_accuracy"],
-            "test": accuracy_by_attractors(test_items, probe["test_pred"] == labels[te])},
+            "test": _test_accuracy(test_items, probe["test_pred"] == labels[te])},
         "paper_model_note": "the paper's own model (a pretrained 6-layer BERT masked LM) could not be had offline",
     }
     out = SVAModel("number", "model-B", sva.config, enc.weights(), tokenizer_json=sva.tokenizer_json, info=report)

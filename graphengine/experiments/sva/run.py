@@ -45,6 +45,8 @@ import numpy as np
 from ...errors import GraphEngineError
 from .analysis import GRANULARITIES, Analyzer
 from .data import SVAItem, read_tsv
+from ..stats import spearman
+from .accuracy import accuracy_table
 from .models import SVAModelError, load_model
 
 __all__ = ["SVARunError", "run_sva", "aggregate", "read_rows", "LENGTH_BINS", "PAPER", "resolve_model",
@@ -228,36 +230,9 @@ def run_sva(model: str, data: str, out: Optional[str] = None, limit: Optional[in
 
 
 # ------------------------------------------------------------------ aggregation
-def _spearman(x, y) -> Dict[str, Any]:
-    from ..stats import spearman
-
-    return spearman(x, y)
-
-
 def _mean(v) -> Optional[float]:
     v = [a for a in v if a is not None]
     return float(np.mean(v)) if v else None
-
-
-def _accuracy(rows, held_out: Sequence[str]) -> Dict[str, Any]:
-    def cell(sel):
-        if not sel:
-            return {"n": 0, "accuracy": None, "majority_baseline": None}
-        nums = [r["good_number"] for r in sel if r.get("good_number") is not None]
-        p = float(np.mean(nums)) if nums else None
-        return {"n": len(sel), "accuracy": float(np.mean([r["correct"] for r in sel])),
-                "majority_baseline": None if p is None else max(p, 1 - p)}
-
-    out = cell(rows)
-    out["by_attractors"] = {a: cell([r for r in rows if r["n_attractors"] == a])
-                            for a in sorted({r["n_attractors"] for r in rows})}
-    cons = sorted({r["construction"] for r in rows if r.get("construction")})
-    out["by_construction"] = {c: {**cell([r for r in rows if r["construction"] == c]), "held_out": c in held_out}
-                              for c in cons}
-    if held_out and cons:
-        out["in_distribution"] = cell([r for r in rows if r.get("construction") not in held_out])
-        out["held_out"] = cell([r for r in rows if r.get("construction") in held_out])
-    return out
 
 
 def _subset_positions(r, subset: str) -> Optional[List[int]]:
@@ -329,13 +304,13 @@ def _entropy(rows) -> Optional[Dict[str, Any]]:
         bins = {}
         for lo, hi in LENGTH_BINS:
             sel = (length >= lo) & (length < hi)
-            sp = _spearman(att[sel], ent[sel]) if sel.sum() >= 3 else {"rho": None, "p": None, "n": int(sel.sum())}
+            sp = spearman(att[sel], ent[sel]) if sel.sum() >= 3 else {"rho": None, "p": None, "n": int(sel.sum())}
             bins[f"{lo}-{hi}"] = {"n": int(sel.sum()), "mean_entropy": float(ent[sel].mean()) if sel.any() else None,
                                   "spearman_attractors": sp.get("rho"), "p": sp.get("p")}
         out[kind] = {"mean_sentence_entropy": float(ent.mean()), "sd": float(ent.std()),
                      "by_attractors": {int(a): float(ent[att == a].mean()) for a in np.unique(att)},
-                     "length_bins": bins, "spearman_length": _spearman(length, ent).get("rho"),
-                     "spearman_attractors_all": _spearman(att, ent).get("rho")}
+                     "length_bins": bins, "spearman_length": spearman(length, ent).get("rho"),
+                     "spearman_attractors_all": spearman(att, ent).get("rho")}
     return out
 
 
@@ -348,7 +323,9 @@ def aggregate(rows: Iterable[Dict[str, Any]], held_out: Sequence[str] = ()) -> D
                            "skip_reasons": sorted({r["skipped"] for r in skipped})[:10]}
     if not scored:
         return doc
-    doc["accuracy"] = _accuracy(scored, held_out)
+    doc["accuracy"] = accuracy_table([r["correct"] for r in scored], [r.get("good_number") for r in scored],
+                                     [r["n_attractors"] for r in scored], [r.get("construction") for r in scored],
+                                     held_out)
     doc["kqv"] = _kqv(scored)
     doc["mask_top_path"] = _mask_paths(scored)
     doc["entropy"] = _entropy(scored)
