@@ -30,7 +30,7 @@ from ..errors import GraphEngineError
 __all__ = ["ExperimentError", "require_torch", "require_transformers", "progress", "markdown_table", "fmt",
            "write_json", "write_text", "read_json", "results_dir", "Timer", "pyplot", "save_figure", "config_hash",
            "jsonable", "add_log_probs", "feeds_for", "word_embedding_lookup", "load_model_graph", "settings",
-           "add_retrain_argument"]
+           "add_retrain_argument", "save_results"]
 
 
 class ExperimentError(GraphEngineError):
@@ -236,6 +236,16 @@ def pyplot():
         sys.stderr.write("graphengine: note: matplotlib is not installed; PNG plots are skipped\n")
         return None
     return plt
+
+
+def save_results(out: str, doc: Dict[str, Any], plot=None, png: Optional[str] = None) -> Dict[str, Any]:
+    """Finish a study with one results file and at most one plot: ``plot(doc, path)`` draws
+    ``out/png`` (returning None when matplotlib is absent), ``doc["files"]`` records what was
+    written and ``out/results.json`` gets ``doc``; returns ``doc``."""
+    drawn = plot(doc, os.path.join(out, png)) if plot is not None else None
+    doc["files"] = {"json": "results.json", "plot": drawn and os.path.basename(drawn)}
+    write_json(os.path.join(out, "results.json"), doc)
+    return doc
 
 
 def save_figure(fig, path: str) -> str:

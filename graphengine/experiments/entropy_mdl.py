@@ -1,4 +1,4 @@
-"""§5.3 of the paper (PAPER.md §5): path entropy of the input tokens vs task difficulty (MDL).
+"""§5.3 of the paper (docs/method.md): path entropy of the input tokens vs task difficulty (MDL).
 
 For every task family (:data:`graphengine.datasets.SECTION5_TASKS`: length 36, ids 1–59,
 3,600 / 360 / 360, data seed 0) and training seed:
@@ -283,7 +283,7 @@ def _tables(agg, runs) -> str:
     sp = agg["spearman_mdl_entropy_paper"]
     sps = agg["spearman_mdl_entropy_scalar"]
     parts.append("### Against the paper\n\n" + markdown_table(
-        ["quantity", "paper (PAPER.md §5)", "graphengine"],
+        ["quantity", "paper", "graphengine"],
         [["run entropy range (paper granularity)", "≈2,050–2,380",
           "–" if rng["entropy_paper"] is None else f"{rng['entropy_paper'][0]:.0f}–{rng['entropy_paper'][1]:.0f}"],
          ["MDL range (nats)", "≈12–51", "–" if rng["mdl"] is None else f"{rng['mdl'][0]:.1f}–{rng['mdl'][1]:.1f}"],
@@ -412,7 +412,7 @@ def run(out: Optional[str] = None, quick: bool = False, seed: int = 0, progress:
     agg = _aggregate(runs, cfg["tasks"], cfg["min_accuracy"])
     with timer("report"):
         pngs = _plots(agg, runs, out)
-    doc = {"experiment": NAME, "paper_section": "§5.3 (PAPER.md §5)", "quick": quick, "seeds": seeds,
+    doc = {"experiment": NAME, "paper_section": "§5.3 (docs/method.md)", "quick": quick, "seeds": seeds,
            "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.items()},
            "units": "nats; MDL = n_1 ln 36 + sum over blocks of the mean CE (paper); codelength = the same with "
                     "per-block CE summed over examples; run entropy = sum over examples and positions / #examples",

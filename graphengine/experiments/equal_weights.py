@@ -41,7 +41,7 @@ from ..analysis.entropy import vector_entropy
 from ..engine import backward, forward
 from ..models.synthetic import count_paths, layered_dag, output_qoi, unit_graph
 from .common import progress as progress_bar
-from .common import pyplot, results_dir, save_figure, write_json
+from .common import pyplot, results_dir, save_figure, save_results
 
 NAME = "synthetic-equal-weights"
 DESCRIPTION = "synthetic: on equal-weight DAGs path entropy = log #paths and path count = #paths"
@@ -190,11 +190,7 @@ def add_arguments(parser) -> None:
 def run(out: Optional[str] = None, quick: bool = False, seed: int = 0, progress: bool = True) -> Dict[str, Any]:
     """Check every graph, write ``results.json`` and the plot under ``out``; the results document."""
     out = results_dir(out, NAME)
-    res = _measure(seed, quick, progress)
-    png = _plot(res, os.path.join(out, "equal_weights.png"))
-    res["files"] = {"json": "results.json", "plot": png and os.path.basename(png)}
-    write_json(os.path.join(out, "results.json"), res)
-    return res
+    return save_results(out, _measure(seed, quick, progress), _plot, "equal_weights.png")
 
 
 def summary(res: Dict[str, Any]) -> List[str]:

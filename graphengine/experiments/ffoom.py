@@ -1,4 +1,4 @@
-"""Appendix B.1 of the paper (PAPER.md §6): path entropy of the input features vs model size.
+"""Appendix B.1 of the paper (docs/method.md): path entropy of the input features vs model size.
 
 FFOOM ("four features, only one matters"): x ~ U[0,1)⁴, y = 1[x₀ > 0.5], 20,000 points split
 14,000 / 2,000 / 4,000 (data seed 0). Model ``fc1`` Linear(4→h) → LeakyReLU(0.01) → ``fc2``
@@ -51,7 +51,7 @@ DEFAULTS: Dict[str, Any] = dict(data_seed=0, sizes=(14000, 2000, 4000), hidden_s
 QUICK: Dict[str, Any] = dict(n_seeds=1)
 VARIANTS = (("scalar", "fused", "scalar"), ("paper", "paper", "paper"))
 
-#: PAPER.md §6: entropy of x₀ (nats), the range over the paper's seeds.
+#: docs/method.md: entropy of x₀ (nats), the range over the paper's seeds.
 PAPER_X0 = {4: (2.2, 2.55), 8: (2.7, 3.0), 16: (3.6, 3.8), 32: (4.4, 4.6), 64: (5.1, 5.1), 128: (5.8, 5.8)}
 PAPER_ACCURACY = {8: 0.88, 128: 0.98}
 
@@ -206,7 +206,7 @@ def run(out: Optional[str] = None, quick: bool = False, seed: int = 0, progress:
     agg = _aggregate(runs, cfg["hidden_sizes"])
     with timer("report"):
         png = _plot(runs, agg, list(cfg["hidden_sizes"]), os.path.join(out, "entropy_vs_size.png"))
-    doc = {"experiment": NAME, "paper_section": "App. B.1 (PAPER.md §6)", "quick": quick, "seeds": seeds,
+    doc = {"experiment": NAME, "paper_section": "App. B.1 (docs/method.md)", "quick": quick, "seeds": seeds,
            "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.items()},
            "paper": {"x0": {str(k): list(v) for k, v in PAPER_X0.items()},
                      "accuracy": {str(k): v for k, v in PAPER_ACCURACY.items()}},

@@ -35,7 +35,7 @@ from ..engine import backward, forward
 from ..models.synthetic import enumerate_paths, layer_weights, layered_dag, output_qoi, planted_path
 from ..paths import best_input_path, top_path
 from .common import progress as progress_bar
-from .common import ExperimentError, pyplot, results_dir, save_figure, write_json
+from .common import ExperimentError, pyplot, results_dir, save_figure, save_results
 
 NAME = "synthetic-planted-path"
 DESCRIPTION = "synthetic: a planted heavy path in random layered DAGs is the engine's best path (max, maxabs, maxplus)"
@@ -224,11 +224,7 @@ def run(out: Optional[str] = None, quick: bool = False, seed: int = 0, progress:
     if trials is not None and trials < 1:
         raise ExperimentError(f"--trials must be >= 1, got {trials}")
     out = results_dir(out, NAME)
-    res = _measure(seed, quick, trials, progress)
-    png = _plot(res, os.path.join(out, "planted_path.png"))
-    res["files"] = {"json": "results.json", "plot": png and os.path.basename(png)}
-    write_json(os.path.join(out, "results.json"), res)
-    return res
+    return save_results(out, _measure(seed, quick, trials, progress), _plot, "planted_path.png")
 
 
 def summary(res: Dict[str, Any]) -> List[str]:

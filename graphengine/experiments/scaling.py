@@ -45,7 +45,7 @@ import numpy as np
 from ..engine import backward, forward
 from ..models.synthetic import layer_weights, layered_dag, output_qoi
 from ..semirings import SEMIRINGS
-from .common import ExperimentError, pyplot, results_dir, save_figure, write_json
+from .common import ExperimentError, pyplot, results_dir, save_figure, save_results
 
 NAME = "synthetic-scaling"
 DESCRIPTION = "synthetic: backward time per semiring against the number of edges (log-log slope ~1)"
@@ -251,10 +251,7 @@ def run(out: Optional[str] = None, quick: bool = False, seed: int = 0, progress:
         raise ExperimentError(f"--semirings: unknown {', '.join(unknown)} (known: {', '.join(SEMIRINGS)})")
     out = results_dir(out, NAME)
     res = _measure(seed, quick, progress, layers, max_edges, repeats, point_budget, cap_seconds, weights_as, semirings)
-    png = _plot(res, os.path.join(out, "scaling.png"))
-    res["files"] = {"json": "results.json", "plot": png and os.path.basename(png)}
-    write_json(os.path.join(out, "results.json"), res)
-    return res
+    return save_results(out, res, _plot, "scaling.png")
 
 
 def summary(res: Dict[str, Any]) -> List[str]:

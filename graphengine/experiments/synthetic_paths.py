@@ -1,4 +1,4 @@
-"""§5.1 of the paper (PAPER.md §3): which attention branch carries the top path on
+"""§5.1 of the paper (docs/method.md): which attention branch carries the top path on
 FirstTokenRepeatedOnce.
 
 Pipeline: generate the data (seed 0, 7,000 / 1,000 / 2,000, length 10, ids 1–19); train a 1-layer
@@ -55,7 +55,7 @@ QUICK: Dict[str, Any] = dict(epochs=10)
 #: (name, decomposition policy, backward granularity)
 VARIANTS = (("scalar", "fused", "scalar"), ("paper", "paper", "paper"), ("paper_ops_scalar", "paper", "scalar"))
 
-#: PAPER.md §3: mean credited M⁺ per branch (None = not reported; "≈0" entries are 0.0 with approx).
+#: docs/method.md: mean credited M⁺ per branch (None = not reported; "≈0" entries are 0.0 with approx).
 PAPER_KQV: Dict[str, Dict[str, Optional[float]]] = {
     "all": {"query": 0.017, "key": 0.030, "value": 0.001, "skip": 0.009},
     "FirstToken": {"query": 0.174, "key": 0.095, "value": None, "skip": 0.094},
@@ -160,7 +160,7 @@ def _tables(results: Dict[str, Any], variants) -> str:
     parts = []
     rows = []
     for s in SUBSETS:
-        rows.append([s, "paper (PAPER.md §3)", None, *(_PAPER_TEXT[s][b] for b in BRANCHES), _paper_keys(s)])
+        rows.append([s, "paper", None, *(_PAPER_TEXT[s][b] for b in BRANCHES), _paper_keys(s)])
         for name, _, _ in variants:
             sm = results[name]["summary"]
             m = dict(zip(sm["branches"], sm["mean"][s][0]))
@@ -187,7 +187,7 @@ def _tables(results: Dict[str, Any], variants) -> str:
     rows = [[claim, *(("yes" if results[n]["findings"][claim] else "no") for n, _, _ in variants)]
             for claim in results[variants[0][0]]["findings"]]
     parts.append("### The paper's qualitative findings\n\n"
-                 + markdown_table(["claim (PAPER.md §3)", *(n for n, _, _ in variants)], rows))
+                 + markdown_table(["claim (paper §5.1)", *(n for n, _, _ in variants)], rows))
     return "\n\n".join(parts)
 
 
@@ -203,7 +203,7 @@ def _plot(results: Dict[str, Any], variants, path: str) -> Optional[str]:
     plt = pyplot()
     if plt is None:
         return None
-    panels = [("paper (PAPER.md §3)", {s: [PAPER_KQV[s][b] for b in BRANCHES] for s in SUBSETS})]
+    panels = [("paper", {s: [PAPER_KQV[s][b] for b in BRANCHES] for s in SUBSETS})]
     for name, _, _ in variants[:2]:
         sm = results[name]["summary"]
         panels.append((f"graphengine, {name} granularity",
@@ -260,7 +260,7 @@ def run(out: Optional[str] = None, quick: bool = False, seed: int = 0, progress:
         r["findings"] = _findings(r)
     em = graph.meta.get("experiment", {})
     doc = {
-        "experiment": NAME, "paper_section": "§5.1 (PAPER.md §3)", "quick": quick, "seed": seed, "config": tcfg,
+        "experiment": NAME, "paper_section": "§5.1 (docs/method.md)", "quick": quick, "seed": seed, "config": tcfg,
         "model_file": os.path.relpath(model_path, out), "model_reused": reused, "exporter": em.get("exporter"),
         "validation": {"n": len(data.val), "n_with_repeat": int(data.val.y.sum())},
         "accuracy": {"val_ir": results["scalar"]["accuracy"], "val_torch": em.get("torch_val", {}).get("accuracy"),

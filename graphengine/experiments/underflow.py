@@ -44,7 +44,7 @@ from ..analysis.numerics import underflow_report
 from ..engine import backward, forward
 from ..models.synthetic import layered_dag, output_qoi
 from .common import progress as progress_bar
-from .common import ExperimentError, pyplot, results_dir, save_figure, write_json
+from .common import ExperimentError, pyplot, results_dir, save_figure, save_results
 
 NAME = "synthetic-underflow"
 DESCRIPTION = "synthetic: on 200-layer DAGs plain semirings underflow, log-space ones match exact references"
@@ -293,11 +293,7 @@ def run(out: Optional[str] = None, quick: bool = False, seed: int = 0, progress:
     if layers < 1 or width < 1:
         raise ExperimentError(f"--layers and --width must be >= 1, got {layers} and {width}")
     out = results_dir(out, NAME)
-    res = _measure(seed, quick, progress, layers, width)
-    png = _plot(res, os.path.join(out, "underflow.png"))
-    res["files"] = {"json": "results.json", "plot": png and os.path.basename(png)}
-    write_json(os.path.join(out, "results.json"), res)
-    return res
+    return save_results(out, _measure(seed, quick, progress, layers, width), _plot, "underflow.png")
 
 
 def summary(res: Dict[str, Any]) -> List[str]:

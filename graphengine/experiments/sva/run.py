@@ -12,7 +12,7 @@ Aggregation (:func:`aggregate`, over the rows of the sentences in the current da
 
 - accuracy (QoI > 0) overall, by attractor count and by construction (held-out constructions
   of model A marked), beside the majority-class baseline of the same sentences;
-- the K/Q/V/skip table (PAPER.md §2): per token subset (``all`` tokens, ``subject``,
+- the K/Q/V/skip table (docs/method.md): per token subset (``all`` tokens, ``subject``,
   ``attractors`` before the verb, ``mask``) and layer, the mean credited M⁺ per branch over the
   subset's (sentence, token) pairs, "% keys" = K / (K + Q + V + skip), and the fraction of
   tokens whose top path leaves through keys (``top share``). Subject and attractor subsets need
@@ -59,7 +59,7 @@ DEFAULT_MODELS = {"A": os.path.join("results", "sva", "model_a"), "B": os.path.j
 TRAIN_HINT = {"A": "graphengine experiment sva-train-a",
               "B": "graphengine experiment sva-train-b ../shared/data/sva/linzen_agreement.tsv"}
 
-#: The paper's numbers (PAPER.md §4, §7) for the side-by-side tables.
+#: The paper's numbers (docs/method.md) for the side-by-side tables.
 PAPER = {
     "model": "pretrained 6-layer BERT masked LM (hidden 512, 8 heads), not fine-tuned; 1,000 natural sentences",
     "accuracy": 0.956, "accuracy_by_attractors": {1: 0.958, 2: 0.947, 3: 0.939, 4: 1.0},
