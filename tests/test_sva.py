@@ -461,6 +461,24 @@ def test_model_a_trains_and_exports_exactly(tmp_path):
     assert load_model(str(tmp_path / "a")).info["held_out"] == ["obj_rel", "sent_comp"]
 
 
+def test_sva_train_experiments_from_the_command_line(tmp_path, capsys):
+    from graphengine.cli import main
+
+    assert main(["experiment", "sva-train-b"]) == 2                     # the TSV is required
+    assert "required: TSV" in capsys.readouterr().err
+    pytest.importorskip("torch", reason="model A trains with torch")
+    pytest.importorskip("transformers", reason="model A is a transformers BertForMaskedLM")
+    out = tmp_path / "a"
+    assert main(["experiment", "sva-train-a", "--quick", "--hidden", "16", "--layers", "1", "--heads", "2",
+                 "--intermediate", "16", "--seed", "2", "--out", str(out), "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert f"sva-train-a: wrote train_report.json, model.json, weights.npz, test.tsv in {out}" in printed
+    rep = json.loads((out / "train_report.json").read_text())
+    assert rep["config"]["seed"] == 2 and rep["config"]["epochs"] == 1 and rep["config"]["hidden_size"] == 16
+    assert rep["ir_parity_max_abs_diff"] < 1e-9
+    assert load_model(str(out)).info["held_out"] == ["obj_rel", "sent_comp"]
+
+
 def test_model_b_finetunes_a_small_encoder(tmp_path, grammar):
     pytest.importorskip("torch", reason="model B fine-tunes with torch")
     pytest.importorskip("transformers", reason="model B is a transformers BertModel")
