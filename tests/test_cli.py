@@ -380,6 +380,45 @@ def test_help_and_version(capsys):
     assert rc == 0 and ge.__version__ in out
 
 
+def _parsers(parser, path=("graphengine",)):
+    """Every parser reachable from ``parser`` with its command path (argparse keeps sub-parsers in
+    the ``choices`` of its sub-parsers action)."""
+    import argparse
+
+    yield path, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from _parsers(sub, path + (name,))
+
+
+def test_every_option_of_every_command_has_help():
+    import argparse
+
+    from graphengine.cli.main import build_parser
+    from graphengine.experiments import EXPERIMENTS
+
+    seen = set()
+    for path, parser in _parsers(build_parser()):
+        seen.add(path)
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                described = {a.dest for a in action._choices_actions if a.help}
+                assert described == set(action.choices), (path, set(action.choices) - described)
+            else:
+                assert action.help and action.help != argparse.SUPPRESS, (path, action.option_strings or action.dest)
+    assert {("graphengine", "experiment", name) for name in EXPERIMENTS} <= seen
+    assert {("graphengine", c) for c in ("info", "run", "grad", "analyze", "demo", "export")} <= seen
+    assert ("graphengine", "export", "onnx") in seen
+
+
+@pytest.mark.parametrize("command", [[], ["analyze"], ["export", "hf"], ["experiment"], ["experiment", "sva"],
+                                     ["experiment", "synthetic-scaling"]])
+def test_help_of_every_level_describes_its_options(capsys, command):
+    rc, out, _ = cli(capsys, *command, "--help")
+    assert rc == 0 and out.startswith("usage: graphengine")
+
+
 # ----------------------------------------------------------------------------- demo
 def test_demo(capsys):
     pytest.importorskip("graphengine.cli.demo")

@@ -27,10 +27,19 @@ def _t_pdf(x, df):
     return math.gamma((df + 1) / 2) / (math.sqrt(df * math.pi) * math.gamma(df / 2)) * (1 + x * x / df) ** (-(df + 1) / 2)
 
 
-@pytest.mark.parametrize("t", [-3.0, -0.4, 0.0, 0.7, 2.5])
-def test_student_t_cdf_closed_forms(t):
-    assert stats.student_t_cdf(t, 1) == pytest.approx(0.5 + math.atan(t) / math.pi, abs=1e-12)      # Cauchy
-    assert stats.student_t_cdf(t, 2) == pytest.approx(0.5 + t / (2 * math.sqrt(2 + t * t)), abs=1e-12)
+@pytest.mark.parametrize("x,y", [([1, 2, 3], [1, 3, 2]), ([1, 2, 3], [2, 3, 1]), ([1, 2, 3, 4], [1, 3, 2, 4]),
+                                 ([1, 2, 3, 4], [4, 1, 3, 2]), ([1, 2, 3, 4], [2, 1, 4, 3])])
+def test_spearman_p_against_t_closed_forms(x, y):
+    """With n = 3 and 4 the p value's t distribution has 1 and 2 degrees of freedom, whose tails
+    have closed forms (Cauchy: 1/2 - arctan(t)/pi; df 2: 1/2 - t / (2 sqrt(2 + t^2)))."""
+    n = len(x)
+    d2 = sum((a - b) ** 2 for a, b in zip(x, y))                 # no ties: x, y are ranks
+    rho = 1 - 6 * d2 / (n * (n * n - 1))
+    t = abs(rho) * math.sqrt((n - 2) / (1 - rho * rho))
+    p = 1 - 2 * math.atan(t) / math.pi if n == 3 else 1 - t / math.sqrt(2 + t * t)
+    r = stats.spearman(x, y)
+    assert r["rho"] == pytest.approx(rho, abs=1e-12)
+    assert r["p"] == pytest.approx(p, rel=1e-10)
 
 
 def test_welch_t_against_hand_computation():
@@ -68,10 +77,19 @@ def test_mann_whitney_u_against_hand_computation():
 def test_spearman_against_textbook_formula():
     x = [3.0, 1.0, 4.0, 1.5, 5.0, 9.0, 2.0]
     y = [2.0, 7.0, 1.0, 8.0, 2.5, 8.5, 3.0]
-    rx, ry = stats.rankdata(x), stats.rankdata(y)
+    rx, ry = np.argsort(np.argsort(x)) + 1, np.argsort(np.argsort(y)) + 1   # no ties
     d2 = float(((rx - ry) ** 2).sum())
     assert stats.spearman(x, y)["rho"] == pytest.approx(1 - 6 * d2 / (7 * 48), rel=1e-12)
     assert stats.spearman([1, 2, 3], [3, 2, 1])["rho"] == -1.0
+    assert math.isnan(stats.spearman([1, 2], [2, 1])["rho"]) and math.isnan(stats.spearman([1, 1, 1], [1, 2, 3])["p"])
+
+
+def test_mann_whitney_u_degenerate_samples_are_nan():
+    assert math.isnan(stats.mann_whitney_u([], [1.0])["p"])
+    r = stats.mann_whitney_u([2.0, 2.0], [2.0])
+    assert r["U"] == 1.0 and math.isnan(r["z"]) and math.isnan(r["p"])
+    r = stats.welch_t([1.0, 1.0], [2.0, 2.0])
+    assert r["diff"] == -1.0 and math.isnan(r["t"]) and math.isnan(r["p"])
 
 
 # ============================================================================ MDL
@@ -184,6 +202,72 @@ def test_cli_rejects_unknown_experiment(capsys):
     assert err.startswith("graphengine: error:") and err.count("\n") == 1
 
 
+def test_every_registered_experiment_follows_the_protocol():
+    import inspect
+
+    from graphengine.experiments import EXPERIMENTS, experiment
+
+    assert {"synthetic-paths", "entropy-mdl", "ffoom", "synthetic-planted-path", "synthetic-equal-weights",
+            "synthetic-scaling", "synthetic-underflow", "sva", "sva-train-a", "sva-train-b"} <= set(EXPERIMENTS)
+    for name in EXPERIMENTS:
+        m = experiment(name)
+        assert m.NAME == name and m.DESCRIPTION and "\n" not in m.DESCRIPTION
+        params = inspect.signature(m.run).parameters
+        common = ["out", "quick", "seed", "progress"] if getattr(m, "SEEDED", True) else ["out", "quick", "progress"]
+        assert list(params)[:len(common)] == common, name
+
+
+def test_cli_experiment_help_lists_every_experiment(capsys):
+    from graphengine.experiments import EXPERIMENTS
+
+    assert main(["experiment", "--help"]) == 0
+    out = capsys.readouterr().out
+    for name in EXPERIMENTS:
+        assert f"    {name} " in out or f"    {name}\n" in out, name
+
+
+@pytest.mark.parametrize("args", [["ffoom", "--granularity", "paper"], ["ffoom", "--model", "A"],
+                                  ["sva", "--seed", "1"], ["sva", "--retrain"], ["entropy-mdl", "--limit", "3"],
+                                  ["synthetic-equal-weights", "--trials", "2"]])
+def test_cli_experiment_rejects_options_it_does_not_use(capsys, args):
+    assert main(["experiment", *args]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("graphengine: error: unrecognized arguments:") and err.count("\n") == 1
+
+
+def test_settings_reject_unknown_keys():
+    from graphengine.experiments import ffoom
+
+    with pytest.raises(ExperimentError, match="has no setting 'hidden'"):
+        ffoom.run(hidden=(4,))
+    assert common.settings("x", {"a": 1, "b": 2}, {"b": 3}, False, {}) == {"a": 1, "b": 2}
+
+
+def test_register_experiment_from_outside(tmp_path, monkeypatch, capsys):
+    import sys
+
+    from graphengine.experiments import EXPERIMENTS, register_experiment
+
+    (tmp_path / "my_study.py").write_text(
+        "NAME = 'my-study'\nDESCRIPTION = 'a study defined outside the package'\n"
+        "def add_arguments(p):\n    p.add_argument('--n', type=int, default=2, help='how many')\n"
+        "def run(out=None, quick=False, seed=0, progress=True, n=2):\n"
+        "    return {'files': {}, 'passed': n == 3, 'seed': seed}\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr("graphengine.experiments.EXPERIMENTS", dict(EXPERIMENTS))
+    from graphengine import experiments
+
+    assert register_experiment("my_study") == "my-study" and "my-study" in experiments.EXPERIMENTS
+    with pytest.raises(ExperimentError, match="already registered"):
+        experiments.EXPERIMENTS["my-study"] = "elsewhere"
+        register_experiment("my_study")
+    experiments.EXPERIMENTS["my-study"] = "my_study"
+    assert main(["experiment", "my-study", "--n", "3", "--out", str(tmp_path)]) == 0
+    assert main(["experiment", "my-study", "--out", str(tmp_path)]) == 1
+    assert "FAIL" in capsys.readouterr().out
+    sys.modules.pop("my_study", None)
+
+
 def test_json_is_strict(tmp_path):
     p = tmp_path / "a.json"
     common.write_json(str(p), {"x": float("nan"), "y": np.float64(2.5), "z": np.arange(2)})
@@ -203,7 +287,7 @@ def test_ffoom_end_to_end(tmp_path, monkeypatch):
     from graphengine.experiments import ffoom
 
     out = str(tmp_path / "ffoom")
-    kw = dict(sizes=(70, 10, 20), hidden_sizes=(4, 8), n_seeds=2, show_progress=False)
+    kw = dict(sizes=(70, 10, 20), hidden_sizes=(4, 8), n_seeds=2, progress=False)
     doc = ffoom.run(out=out, **kw)
     _files(out, doc)
     assert len(doc["runs"]) == 4 and doc["models_reused"] == 0
@@ -227,7 +311,7 @@ def test_synthetic_paths_end_to_end(tmp_path, monkeypatch):
     from graphengine.experiments import synthetic_paths as sp
 
     out = str(tmp_path / "sp")
-    kw = dict(sizes=(64, 24, 8), epochs=1, show_progress=False)
+    kw = dict(sizes=(64, 24, 8), epochs=1, progress=False)
     doc = sp.run(out=out, **kw)
     _files(out, doc)
     assert doc["exporter"] == "graphengine.frontends.torch.from_torch"
@@ -251,7 +335,7 @@ def test_entropy_mdl_end_to_end(tmp_path):
 
     out = str(tmp_path / "em")
     kw = dict(tasks=("contains_1", "bin_count_ones:2", "bin_count_ones:3"), sizes=(24, 12, 12), epochs=1, n_seeds=1,
-              hidden_size=8, num_heads=2, num_layers=1, intermediate_size=8, show_progress=False)
+              hidden_size=8, num_heads=2, num_layers=1, intermediate_size=8, progress=False)
     doc = em.run(out=out, **kw)
     _files(out, doc)
     assert len(doc["runs"]) == 3 and all(r["exporter"] == "graphengine.frontends.torch.from_torch" for r in doc["runs"])

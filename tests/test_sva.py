@@ -2,8 +2,6 @@
 parser written here), the TSV reader, the analysis rows, resuming runs, Spearman, aggregation,
 graph-file models, the CLI, and smoke runs of both training pipelines on tiny models."""
 
-import argparse
-import io
 import json
 import os
 import shutil
@@ -219,17 +217,17 @@ def test_natural_sentences_file():
 
 # ------------------------------------------------------------------ Spearman, aggregation
 def test_spearman_against_hand_computation():
-    from graphengine.experiments.sva.run import _spearman
+    from graphengine.experiments.stats import spearman
 
     # no ties: d = rank differences (-1, 1, -1, 1, 0), rho = 1 - 6 * 4 / (5 * 24) = 0.8
-    assert _spearman([1, 2, 3, 4, 5], [2, 1, 4, 3, 5])["rho"] == pytest.approx(0.8)
+    assert spearman([1, 2, 3, 4, 5], [2, 1, 4, 3, 5])["rho"] == pytest.approx(0.8)
     # ties: ranks x = (1.5, 1.5, 3, 4), y = (1, 2, 3, 4); Pearson of the ranks by hand
     rx, ry = np.array([1.5, 1.5, 3, 4]), np.array([1, 2, 3, 4.0])
     rx, ry = rx - rx.mean(), ry - ry.mean()
     want = (rx * ry).sum() / np.sqrt((rx ** 2).sum() * (ry ** 2).sum())   # = 4.5 / sqrt(4.5 * 5)
     assert want == pytest.approx(4.5 / np.sqrt(4.5 * 5))
-    assert _spearman([0, 0, 1, 2], [10, 20, 30, 40])["rho"] == pytest.approx(want)
-    assert _spearman([3, 2, 1, 0], [1, 2, 3, 4])["rho"] == pytest.approx(-1.0)
+    assert spearman([0, 0, 1, 2], [10, 20, 30, 40])["rho"] == pytest.approx(want)
+    assert spearman([3, 2, 1, 0], [1, 2, 3, 4])["rho"] == pytest.approx(-1.0)
 
 
 def _row(i, att, branch, value, tokens=3, subject=(1,), **kw):
@@ -419,23 +417,29 @@ def test_run_resumes_and_repairs(run_files):
         run_sva(model, data, out=out, show_progress=False)
 
 
-def test_cli_runs_and_reports_one_line_errors(run_files, tmp_path, monkeypatch):
-    from graphengine.experiments.sva import cli
+def test_cli_runs_and_reports_one_line_errors(run_files, tmp_path, monkeypatch, capsys):
+    from graphengine.cli import main
+    from graphengine.experiments.sva import study
 
     model, data, out = run_files
-    parser = argparse.ArgumentParser()
-    cli.add_parser(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["sva", "--model", model, "--data", data, "--out", out, "--limit", "3",
-                              "--granularity", "paper", "--no-progress"])
-    buf = io.StringIO()
-    assert cli.run(args, buf) == 0
-    assert "sva: 3 sentences" in buf.getvalue() and "paper 76.1%" in buf.getvalue()
+    assert main(["experiment", "sva", "--model", model, "--data", data, "--out", out, "--limit", "3",
+                 "--granularity", "paper", "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "sva: wrote rows.jsonl, results.json, table.md" in printed and f"in {out}" in printed
+    assert "3 sentences" in printed and "paper 76.1%" in printed
+    assert json.load(open(os.path.join(out, "results.json")))["run"]["granularity"] == "paper"
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(GraphEngineError, match="model A not found at results/sva/model_a: train it with") as e:
-        cli.run_experiment(model="A", data=data)
+    with pytest.raises(GraphEngineError, match="model A not found at results/sva/model_a: train it with "
+                                               "graphengine experiment sva-train-a") as e:
+        study.run(model="A", data=data)
     assert "\n" not in str(e.value)
     with pytest.raises(GraphEngineError, match="--limit must be >= 1"):
-        cli.run_experiment(model=model, data=data, limit=0)
+        study.run(model=model, data=data, limit=0)
+    assert main(["experiment", "sva", "--model", model, "--data", data, "--limit", "0"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("graphengine: error: --limit must be >= 1") and err.count("\n") == 1
+    doc = study.run(model=model, data=data, out=str(tmp_path / "q"), quick=True, progress=False)
+    assert doc["sentences"] == 10 and doc["run"]["limit"] == study.QUICK_LIMIT
 
 
 # ------------------------------------------------------------------ training smoke tests
@@ -452,6 +456,24 @@ def test_model_a_trains_and_exports_exactly(tmp_path):
     assert not set(rep["test_in_distribution"]["by_construction"]) & {"obj_rel", "sent_comp"}
     assert len(read_tsv(str(tmp_path / "a" / "test.tsv"))) == 60
     assert load_model(str(tmp_path / "a")).info["held_out"] == ["obj_rel", "sent_comp"]
+
+
+def test_sva_train_experiments_from_the_command_line(tmp_path, capsys):
+    from graphengine.cli import main
+
+    assert main(["experiment", "sva-train-b"]) == 2                     # the TSV is required
+    assert "required: TSV" in capsys.readouterr().err
+    pytest.importorskip("torch", reason="model A trains with torch")
+    pytest.importorskip("transformers", reason="model A is a transformers BertForMaskedLM")
+    out = tmp_path / "a"
+    assert main(["experiment", "sva-train-a", "--quick", "--hidden", "16", "--layers", "1", "--heads", "2",
+                 "--intermediate", "16", "--seed", "2", "--out", str(out), "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert f"sva-train-a: wrote train_report.json, model.json, weights.npz, test.tsv in {out}" in printed
+    rep = json.loads((out / "train_report.json").read_text())
+    assert rep["config"]["seed"] == 2 and rep["config"]["epochs"] == 1 and rep["config"]["hidden_size"] == 16
+    assert rep["ir_parity_max_abs_diff"] < 1e-9
+    assert load_model(str(out)).info["held_out"] == ["obj_rel", "sent_comp"]
 
 
 def test_model_b_finetunes_a_small_encoder(tmp_path, grammar):
@@ -487,3 +509,27 @@ def test_model_b_finetunes_a_small_encoder(tmp_path, grammar):
     row = Analyzer(m, "scalar").run([read_tsv(str(tmp_path / "b" / "test.tsv")).items[0]],
                                     [m.encode(read_tsv(str(tmp_path / "b" / "test.tsv")).items[0])])[0]
     assert set(row["top_path"]["branches"]) <= {"query", "key", "value", "skip"}
+
+
+# ------------------------------------------------------------------ the accuracy table
+def test_accuracy_table_by_hand():
+    from graphengine.experiments.sva.accuracy import accuracy_table
+
+    correct = [True, True, False, True, False, True]
+    number = [0, 1, 1, None, 1, 1]
+    att = [0, 0, 2, 2, 2, 3]
+    cons = ["simple", "pp", "pp", "obj_rel", "obj_rel", None]
+    t = accuracy_table(correct, number, att, cons, held_out=["obj_rel"])
+    assert t["n"] == 6 and t["accuracy"] == pytest.approx(4 / 6)
+    assert t["majority_baseline"] == pytest.approx(4 / 5)                 # 4 plural of 5 known numbers
+    assert t["by_attractors"] == {0: {"n": 2, "accuracy": 1.0, "majority_baseline": 0.5},
+                                  2: {"n": 3, "accuracy": pytest.approx(1 / 3), "majority_baseline": 1.0},
+                                  3: {"n": 1, "accuracy": 1.0, "majority_baseline": 1.0}}
+    assert set(t["by_construction"]) == {"simple", "pp", "obj_rel"}       # None: no construction cell
+    assert t["by_construction"]["obj_rel"] == {"n": 2, "accuracy": 0.5, "majority_baseline": 1.0, "held_out": True}
+    assert not t["by_construction"]["pp"]["held_out"]
+    assert t["held_out"]["n"] == 2 and t["in_distribution"]["n"] == 4      # the row without a construction is in
+    none = accuracy_table([True], [None], [1])
+    assert none["majority_baseline"] is None and none["by_construction"] == {} and "held_out" not in none
+    with pytest.raises(ValueError, match="differ in length"):
+        accuracy_table([True, False], [0], [0, 0])

@@ -1,24 +1,22 @@
 """Synthetic graphs with known answers, the analysis helpers built on them, and smoke runs of
-the scripts/synthetic_*.py experiments."""
+the synthetic-* experiments (graphengine/experiments: planted_path, equal_weights, scaling,
+underflow) through ``graphengine experiment``."""
 
-import importlib.util
 import itertools
 import json
 import math
-from pathlib import Path
 
 import networkx as nx
 import numpy as np
 import pytest
 
 from graphengine.analysis import underflow_report, vector_entropy
+from graphengine.cli import main
 from graphengine.models.synthetic import (count_paths, enumerate_paths, layer_weights, layered_dag, output_qoi,
                                             planted_path, random_weights, unit_graph)
 from graphengine.engine import backward, forward, select
 from graphengine.errors import GraphValidationError
 from graphengine.paths import best_input_path, top_path
-
-SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
 
 
 def run(dag, semirings, retain=("x",)):
@@ -212,33 +210,51 @@ def test_underflow_report_real_zero_by_cancellation_is_not_flagged():
     assert underflow_report(r, "x")["real"]["degenerate"] is False
 
 
-# ----------------------------------------------------------------------------- script smoke
+# ------------------------------------------------------------------------- experiment smoke
 
-def _load(name):
-    spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-@pytest.mark.parametrize("name,extra,keys", [
-    ("synthetic_planted_path", ["--trials", "2"], {"settings", "recovery_rate", "brute_force", "passed"}),
-    ("synthetic_equal_weights", [], {"summary", "graphs", "passed"}),
-    ("synthetic_scaling", ["--repeats", "1", "--max-edges", "1e4", "--semirings", "real", "max", "logentropy"],
-     {"families", "config", "passed"}),
-    ("synthetic_underflow", ["--layers", "200", "--width", "2"], {"summary", "graphs", "passed"}),
+@pytest.mark.parametrize("name,extra,keys,plot", [
+    ("synthetic-planted-path", ["--trials", "2"], {"settings", "recovery_rate", "brute_force", "passed"},
+     "planted_path.png"),
+    ("synthetic-equal-weights", [], {"summary", "graphs", "passed"}, "equal_weights.png"),
+    ("synthetic-scaling", ["--repeats", "1", "--max-edges", "1e4", "--semirings", "real", "max", "logentropy"],
+     {"families", "config", "passed"}, "scaling.png"),
+    ("synthetic-underflow", ["--layers", "200", "--width", "2"], {"summary", "graphs", "passed"}, "underflow.png"),
 ])
-def test_script_quick_smoke(name, extra, keys, tmp_path, monkeypatch, capsys):
+def test_experiment_quick_smoke(name, extra, keys, plot, tmp_path, monkeypatch, capsys):
     pytest.importorskip("matplotlib")
     monkeypatch.setenv("MPLBACKEND", "Agg")
-    mod = _load(name)
-    rc = mod.main(["--quick", "--out", str(tmp_path), "--seed", "1"] + extra)
-    assert rc == 0, capsys.readouterr().out
-    res = json.loads((tmp_path / f"{name}.json").read_text())
+    rc = main(["experiment", name, "--quick", "--out", str(tmp_path), "--seed", "1", "--no-progress"] + extra)
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    res = json.loads((tmp_path / "results.json").read_text())
     assert keys <= set(res) and res["passed"] is True and res["experiment"] == name
-    png = tmp_path / f"{name}.png"
+    assert res["config"]["seed"] == 1 and res["config"]["quick"] is True
+    assert res["files"] == {"json": "results.json", "plot": plot}
+    png = tmp_path / plot
     assert png.stat().st_size > 1000 and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert "PASS" in capsys.readouterr().out
+    assert "PASS" in out and f"{name}: wrote results.json, {plot}" in out
+
+
+def test_experiment_failed_check_exits_1(tmp_path, monkeypatch, capsys):
+    from graphengine.experiments import equal_weights
+
+    monkeypatch.setattr(equal_weights, "count_paths", lambda widths, skips=(): 7)   # a wrong oracle
+    rc = main(["experiment", "synthetic-equal-weights", "--quick", "--out", str(tmp_path), "--no-progress"])
+    assert rc == 1 and "FAIL" in capsys.readouterr().out
+    assert json.loads((tmp_path / "results.json").read_text())["passed"] is False
+
+
+@pytest.mark.parametrize("args,match", [
+    (["synthetic-scaling", "--semirings", "nope"], "unknown nope"),
+    (["synthetic-planted-path", "--trials", "0"], "--trials must be >= 1"),
+    (["synthetic-underflow", "--layers", "0"], "must be >= 1"),
+    (["synthetic-underflow", "--retrain"], "unrecognized arguments: --retrain"),
+    (["synthetic-equal-weights", "--seed", "-1"], "--seed must be >= 0"),
+])
+def test_experiment_bad_arguments_are_one_line(args, match, tmp_path, capsys):
+    assert main(["experiment", *args, "--out", str(tmp_path), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("graphengine: error:") and err.count("\n") == 1 and match in err
 
 
 def test_analysis_doctests():

@@ -39,21 +39,26 @@ def add_parser(sub) -> None:
     kinds = p.add_subparsers(dest="source", metavar="SOURCE", required=True)
 
     t = kinds.add_parser("torch", help="a torch nn.Module from a factory function")
-    t.add_argument("factory", metavar="MODULE:FACTORY")
+    t.add_argument("factory", metavar="MODULE:FACTORY",
+                   help="a callable returning an nn.Module or (module, example_inputs), e.g. pkg.models:make_mlp")
     t.add_argument("--example", action="append", metavar="SPEC",
                    help="positional example input: float32[2,16], int64[1,8] or a JSON array (repeatable)")
     h = kinds.add_parser("hf", help="a Hugging Face BERT directory (or 'minilm')")
-    h.add_argument("dir", metavar="DIR")
-    h.add_argument("--text", required=True)
-    h.add_argument("--head", choices=("mlm", "classification"), default=None)
-    h.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    h.add_argument("dir", metavar="DIR", help="a BERT model directory (config.json, weights), or 'minilm'")
+    h.add_argument("--text", required=True, help="the sentence whose tokens fix the graph's input shape")
+    h.add_argument("--head", choices=("mlm", "classification"), default=None,
+                   help="the head to include (default none: the encoder's last hidden state)")
+    h.add_argument("--dtype", choices=("float32", "float64"), default="float32",
+                   help="the graph's float type (default float32)")
     o = kinds.add_parser("onnx", help="an .onnx file")
-    o.add_argument("model", metavar="MODEL.onnx")
+    o.add_argument("model", metavar="MODEL.onnx", help="the ONNX model file")
     o.add_argument("--input-shape", action="append", metavar="NAME=D0,D1,...",
                    help="concrete shape for an input with symbolic dims (repeatable)")
     for q in (t, h, o):
-        q.add_argument("--decompose", choices=POLICIES, default="fused")
-        q.add_argument("-o", "--output", required=True, metavar="OUT.ge")
+        q.add_argument("--decompose", choices=POLICIES, default="fused",
+                       help="how composite ops are written: fused (default), primitive or paper "
+                            "(docs/granularity.md)")
+        q.add_argument("-o", "--output", required=True, metavar="OUT.ge", help="the graph file to write (atomically)")
 
 
 def parse_example(spec: str) -> np.ndarray:

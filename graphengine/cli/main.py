@@ -10,8 +10,8 @@
                       [--nodes NAME ...] [--from NAME ...] [--inputs ...] [--input ...] [-o OUT.json]
     graphengine demo [--model auto|minilm|builtin] [--text "..."]
     graphengine export torch|hf|onnx ...   (see graphengine.cli.export)
-    graphengine experiment synthetic-paths|entropy-mdl|ffoom [--quick] [--out DIR] [--seed S] [--retrain]
-                      [--no-progress]
+    graphengine experiment NAME [--out DIR] [--quick] [--seed S] [--no-progress] [NAME's options]
+                      (see graphengine.cli.experiment; 'graphengine experiment --help' lists them)
 
 Every error caused by bad input (a missing or damaged graph file, a feed of the wrong shape, an
 unknown name, a malformed QoI, an unreadable ``.npz``, a bad argument) is reported as exactly
@@ -46,6 +46,7 @@ FIRST = 6           # otherwise this many leading values are shown
 SCOPE_DEPTH = 3     # levels of the scope tree shown by ``info``
 SCOPE_CHILDREN = 8  # children listed per scope before "... N more"
 MAX_ERROR_CHARS = 1000
+GRAPH_FILE_HELP = "graph file written by graphengine.save"
 
 
 class CLIError(GraphEngineError):
@@ -424,21 +425,9 @@ def _export(args, out) -> int:
 
 # ----------------------------------------------------------------------------- experiment
 def _experiment(args, out) -> int:
-    if args.name == "sva":
-        from ..experiments.sva.cli import run as run_sva
+    from .experiment import run as run_experiment
 
-        return run_sva(args, out)
-    from ..experiments import run_experiment
-
-    if args.seed < 0:
-        raise CLIError(f"--seed must be >= 0, got {args.seed}")
-    doc = run_experiment(args.name, out=args.out, quick=args.quick, seed=args.seed, retrain=args.retrain,
-                         show_progress=not args.no_progress)
-    folder = args.out or os.path.join("results", args.name)
-    out.write(f"{args.name}: wrote {', '.join(str(f) for f in doc['files'].values() if f)} in {folder}\n")
-    for name, seconds in doc.get("timings_s", {}).items():
-        out.write(f"  {name}: {seconds:.1f} s\n")
-    return 0
+    return run_experiment(args, out)
 
 
 # ----------------------------------------------------------------------------- main
@@ -447,10 +436,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = _Parser(prog=PROG, description="Semiring backpropagation over explicit model graphs.")
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, title="commands")
 
     p = sub.add_parser("info", help="summarize a graph file")
-    p.add_argument("file", metavar="FILE", help="graph file written by graphengine.save")
+    p.add_argument("file", metavar="FILE", help=GRAPH_FILE_HELP)
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
 
     def feed_args(p):
@@ -460,11 +449,11 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("-o", "--output", metavar="OUT.npz", help="write the results to this .npz (atomically)")
 
     p = sub.add_parser("run", help="evaluate a graph and print its outputs")
-    p.add_argument("file", metavar="FILE")
+    p.add_argument("file", metavar="FILE", help=GRAPH_FILE_HELP)
     feed_args(p)
 
     p = sub.add_parser("grad", help="gradient of a quantity of interest (real semiring)")
-    p.add_argument("file", metavar="FILE")
+    p.add_argument("file", metavar="FILE", help=GRAPH_FILE_HELP)
     p.add_argument("--qoi", required=True, metavar="QOI",
                    help="'node[i,j]' or 'node[i,j] - node[k,l]' (one node)")
     p.add_argument("--wrt", action="append", metavar="NAME",
@@ -472,11 +461,13 @@ def build_parser() -> argparse.ArgumentParser:
     feed_args(p)
 
     p = sub.add_parser("analyze", help="semiring analysis: per-node statistics and top paths")
-    p.add_argument("file", metavar="FILE")
+    p.add_argument("file", metavar="FILE", help=GRAPH_FILE_HELP)
     p.add_argument("--qoi", required=True, metavar="QOI", help="'node[i,j]' or 'node[i,j] - node[k,l]'")
     p.add_argument("--semiring", default="max,entropy", metavar="LIST",
                    help="comma-separated semirings, e.g. max,entropy,kbest:5 (default max,entropy)")
-    p.add_argument("--granularity", choices=("scalar", "paper"), default="scalar")
+    p.add_argument("--granularity", choices=("scalar", "paper"), default="scalar",
+                   help="scalar: exact per-scalar paths (default); paper: the paper's coarser granularity "
+                        "(docs/granularity.md)")
     p.add_argument("--nodes", action="append", metavar="NAME",
                    help="node to summarize (repeatable; default: float inputs and parameters)")
     p.add_argument("--from", dest="starts", action="append", metavar="NAME",
@@ -494,20 +485,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_export_parser(sub)
 
-    from ..experiments import EXPERIMENTS
+    from .experiment import add_parser as add_experiment_parser
 
-    p = sub.add_parser("experiment", help="reproduce one of the paper's synthetic findings (needs the "
-                                          "experiments extra to train; saved models are reused)")
-    p.add_argument("name", choices=list(EXPERIMENTS) + ["sva"], metavar="NAME",
-                   help="synthetic-paths (paper §5.1), entropy-mdl (§5.3) or ffoom (App. B.1)")
-    p.add_argument("--quick", action="store_true", help="small settings that finish in minutes")
-    p.add_argument("--out", metavar="DIR", help="results directory (default results/NAME)")
-    p.add_argument("--seed", type=int, default=0, metavar="S", help="training seed (several seeds: S, S+1, ...)")
-    p.add_argument("--retrain", action="store_true", help="train again even if a saved model fits")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    from ..experiments.sva.cli import add_arguments as add_sva_arguments
-
-    add_sva_arguments(p)
+    add_experiment_parser(sub)
     return parser
 
 

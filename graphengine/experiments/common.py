@@ -29,7 +29,8 @@ from ..errors import GraphEngineError
 
 __all__ = ["ExperimentError", "require_torch", "require_transformers", "progress", "markdown_table", "fmt",
            "write_json", "write_text", "read_json", "results_dir", "Timer", "pyplot", "save_figure", "config_hash",
-           "jsonable", "add_log_probs", "feeds_for", "load_model_graph"]
+           "jsonable", "add_log_probs", "feeds_for", "load_model_graph", "settings",
+           "add_retrain_argument", "save_results"]
 
 
 class ExperimentError(GraphEngineError):
@@ -55,6 +56,31 @@ def require_transformers(experiment: str):
         raise ExperimentError(f"experiment {experiment!r} trains BERT with transformers, which is not installed "
                               "(pip install -e '.[experiments]'); saved model files are reused without it") from None
     return transformers
+
+
+# ----------------------------------------------------------------------------- settings
+def settings(experiment: str, defaults: Dict[str, Any], quick_changes: Dict[str, Any], quick: bool,
+             overrides: Dict[str, Any]) -> Dict[str, Any]:
+    """An experiment's settings: ``defaults``, then ``quick_changes`` if ``quick``, then
+    ``overrides``; a key ``defaults`` does not have is an error (never silently ignored).
+
+    >>> settings("demo", {"a": 1, "b": 2}, {"b": 3}, True, {"a": 0})
+    {'a': 0, 'b': 3}
+    >>> settings("demo", {"a": 1}, {}, False, {"c": 1})
+    Traceback (most recent call last):
+    ...
+    graphengine.experiments.common.ExperimentError: experiment 'demo' has no setting 'c' (known: a)
+    """
+    unknown = [k for k in overrides if k not in defaults]
+    if unknown:
+        raise ExperimentError(f"experiment {experiment!r} has no setting {', '.join(map(repr, unknown))} "
+                              f"(known: {', '.join(defaults)})")
+    return {**defaults, **(quick_changes if quick else {}), **overrides}
+
+
+def add_retrain_argument(parser) -> None:
+    """``--retrain`` for the experiments that save trained models and reuse them."""
+    parser.add_argument("--retrain", action="store_true", help="train again even if a saved model fits")
 
 
 # ----------------------------------------------------------------------------- progress
@@ -196,6 +222,16 @@ def pyplot():
         sys.stderr.write("graphengine: note: matplotlib is not installed; PNG plots are skipped\n")
         return None
     return plt
+
+
+def save_results(out: str, doc: Dict[str, Any], plot=None, png: Optional[str] = None) -> Dict[str, Any]:
+    """Finish a study with one results file and at most one plot: ``plot(doc, path)`` draws
+    ``out/png`` (returning None when matplotlib is absent), ``doc["files"]`` records what was
+    written and ``out/results.json`` gets ``doc``; returns ``doc``."""
+    drawn = plot(doc, os.path.join(out, png)) if plot is not None else None
+    doc["files"] = {"json": "results.json", "plot": drawn and os.path.basename(drawn)}
+    write_json(os.path.join(out, "results.json"), doc)
+    return doc
 
 
 def save_figure(fig, path: str) -> str:

@@ -1,4 +1,4 @@
-"""§5.3 of the paper (PAPER.md §5): path entropy of the input tokens vs task difficulty (MDL).
+"""§5.3 of the paper (docs/method.md): path entropy of the input tokens vs task difficulty (MDL).
 
 For every task family (:data:`graphengine.datasets.SECTION5_TASKS`: length 36, ids 1–59,
 3,600 / 360 / 360, data seed 0) and training seed:
@@ -57,14 +57,17 @@ from ..engine import backward, forward, weighted
 from ..ir import save
 from ..ir.passes import decompose
 from ..models.bert import word_embedding_lookup
-from .common import (ExperimentError, Timer, config_hash, feeds_for, fmt, load_model_graph, markdown_table, progress,
-                     pyplot, read_json, require_transformers, results_dir, save_figure, write_json, write_text)
+from .common import (ExperimentError, Timer, add_retrain_argument, config_hash, feeds_for, fmt, load_model_graph,
+                     markdown_table, progress as progress_bar, pyplot, read_json, require_transformers, results_dir,
+                     save_figure, settings, write_json, write_text)
 from .mdl import block_sizes, prequential_mdl
 from .stats import mann_whitney_u, spearman, welch_t
 
 __all__ = ["run", "token_entropies", "pool_rows", "DEFAULTS", "QUICK", "QUICK_TASKS", "PAPER"]
 
 NAME = "entropy-mdl"
+DESCRIPTION = "paper §5.3: path entropy of the input tokens vs task difficulty (MDL), BERT classifiers"
+QUICK_HELP = "8 tasks, 1 seed, 20 epochs, MDL over 1,800 examples"
 QUICK_TASKS = ("contains_1", "first_token_repeated_last", "adjacent_duplicate", "contains_token_set:5",
                "contains_token_set_ood:10", "bin_count_ones:2", "bin_count_ones:6", "bin_count_ones:36")
 DEFAULTS: Dict[str, Any] = dict(data_seed=0, sizes=(3600, 360, 360), length=36, vocab_size=60, tasks=SECTION5_TASKS,
@@ -140,7 +143,7 @@ def _mdl_and_export(data, cfg, task: str, seed: int, meta: Dict[str, Any], show:
                        cfg["optimizer"], seed=seed * 1000 + block, shuffle=cfg["shuffle"])
         return training.evaluate(model, x[test_idx], y[test_idx])["mean_ce"], model
 
-    prog = (lambda it, desc="": progress(it, desc=f"{task} seed {seed}: MDL blocks")) if show else (lambda it, **k: it)
+    prog = (lambda it, desc="": progress_bar(it, desc=f"{task} seed {seed}: MDL blocks")) if show else (lambda it, **k: it)
     mdl, model = prequential_mdl(y, cfg["num_labels"], fit_and_score, np.random.default_rng(seed),
                                  sizes=block_sizes(n), progress=prog)
     meta = dict(meta, mdl=mdl.to_dict(), n_train_used=n, torch_val=training.evaluate(model, data.val.x, data.val.y),
@@ -272,7 +275,7 @@ def _tables(agg, runs) -> str:
     sp = agg["spearman_mdl_entropy_paper"]
     sps = agg["spearman_mdl_entropy_scalar"]
     parts.append("### Against the paper\n\n" + markdown_table(
-        ["quantity", "paper (PAPER.md §5)", "graphengine"],
+        ["quantity", "paper", "graphengine"],
         [["run entropy range (paper granularity)", "≈2,050–2,380",
           "–" if rng["entropy_paper"] is None else f"{rng['entropy_paper'][0]:.0f}–{rng['entropy_paper'][1]:.0f}"],
          ["MDL range (nats)", "≈12–51", "–" if rng["mdl"] is None else f"{rng['mdl'][0]:.1f}–{rng['mdl'][1]:.1f}"],
@@ -378,12 +381,17 @@ def _plots(agg, runs, out) -> List[str]:
     return files
 
 
-def run(out: Optional[str] = None, quick: bool = False, seed: int = 0, retrain: bool = False,
-        show_progress: bool = True, **overrides) -> Dict[str, Any]:
+def add_arguments(parser) -> None:
+    """The options of ``graphengine experiment entropy-mdl`` beyond the common ones."""
+    add_retrain_argument(parser)
+
+
+def run(out: Optional[str] = None, quick: bool = False, seed: int = 0, progress: bool = True,
+        retrain: bool = False, **overrides) -> Dict[str, Any]:
     """Every (task, seed): MDL + final model (or reuse), entropy; then aggregate and write
     ``results.json``, ``table.md``, ``entropy_vs_mdl.png``, ``bincountones.png``,
     ``correct_vs_incorrect.png`` under ``out``."""
-    cfg = {**DEFAULTS, **(QUICK if quick else {}), **overrides}
+    cfg = settings(NAME, DEFAULTS, QUICK, quick, overrides)
     unknown = [t for t in cfg["tasks"] if t.split(":")[0] not in {s.split(":")[0] for s in SECTION5_TASKS}]
     if unknown:
         raise ExperimentError(f"entropy-mdl: unknown task(s) {', '.join(unknown)}")
@@ -391,12 +399,12 @@ def run(out: Optional[str] = None, quick: bool = False, seed: int = 0, retrain: 
     timer = Timer()
     seeds = [seed + i for i in range(cfg["n_seeds"])]
     jobs = [(t, s) for s in seeds for t in cfg["tasks"]]
-    runs = [_run_one(out, cfg, t, s, retrain, show_progress, timer)
-            for t, s in progress(jobs, desc="entropy-mdl runs", enabled=show_progress)]
+    runs = [_run_one(out, cfg, t, s, retrain, progress, timer)
+            for t, s in progress_bar(jobs, desc="entropy-mdl runs", enabled=progress)]
     agg = _aggregate(runs, cfg["tasks"], cfg["min_accuracy"])
     with timer("report"):
         pngs = _plots(agg, runs, out)
-    doc = {"experiment": NAME, "paper_section": "§5.3 (PAPER.md §5)", "quick": quick, "seeds": seeds,
+    doc = {"experiment": NAME, "paper_section": "§5.3 (docs/method.md)", "quick": quick, "seeds": seeds,
            "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.items()},
            "units": "nats; MDL = n_1 ln 36 + sum over blocks of the mean CE (paper); codelength = the same with "
                     "per-block CE summed over examples; run entropy = sum over examples and positions / #examples",

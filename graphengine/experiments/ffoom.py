@@ -1,4 +1,4 @@
-"""Appendix B.1 of the paper (PAPER.md §6): path entropy of the input features vs model size.
+"""Appendix B.1 of the paper (docs/method.md): path entropy of the input features vs model size.
 
 FFOOM ("four features, only one matters"): x ~ U[0,1)⁴, y = 1[x₀ > 0.5], 20,000 points split
 14,000 / 2,000 / 4,000 (data seed 0). Model ``fc1`` Linear(4→h) → LeakyReLU(0.01) → ``fc2``
@@ -37,19 +37,22 @@ from ..datasets import get_dataset
 from ..engine import backward, forward, weighted
 from ..ir import save
 from ..ir.passes import decompose
-from .common import (Timer, config_hash, feeds_for, fmt, load_model_graph, markdown_table, progress, pyplot,
-                     require_torch, results_dir, save_figure, write_json, write_text)
+from .common import (Timer, add_retrain_argument, config_hash, feeds_for, fmt, load_model_graph, markdown_table,
+                     progress as progress_bar, pyplot, require_torch, results_dir, save_figure, settings, write_json,
+                     write_text)
 
 __all__ = ["run", "feature_entropy", "DEFAULTS", "QUICK", "PAPER_X0", "PAPER_ACCURACY"]
 
 NAME = "ffoom"
+DESCRIPTION = "paper App. B.1: path entropy of the input features vs hidden size (FFOOM MLPs, torch)"
+QUICK_HELP = "one training seed instead of three"
 DEFAULTS: Dict[str, Any] = dict(data_seed=0, sizes=(14000, 2000, 4000), hidden_sizes=(4, 8, 16, 32, 64, 128),
                                 n_seeds=3, epochs=1, batch_size=32, lr=1e-3, optimizer="adam", shuffle=False,
                                 negative_slope=0.01)
 QUICK: Dict[str, Any] = dict(n_seeds=1)
 VARIANTS = (("scalar", "fused", "scalar"), ("paper", "paper", "paper"))
 
-#: PAPER.md §6: entropy of x₀ (nats), the range over the paper's seeds.
+#: docs/method.md: entropy of x₀ (nats), the range over the paper's seeds.
 PAPER_X0 = {4: (2.2, 2.55), 8: (2.7, 3.0), 16: (3.6, 3.8), 32: (4.4, 4.6), 64: (5.1, 5.1), 128: (5.8, 5.8)}
 PAPER_ACCURACY = {8: 0.88, 128: 0.98}
 
@@ -157,11 +160,16 @@ def _plot(runs, agg, hidden_sizes, path) -> Optional[str]:
     return save_figure(fig, path)
 
 
-def run(out: Optional[str] = None, quick: bool = False, seed: int = 0, retrain: bool = False,
-        show_progress: bool = True, **overrides) -> Dict[str, Any]:
+def add_arguments(parser) -> None:
+    """The options of ``graphengine experiment ffoom`` beyond the common ones."""
+    add_retrain_argument(parser)
+
+
+def run(out: Optional[str] = None, quick: bool = False, seed: int = 0, progress: bool = True,
+        retrain: bool = False, **overrides) -> Dict[str, Any]:
     """Train (or reuse) every (h, seed) model, analyse, write ``results.json``, ``table.md``,
     ``entropy_vs_size.png`` and ``models/ffoom_h<h>_seed<s>.ge`` under ``out``."""
-    cfg = {**DEFAULTS, **(QUICK if quick else {}), **overrides}
+    cfg = settings(NAME, DEFAULTS, QUICK, quick, overrides)
     out = results_dir(out, NAME)
     timer = Timer()
     with timer("data"):
@@ -170,7 +178,7 @@ def run(out: Optional[str] = None, quick: bool = False, seed: int = 0, retrain: 
     jobs = [(h, s) for h in cfg["hidden_sizes"] for s in seeds]
     runs = []
     n_reused = 0
-    for h, s in progress(jobs, desc="FFOOM models", enabled=show_progress):
+    for h, s in progress_bar(jobs, desc="FFOOM models", enabled=progress):
         tcfg = _train_config(cfg, h, s)
         hsh = config_hash(tcfg)
         path = os.path.join(out, "models", f"ffoom_h{h}_seed{s}.ge")
@@ -196,7 +204,7 @@ def run(out: Optional[str] = None, quick: bool = False, seed: int = 0, retrain: 
     agg = _aggregate(runs, cfg["hidden_sizes"])
     with timer("report"):
         png = _plot(runs, agg, list(cfg["hidden_sizes"]), os.path.join(out, "entropy_vs_size.png"))
-    doc = {"experiment": NAME, "paper_section": "App. B.1 (PAPER.md §6)", "quick": quick, "seeds": seeds,
+    doc = {"experiment": NAME, "paper_section": "App. B.1 (docs/method.md)", "quick": quick, "seeds": seeds,
            "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.items()},
            "paper": {"x0": {str(k): list(v) for k, v in PAPER_X0.items()},
                      "accuracy": {str(k): v for k, v in PAPER_ACCURACY.items()}},

@@ -1,4 +1,4 @@
-"""Prequential (online-code) minimum description length, as the paper computed it (PAPER.md §5).
+"""Prequential (online-code) minimum description length, as the paper computed it (docs/method.md).
 
 The training set is cut into blocks; the first block is sent with a uniform code over the
 ``num_classes`` labels; every later block is sent with a model trained from scratch on all
@@ -12,7 +12,7 @@ in nats — a sum of per-block *mean* losses, which is why the paper's values ar
 paper's, ``codelength`` the per-example sum); the experiments plot the paper's.
 
 Block sizes: ``ceil(n · p / 100)`` for the proportions :data:`PAPER_PROPORTIONS` (percent), the
-last block shrunk so the sizes sum to n — for n = 3,600 exactly PAPER.md's
+last block shrunk so the sizes sum to n — for n = 3,600 exactly the paper's
 ``[2, 2, 4, 4, 8, 16, 36, 72, 72, 144, 288, 576, 576, 1800]``. Blocks are filled the authors'
 way (:func:`balanced_blocks`): shuffle, interleave the classes round-robin (so early blocks are
 balanced), leftovers at the end. After the last block a model is trained on everything and

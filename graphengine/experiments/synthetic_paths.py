@@ -1,4 +1,4 @@
-"""§5.1 of the paper (PAPER.md §3): which attention branch carries the top path on
+"""§5.1 of the paper (docs/method.md): which attention branch carries the top path on
 FirstTokenRepeatedOnce.
 
 Pipeline: generate the data (seed 0, 7,000 / 1,000 / 2,000, length 10, ids 1–19); train a 1-layer
@@ -36,12 +36,14 @@ from ..datasets import first_token_roles, get_dataset
 from ..engine import backward, forward, weighted
 from ..ir import save
 from ..ir.passes import decompose
-from .common import (Timer, config_hash, feeds_for, fmt, load_model_graph, markdown_table, pyplot, require_transformers,
-                     results_dir, save_figure, write_json, write_text)
+from .common import (Timer, add_retrain_argument, config_hash, feeds_for, fmt, load_model_graph, markdown_table, pyplot,
+                     require_transformers, results_dir, save_figure, settings, write_json, write_text)
 
 __all__ = ["run", "analyze", "DEFAULTS", "QUICK", "PAPER_KQV", "VARIANTS"]
 
 NAME = "synthetic-paths"
+DESCRIPTION = "paper §5.1: top path through query/key/value/skip in a trained 1-layer BERT"
+QUICK_HELP = "10 training epochs"
 TASK = "first_token_repeated_once"
 
 DEFAULTS: Dict[str, Any] = dict(data_seed=0, sizes=(7000, 1000, 2000), length=10, vocab_size=20, num_layers=1,
@@ -53,7 +55,7 @@ QUICK: Dict[str, Any] = dict(epochs=10)
 #: (name, decomposition policy, backward granularity)
 VARIANTS = (("scalar", "fused", "scalar"), ("paper", "paper", "paper"), ("paper_ops_scalar", "paper", "scalar"))
 
-#: PAPER.md §3: mean credited M⁺ per branch (None = not reported; "≈0" entries are 0.0 with approx).
+#: docs/method.md: mean credited M⁺ per branch (None = not reported; "≈0" entries are 0.0 with approx).
 PAPER_KQV: Dict[str, Dict[str, Optional[float]]] = {
     "all": {"query": 0.017, "key": 0.030, "value": 0.001, "skip": 0.009},
     "FirstToken": {"query": 0.174, "key": 0.095, "value": None, "skip": 0.094},
@@ -158,7 +160,7 @@ def _tables(results: Dict[str, Any], variants) -> str:
     parts = []
     rows = []
     for s in SUBSETS:
-        rows.append([s, "paper (PAPER.md §3)", None, *(_PAPER_TEXT[s][b] for b in BRANCHES), _paper_keys(s)])
+        rows.append([s, "paper", None, *(_PAPER_TEXT[s][b] for b in BRANCHES), _paper_keys(s)])
         for name, _, _ in variants:
             sm = results[name]["summary"]
             m = dict(zip(sm["branches"], sm["mean"][s][0]))
@@ -185,7 +187,7 @@ def _tables(results: Dict[str, Any], variants) -> str:
     rows = [[claim, *(("yes" if results[n]["findings"][claim] else "no") for n, _, _ in variants)]
             for claim in results[variants[0][0]]["findings"]]
     parts.append("### The paper's qualitative findings\n\n"
-                 + markdown_table(["claim (PAPER.md §3)", *(n for n, _, _ in variants)], rows))
+                 + markdown_table(["claim (paper §5.1)", *(n for n, _, _ in variants)], rows))
     return "\n\n".join(parts)
 
 
@@ -201,7 +203,7 @@ def _plot(results: Dict[str, Any], variants, path: str) -> Optional[str]:
     plt = pyplot()
     if plt is None:
         return None
-    panels = [("paper (PAPER.md §3)", {s: [PAPER_KQV[s][b] for b in BRANCHES] for s in SUBSETS})]
+    panels = [("paper", {s: [PAPER_KQV[s][b] for b in BRANCHES] for s in SUBSETS})]
     for name, _, _ in variants[:2]:
         sm = results[name]["summary"]
         panels.append((f"graphengine, {name} granularity",
@@ -225,12 +227,17 @@ def _plot(results: Dict[str, Any], variants, path: str) -> Optional[str]:
     return save_figure(fig, path)
 
 
-def run(out: Optional[str] = None, quick: bool = False, seed: int = 0, retrain: bool = False,
-        show_progress: bool = True, **overrides) -> Dict[str, Any]:
+def add_arguments(parser) -> None:
+    """The options of ``graphengine experiment synthetic-paths`` beyond the common ones."""
+    add_retrain_argument(parser)
+
+
+def run(out: Optional[str] = None, quick: bool = False, seed: int = 0, progress: bool = True,
+        retrain: bool = False, **overrides) -> Dict[str, Any]:
     """Train (or reuse), export, analyse; write ``results.json``, ``table.md``, ``kqv_bars.png``
     and the model IR file under ``out`` (default ``results/synthetic-paths``). ``overrides``
     change :data:`DEFAULTS` (tests use tiny sizes)."""
-    cfg = {**DEFAULTS, **(QUICK if quick else {}), **overrides}
+    cfg = settings(NAME, DEFAULTS, QUICK, quick, overrides)
     out = results_dir(out, NAME)
     timer = Timer()
     with timer("data"):
@@ -243,7 +250,7 @@ def run(out: Optional[str] = None, quick: bool = False, seed: int = 0, retrain: 
     reused = graph is not None
     if graph is None:
         with timer("train+export"):
-            graph = _train_and_export(data, cfg, seed, {"config": tcfg, "config_hash": h}, show_progress)
+            graph = _train_and_export(data, cfg, seed, {"config": tcfg, "config_hash": h}, progress)
         os.makedirs(os.path.dirname(model_path), exist_ok=True)
         save(graph, model_path)
     with timer("analysis"):
@@ -253,7 +260,7 @@ def run(out: Optional[str] = None, quick: bool = False, seed: int = 0, retrain: 
         r["findings"] = _findings(r)
     em = graph.meta.get("experiment", {})
     doc = {
-        "experiment": NAME, "paper_section": "§5.1 (PAPER.md §3)", "quick": quick, "seed": seed, "config": tcfg,
+        "experiment": NAME, "paper_section": "§5.1 (docs/method.md)", "quick": quick, "seed": seed, "config": tcfg,
         "model_file": os.path.relpath(model_path, out), "model_reused": reused, "exporter": em.get("exporter"),
         "validation": {"n": len(data.val), "n_with_repeat": int(data.val.y.sum())},
         "accuracy": {"val_ir": results["scalar"]["accuracy"], "val_torch": em.get("torch_val", {}).get("accuracy"),

@@ -1,4 +1,4 @@
-"""Synthetic graphs with known answers, for the experiments in ``scripts/synthetic_*.py``.
+"""Synthetic graphs with known answers, for the ``synthetic-*`` experiments (:mod:`graphengine.experiments`).
 
 Every generator builds a *layered* DAG: an input ``x`` of shape ``(1, widths[0])`` followed by
 ``L = len(widths) - 1`` ``linear`` layers ``h1 … hL`` (``linear(h, W) = h @ W.T``, so layer ``k``

@@ -1,4 +1,4 @@
-"""Reading agreement sentences: the 5-column TSV of PAPER.md §4, and the grammar's 8-column one.
+"""Reading agreement sentences: the paper's 5-column TSV (docs/method.md), and the grammar's 8-column one.
 
 Columns (tab-separated, UTF-8, no header)::
 

@@ -32,15 +32,17 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 import time
 from dataclasses import asdict, dataclass
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 import numpy as np
 
 from ...datasets.base import Split
 from ...datasets.sva_grammar import CONSTRUCTIONS, VOCAB, sva_grammar, verb_number, write_tsv
 from ...models import BertConfig, random_bert_weights
+from .accuracy import accuracy_table
 from .models import SVAModel, save_model
 
 __all__ = ["ModelAConfig", "tiny_model", "train_model_a", "hf_config"]
@@ -144,20 +146,12 @@ def _qoi_torch(model, ids, lengths, verbs, good, bad, batch: int = 512) -> np.nd
     return np.concatenate(out)
 
 
-def accuracy_table(split: Split, qoi: np.ndarray) -> Dict[str, Any]:
-    """Accuracy overall, by attractors and by construction (with counts)."""
-    ok = qoi > 0
-    by_att = {int(a): {"n": int((split.meta["n_attractors"] == a).sum()),
-                       "accuracy": float(ok[split.meta["n_attractors"] == a].mean())}
-              for a in np.unique(split.meta["n_attractors"])}
-    by_con = {}
-    for c in np.unique(split.meta["construction"]):
-        sel = split.meta["construction"] == c
-        by_con[CONSTRUCTIONS[int(c)]] = {"n": int(sel.sum()), "accuracy": float(ok[sel].mean()),
-                                         "held_out": bool(split.meta["held_out"][sel].any())}
-    maj = max(float(split.y.mean()), 1 - float(split.y.mean()))
-    return {"n": len(ok), "accuracy": float(ok.mean()), "majority_baseline": maj, "by_attractors": by_att,
-            "by_construction": by_con}
+def _split_accuracy(split: Split, qoi: np.ndarray) -> Dict[str, Any]:
+    """The accuracy table of a grammar split from the QoI (correct when > 0)."""
+    m = split.meta
+    names = [CONSTRUCTIONS[int(c)] for c in m["construction"]]
+    held = sorted({n for n, h in zip(names, m["held_out"]) if h})
+    return accuracy_table(np.asarray(qoi) > 0, split.y.tolist(), m["n_attractors"], names, held)
 
 
 def train_model_a(out_dir: str, cfg: ModelAConfig = ModelAConfig(), show: bool = True, log=print) -> Dict[str, Any]:
@@ -217,10 +211,10 @@ def train_model_a(out_dir: str, cfg: ModelAConfig = ModelAConfig(), show: bool =
     q_test = _qoi_torch(model, te_ids, te_len, te_verb, data.test.meta["good"], data.test.meta["bad"])
     held = data.test.meta["held_out"]
     report = {"train_seconds": train_seconds, "threads": cfg.threads, "config": asdict(cfg), "history": history,
-              "val": accuracy_table(data.val, _qoi_torch(model, v_ids, v_len, v_verb, data.val.meta["good"],
+              "val": _split_accuracy(data.val, _qoi_torch(model, v_ids, v_len, v_verb, data.val.meta["good"],
                                                          data.val.meta["bad"])),
-              "test_in_distribution": accuracy_table(data.test.subset(~held), q_test[~held]),
-              "test_held_out": accuracy_table(data.test.subset(held), q_test[held]) if held.any() else None,
+              "test_in_distribution": _split_accuracy(data.test.subset(~held), q_test[~held]),
+              "test_held_out": _split_accuracy(data.test.subset(held), q_test[held]) if held.any() else None,
               "held_out": data.info["held_out"], "data": {k: v for k, v in data.info.items() if k != "vocab"}}
     state = {k: v.detach().double().numpy() for k, v in model.state_dict().items()}
     weights = {(k[5:] if k.startswith("bert.") else k): v for k, v in state.items()
@@ -254,3 +248,54 @@ def _ir_parity(sva: SVAModel, model, ids, lengths) -> float:
         worst = max(worst, float(np.abs(acts[g.node("logits").id] - ref).max()))
     model.float()
     return worst
+
+
+# ------------------------------------------------------------------ ``graphengine experiment sva-train-a``
+NAME = "sva-train-a"
+DESCRIPTION = "train model A for the sva experiment: a 6-layer word-level BERT MLM on the agreement grammar (torch)"
+QUICK_HELP = "1 epoch on 2,000 sentences (a smoke test)"
+OUT_HELP = "model directory (default results/sva/model_a, where 'experiment sva --model A' looks)"
+DEFAULT_OUT = os.path.join("results", "sva", "model_a")
+QUICK_SIZES = (2000, 200, 400)
+
+
+def add_arguments(parser) -> None:
+    """The options of ``graphengine experiment sva-train-a`` beyond the common ones."""
+    d = ModelAConfig
+    parser.add_argument("--epochs", type=int, default=d.epochs, metavar="N", help=f"training epochs (default {d.epochs})")
+    parser.add_argument("--hidden", type=int, default=d.hidden_size, metavar="H", help=f"hidden size (default {d.hidden_size})")
+    parser.add_argument("--heads", type=int, default=d.num_heads, metavar="N", help=f"attention heads (default {d.num_heads})")
+    parser.add_argument("--intermediate", type=int, default=d.intermediate_size, metavar="N",
+                        help=f"feed-forward size (default {d.intermediate_size})")
+    parser.add_argument("--layers", type=int, default=d.num_layers, metavar="N", help=f"encoder layers (default {d.num_layers})")
+    parser.add_argument("--threads", type=int, default=d.threads, metavar="N", help=f"torch threads (default {d.threads})")
+
+
+def run(out: Optional[str] = None, quick: bool = False, seed: int = 0, progress: bool = True,
+        epochs: int = ModelAConfig.epochs, hidden: int = ModelAConfig.hidden_size, heads: int = ModelAConfig.num_heads,
+        intermediate: int = ModelAConfig.intermediate_size, layers: int = ModelAConfig.num_layers,
+        threads: int = ModelAConfig.threads) -> Dict[str, Any]:
+    """Train model A into ``out`` (the model files, the grammar's TSVs, ``train_report.json``);
+    returns the training report. ``quick``: 1 epoch on 2,000 sentences."""
+    from ..common import require_transformers, results_dir, write_json
+
+    require_transformers(NAME)
+    out = results_dir(out or DEFAULT_OUT, NAME)
+    cfg = ModelAConfig(hidden_size=hidden, num_heads=heads, intermediate_size=intermediate, num_layers=layers,
+                       epochs=1 if quick else epochs, threads=threads, seed=seed,
+                       sizes=QUICK_SIZES if quick else ModelAConfig.sizes)
+    report = train_model_a(out, cfg, show=progress, log=lambda line: print(line, file=sys.stderr, flush=True))
+    report["files"] = {"report": "train_report.json", "model": "model.json", "weights": "weights.npz",
+                       "test": "test.tsv"}
+    write_json(os.path.join(out, "train_report.json"), report)
+    report["out"] = out
+    return report
+
+
+def summary(report: Dict[str, Any]) -> List[str]:
+    """The lines ``graphengine experiment sva-train-a`` prints."""
+    ti, th = report["test_in_distribution"], report["test_held_out"]
+    held = "" if th is None else (f", {100 * th['accuracy']:.1f}% held-out constructions "
+                                  f"({', '.join(report['held_out'])})")
+    return [f"trained in {report['train_seconds']:.0f} s; test accuracy {100 * ti['accuracy']:.1f}% in distribution"
+            f"{held}; IR parity {report['ir_parity_max_abs_diff']:.2e}"]

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from dataclasses import asdict, dataclass
 from typing import Any, Dict, List, Optional, Sequence
@@ -32,10 +33,11 @@ import numpy as np
 
 from ...models.bert import read_hf_checkpoint
 from ...models.minilm import minilm_path
+from .accuracy import accuracy_table
 from .data import SVAItem, read_tsv
 from .models import SVAModel, save_model
 
-__all__ = ["ModelBConfig", "finetune_model_b", "split_rows", "accuracy_by_attractors"]
+__all__ = ["ModelBConfig", "finetune_model_b", "pretrained", "split_rows"]
 
 
 @dataclass(frozen=True)
@@ -67,27 +69,15 @@ def pretrained(path: Optional[str] = None, seed: int = 0) -> SVAModel:
     return SVAModel("number", "model-B", config, w, tokenizer_json=tok)
 
 
+def _test_accuracy(items: Sequence[SVAItem], correct: np.ndarray) -> Dict[str, Any]:
+    return accuracy_table(correct, [it.good_number for it in items], [it.n_attractors for it in items])
+
+
 def split_rows(n: int, test_fraction: float, seed: int) -> Dict[str, np.ndarray]:
     """Indices (into the usable items) of the train and test splits."""
     order = np.random.default_rng(seed).permutation(n)
     n_test = int(round(n * test_fraction))
     return {"train": np.sort(order[:n - n_test]), "test": np.sort(order[n - n_test:])}
-
-
-def accuracy_by_attractors(items: Sequence[SVAItem], correct: np.ndarray) -> Dict[str, Any]:
-    """Accuracy overall and by attractor count, each with its majority-class baseline."""
-    labels = np.array([it.good_number for it in items])
-    att = np.array([it.n_attractors for it in items])
-    correct = np.asarray(correct, bool)
-
-    def cell(sel):
-        p = float(labels[sel].mean()) if sel.any() else float("nan")
-        return {"n": int(sel.sum()), "accuracy": float(correct[sel].mean()) if sel.any() else None,
-                "majority_baseline": max(p, 1 - p) if sel.any() else None}
-
-    out = cell(np.ones(len(items), bool))
-    out["by_attractors"] = {int(a): cell(att == a) for a in np.unique(att)}
-    return out
 
 
 class _Encoder:
@@ -254,10 +244,10 @@ def finetune_model_b(tsv: str, out_dir: str, cfg: ModelBConfig = ModelBConfig(),
         "data": {"path": os.path.basename(tsv), "usable_rows": len(items), "dropped_same_verb": data.dropped_same_verb,
                  "train": len(tr), "test": len(te)},
         "train_accuracy": float((pred[tr] == labels[tr]).mean()),
-        "test": accuracy_by_attractors(test_items, pred[te] == labels[te]),
+        "test": _test_accuracy(test_items, pred[te] == labels[te]),
         "linear_probe_negative_control": {
             "seconds": probe_seconds, "train_accuracy": probe["train_accuracy"],
-            "test": accuracy_by_attractors(test_items, probe["test_pred"] == labels[te])},
+            "test": _test_accuracy(test_items, probe["test_pred"] == labels[te])},
         "paper_model_note": "the paper's own model (a pretrained 6-layer BERT masked LM) could not be had offline",
     }
     out = SVAModel("number", "model-B", sva.config, enc.weights(), tokenizer_json=sva.tokenizer_json, info=report)
@@ -293,3 +283,46 @@ def _ir_parity(sva: SVAModel, enc: _Encoder, ids, lengths) -> float:
             ref = enc.head(h).double().numpy()
         worst = max(worst, float(np.abs(acts[g.node("logits").id] - ref).max()))
     return worst
+
+
+# ------------------------------------------------------------------ ``graphengine experiment sva-train-b``
+NAME = "sva-train-b"
+DESCRIPTION = "fine-tune model B for the sva experiment: all-MiniLM-L6-v2 with a verb-number head (torch)"
+QUICK_HELP = "300 sentences, 1 epoch (a smoke test)"
+OUT_HELP = "model directory (default results/sva/model_b, where 'experiment sva --model B' looks)"
+DEFAULT_OUT = os.path.join("results", "sva", "model_b")
+QUICK_LIMIT = 300
+
+
+def add_arguments(parser) -> None:
+    """The options of ``graphengine experiment sva-train-b`` beyond the common ones."""
+    d = ModelBConfig
+    parser.add_argument("tsv", metavar="TSV",
+                        help="agreement TSV (5 columns), e.g. ../shared/data/sva/linzen_agreement.tsv")
+    parser.add_argument("--epochs", type=int, default=d.epochs, metavar="N", help=f"training epochs (default {d.epochs})")
+    parser.add_argument("--threads", type=int, default=d.threads, metavar="N", help=f"torch threads (default {d.threads})")
+
+
+def run(out: Optional[str] = None, quick: bool = False, seed: int = 0, progress: bool = True, *, tsv: str,
+        epochs: int = ModelBConfig.epochs, threads: int = ModelBConfig.threads) -> Dict[str, Any]:
+    """Fine-tune model B on ``tsv`` into ``out`` (model files, ``split.json``, ``test.tsv``,
+    ``train_report.json``); returns the training report. ``quick``: 300 sentences, 1 epoch."""
+    from ..common import require_transformers, results_dir, write_json
+
+    require_transformers(NAME)
+    out = results_dir(out or DEFAULT_OUT, NAME)
+    cfg = ModelBConfig(epochs=1 if quick else epochs, threads=threads, seed=seed, limit=QUICK_LIMIT if quick else None)
+    report = finetune_model_b(tsv, out, cfg, show=progress, log=lambda line: print(line, file=sys.stderr, flush=True))
+    report["files"] = {"report": "train_report.json", "model": "model.json", "weights": "weights.npz",
+                       "test": "test.tsv", "split": "split.json"}
+    write_json(os.path.join(out, "train_report.json"), report)
+    report["out"] = out
+    return report
+
+
+def summary(report: Dict[str, Any]) -> List[str]:
+    """The lines ``graphengine experiment sva-train-b`` prints."""
+    t, p = report["test"], report["linear_probe_negative_control"]["test"]
+    return [f"fine-tuned in {report['train_seconds']:.0f} s; test accuracy {100 * t['accuracy']:.1f}% (majority "
+            f"baseline {100 * t['majority_baseline']:.1f}%); frozen linear probe {100 * p['accuracy']:.1f}% "
+            f"(negative control); IR parity {report['ir_parity_max_abs_diff']:.2e}"]

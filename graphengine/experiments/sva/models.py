@@ -283,8 +283,8 @@ def _load_dir(path: str) -> SVAModel:
         with open(mpath, encoding="utf-8") as f:
             doc = json.load(f)
     except FileNotFoundError:
-        raise SVAModelError(f"{path}: no model.json (train a model with scripts/sva_train_model_a.py or "
-                            f"scripts/sva_finetune_model_b.py)") from None
+        raise SVAModelError(f"{path}: no model.json (train a model with graphengine experiment sva-train-a or "
+                            f"sva-train-b)") from None
     except (OSError, ValueError) as e:
         raise SVAModelError(f"{mpath}: cannot read ({e})") from None
     if not isinstance(doc, dict) or doc.get("format") != MODEL_FORMAT:

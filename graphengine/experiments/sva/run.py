@@ -12,7 +12,7 @@ Aggregation (:func:`aggregate`, over the rows of the sentences in the current da
 
 - accuracy (QoI > 0) overall, by attractor count and by construction (held-out constructions
   of model A marked), beside the majority-class baseline of the same sentences;
-- the K/Q/V/skip table (PAPER.md §2): per token subset (``all`` tokens, ``subject``,
+- the K/Q/V/skip table (docs/method.md): per token subset (``all`` tokens, ``subject``,
   ``attractors`` before the verb, ``mask``) and layer, the mean credited M⁺ per branch over the
   subset's (sentence, token) pairs, "% keys" = K / (K + Q + V + skip), and the fraction of
   tokens whose top path leaves through keys (``top share``). Subject and attractor subsets need
@@ -46,6 +46,8 @@ from ... import io as files
 from ...errors import GraphEngineError
 from .analysis import GRANULARITIES, Analyzer
 from .data import SVAItem, read_tsv
+from ..stats import spearman
+from .accuracy import accuracy_table
 from .models import SVAModelError, load_model
 
 __all__ = ["SVARunError", "run_sva", "aggregate", "read_rows", "LENGTH_BINS", "PAPER", "resolve_model",
@@ -55,10 +57,10 @@ LENGTH_BINS = ((10, 20), (20, 30), (30, 40), (40, 50))
 BRANCHES = ("query", "key", "value", "skip", "other")
 SUBSETS = ("all", "subject", "attractors", "mask")
 DEFAULT_MODELS = {"A": os.path.join("results", "sva", "model_a"), "B": os.path.join("results", "sva", "model_b")}
-TRAIN_HINT = {"A": "python scripts/sva_train_model_a.py",
-              "B": "python scripts/sva_finetune_model_b.py ../shared/data/sva/linzen_agreement.tsv"}
+TRAIN_HINT = {"A": "graphengine experiment sva-train-a",
+              "B": "graphengine experiment sva-train-b ../shared/data/sva/linzen_agreement.tsv"}
 
-#: The paper's numbers (PAPER.md §4, §7) for the side-by-side tables.
+#: The paper's numbers (docs/method.md) for the side-by-side tables.
 PAPER = {
     "model": "pretrained 6-layer BERT masked LM (hidden 512, 8 heads), not fine-tuned; 1,000 natural sentences",
     "accuracy": 0.956, "accuracy_by_attractors": {1: 0.958, 2: 0.947, 3: 0.939, 4: 1.0},
@@ -228,36 +230,9 @@ def run_sva(model: str, data: str, out: Optional[str] = None, limit: Optional[in
 
 
 # ------------------------------------------------------------------ aggregation
-def _spearman(x, y) -> Dict[str, Any]:
-    from ..stats import spearman
-
-    return spearman(x, y)
-
-
 def _mean(v) -> Optional[float]:
     v = [a for a in v if a is not None]
     return float(np.mean(v)) if v else None
-
-
-def _accuracy(rows, held_out: Sequence[str]) -> Dict[str, Any]:
-    def cell(sel):
-        if not sel:
-            return {"n": 0, "accuracy": None, "majority_baseline": None}
-        nums = [r["good_number"] for r in sel if r.get("good_number") is not None]
-        p = float(np.mean(nums)) if nums else None
-        return {"n": len(sel), "accuracy": float(np.mean([r["correct"] for r in sel])),
-                "majority_baseline": None if p is None else max(p, 1 - p)}
-
-    out = cell(rows)
-    out["by_attractors"] = {a: cell([r for r in rows if r["n_attractors"] == a])
-                            for a in sorted({r["n_attractors"] for r in rows})}
-    cons = sorted({r["construction"] for r in rows if r.get("construction")})
-    out["by_construction"] = {c: {**cell([r for r in rows if r["construction"] == c]), "held_out": c in held_out}
-                              for c in cons}
-    if held_out and cons:
-        out["in_distribution"] = cell([r for r in rows if r.get("construction") not in held_out])
-        out["held_out"] = cell([r for r in rows if r.get("construction") in held_out])
-    return out
 
 
 def _subset_positions(r, subset: str) -> Optional[List[int]]:
@@ -329,13 +304,13 @@ def _entropy(rows) -> Optional[Dict[str, Any]]:
         bins = {}
         for lo, hi in LENGTH_BINS:
             sel = (length >= lo) & (length < hi)
-            sp = _spearman(att[sel], ent[sel]) if sel.sum() >= 3 else {"rho": None, "p": None, "n": int(sel.sum())}
+            sp = spearman(att[sel], ent[sel]) if sel.sum() >= 3 else {"rho": None, "p": None, "n": int(sel.sum())}
             bins[f"{lo}-{hi}"] = {"n": int(sel.sum()), "mean_entropy": float(ent[sel].mean()) if sel.any() else None,
                                   "spearman_attractors": sp.get("rho"), "p": sp.get("p")}
         out[kind] = {"mean_sentence_entropy": float(ent.mean()), "sd": float(ent.std()),
                      "by_attractors": {int(a): float(ent[att == a].mean()) for a in np.unique(att)},
-                     "length_bins": bins, "spearman_length": _spearman(length, ent).get("rho"),
-                     "spearman_attractors_all": _spearman(att, ent).get("rho")}
+                     "length_bins": bins, "spearman_length": spearman(length, ent).get("rho"),
+                     "spearman_attractors_all": spearman(att, ent).get("rho")}
     return out
 
 
@@ -348,7 +323,9 @@ def aggregate(rows: Iterable[Dict[str, Any]], held_out: Sequence[str] = ()) -> D
                            "skip_reasons": sorted({r["skipped"] for r in skipped})[:10]}
     if not scored:
         return doc
-    doc["accuracy"] = _accuracy(scored, held_out)
+    doc["accuracy"] = accuracy_table([r["correct"] for r in scored], [r.get("good_number") for r in scored],
+                                     [r["n_attractors"] for r in scored], [r.get("construction") for r in scored],
+                                     held_out)
     doc["kqv"] = _kqv(scored)
     doc["mask_top_path"] = _mask_paths(scored)
     doc["entropy"] = _entropy(scored)

@@ -1,4 +1,3 @@
-#!/usr/bin/env python
 """Planted heavy paths: does the engine's best path recover them?
 
 Random layered DAGs (``L`` ``linear`` layers of width ``d``, light edges with magnitudes uniform
@@ -14,27 +13,33 @@ smallest settings every path is also enumerated by brute force (on planted *and*
 graphs): the engine's per-input-unit M⁺, M⁻, max|·| and max log|·| must equal the enumerated
 extremes and its best path the enumerated argmax.
 
-    python scripts/synthetic_planted_path.py [--quick] [--out results/synthetic] [--seed 0]
+    graphengine experiment synthetic-planted-path [--quick] [--out DIR] [--seed S] [--trials N]
 
-Writes ``synthetic_planted_path.json`` and ``.png`` into ``--out``; exits 1 if any check fails.
+Writes ``results.json`` and ``planted_path.png`` (with matplotlib) into ``--out`` (default
+``results/synthetic-planted-path``); ``passed`` is false (exit status 1) if any check fails.
+
+>>> path_units(top_path(run_engine(planted_path(3, 2, np.random.default_rng(0))), "x", (0, 0), "maxabs"))[:1]
+(0,)
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
 import os
-import sys
 import time
+from typing import Any, Dict, List, Optional
 
 import numpy as np
 
-from graphengine.models.synthetic import enumerate_paths, layer_weights, layered_dag, output_qoi, planted_path
-from graphengine.engine import backward, forward
-from graphengine.paths import best_input_path, top_path
+from ..engine import backward, forward
+from ..models.synthetic import enumerate_paths, layer_weights, layered_dag, output_qoi, planted_path
+from ..paths import best_input_path, top_path
+from .common import progress as progress_bar
+from .common import ExperimentError, pyplot, results_dir, save_figure, save_results
 
-NAME = "synthetic_planted_path"
+NAME = "synthetic-planted-path"
+DESCRIPTION = "synthetic: a planted heavy path in random layered DAGs is the engine's best path (max, maxabs, maxplus)"
+QUICK_HELP = "three small settings, 6 trials each (seconds)"
 FULL_SETTINGS = [(3, 3), (4, 4), (5, 3), (6, 5), (8, 8), (12, 16), (20, 32), (40, 64)]
 QUICK_SETTINGS = [(3, 3), (4, 4), (8, 8)]
 EXAMPLE_SETTING = (8, 8)  # drawn in the PNG (in both setting lists)
@@ -103,16 +108,16 @@ def brute_force_check(dag, r):
     return err, mism
 
 
-def run(args):
-    rng = np.random.default_rng(args.seed)
-    settings = QUICK_SETTINGS if args.quick else FULL_SETTINGS
-    trials = args.trials or (6 if args.quick else 40)
+def _measure(seed: int, quick: bool, trials: Optional[int], progress: bool) -> Dict[str, Any]:
+    rng = np.random.default_rng(seed)
+    settings = QUICK_SETTINGS if quick else FULL_SETTINGS
+    trials = trials or (6 if quick else 40)
     rows, example = [], None
     total_hits = {k: 0 for k in ("max (M+)", "max (M-)", "maxabs", "maxplus")}
     total_tried = dict(total_hits)
     bf = {"graphs": 0, "paths_enumerated": 0, "max_rel_error": 0.0, "mismatches": []}
     t0 = time.perf_counter()
-    for L, d in settings:
+    for L, d in progress_bar(settings, desc=NAME, enabled=progress):
         hits = {k: 0 for k in ("max (M+)", "max (M-)", "maxabs", "maxplus")}
         tried = {k: 0 for k in hits}
         failures = []
@@ -154,7 +159,7 @@ def run(args):
     return {
         "experiment": NAME,
         "description": "recovery of a planted heavy path by the engine's best input path",
-        "config": {"seed": args.seed, "quick": args.quick, "trials_per_setting": trials,
+        "config": {"seed": seed, "quick": quick, "trials_per_setting": trials,
                    "light_magnitudes": [0.1, 0.5], "heavy_magnitudes": [5.0, 10.0],
                    "qoi": "sum of output units", "signs": "half the trials positive plant, half negative",
                    "brute_force_max_paths": BRUTE_FORCE_MAX_PATHS},
@@ -167,11 +172,10 @@ def run(args):
     }
 
 
-def plot(res, path):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+def _plot(res, path) -> Optional[str]:
+    plt = pyplot()
+    if plt is None:
+        return None
     fig, (ax, ax2) = plt.subplots(1, 2, figsize=(13, 4.8), gridspec_kw={"width_ratios": [1.1, 1]})
     keys = ["max (M+)", "max (M-)", "maxabs", "maxplus"]
     rows = res["settings"]
@@ -205,33 +209,32 @@ def plot(res, path):
         ax2.set_title(f"Example: L={L}, d={d} (blue +, orange −, width ∝ |w|)", fontsize=9)
         ax2.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.08), ncol=2)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    return save_figure(fig, path)
 
 
-def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--out", default=os.path.join("results", "synthetic"), help="output directory")
-    ap.add_argument("--quick", action="store_true", help="few small settings (seconds)")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--trials", type=int, default=None, help="trials per setting (default 40, quick 6)")
-    args = ap.parse_args(argv)
-    res = run(args)
-    os.makedirs(args.out, exist_ok=True)
-    with open(os.path.join(args.out, NAME + ".json"), "w") as f:
-        json.dump(res, f, indent=1)
-    plot(res, os.path.join(args.out, NAME + ".png"))
-    print(f"{NAME}: {len(res['settings'])} settings x {res['config']['trials_per_setting']} trials")
+def add_arguments(parser) -> None:
+    """The options of ``graphengine experiment synthetic-planted-path`` beyond the common ones."""
+    parser.add_argument("--trials", type=int, default=None, metavar="N",
+                        help="trials per setting (default 40, quick 6)")
+
+
+def run(out: Optional[str] = None, quick: bool = False, seed: int = 0, progress: bool = True,
+        trials: Optional[int] = None) -> Dict[str, Any]:
+    """Run every setting, write ``results.json`` and the plot under ``out``; the results document."""
+    if trials is not None and trials < 1:
+        raise ExperimentError(f"--trials must be >= 1, got {trials}")
+    out = results_dir(out, NAME)
+    return save_results(out, _measure(seed, quick, trials, progress), _plot, "planted_path.png")
+
+
+def summary(res: Dict[str, Any]) -> List[str]:
+    """The lines ``graphengine experiment synthetic-planted-path`` prints."""
+    lines = [f"{len(res['settings'])} settings x {res['config']['trials_per_setting']} trials"]
     for r in res["settings"]:
         rec = ", ".join(f"{k} {v:.3f}" for k, v in r["recovery"].items())
-        print(f"  L={r['L']:>3} d={r['d']:>3}{' BF' if r['brute_force'] else '   '}  {rec}")
+        lines.append(f"L={r['L']:>3} d={r['d']:>3}{' BF' if r['brute_force'] else '   '}  {rec}")
     bf = res["brute_force"]
-    print(f"  overall recovery: " + ", ".join(f"{k} {v:.3f}" for k, v in res["recovery_rate"].items()))
-    print(f"  brute force: {bf['graphs']} graphs, {bf['paths_enumerated']} paths, max rel error "
-          f"{bf['max_rel_error']:.2e}, {len(bf['mismatches'])} mismatches")
-    print(f"  {'PASS' if res['passed'] else 'FAIL'} -> {args.out}")
-    return 0 if res["passed"] else 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    lines.append("overall recovery: " + ", ".join(f"{k} {v:.3f}" for k, v in res["recovery_rate"].items()))
+    lines.append(f"brute force: {bf['graphs']} graphs, {bf['paths_enumerated']} paths, max rel error "
+                 f"{bf['max_rel_error']:.2e}, {len(bf['mismatches'])} mismatches")
+    return lines

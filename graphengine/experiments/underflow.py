@@ -19,27 +19,36 @@ although the exact value is non-zero; :func:`graphengine.analysis.numerics.under
 must flag exactly those (it sees only the engine's log-space results), and the log-space
 semirings must match the references to 1e-9 relative.
 
-    python scripts/synthetic_underflow.py [--quick] [--out results/synthetic] [--seed 0]
+    graphengine experiment synthetic-underflow [--out DIR] [--seed S] [--layers L] [--width D]
+
+Writes ``results.json`` and ``underflow.png`` (with matplotlib) into ``--out`` (default
+``results/synthetic-underflow``); ``passed`` is false (exit status 1) if any check fails. The
+experiment takes seconds at full size, so ``--quick`` changes nothing.
+
+>>> math.isclose(flog(Fraction(1, 2 ** 2000)), -2000 * math.log(2), rel_tol=1e-12)   # 2**-2000 underflows float64
+True
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
 import os
-import sys
 import time
 from fractions import Fraction
+from typing import Any, Dict, List, Optional
 
 import numpy as np
 
-from graphengine.analysis.entropy import vector_entropy
-from graphengine.analysis.numerics import underflow_report
-from graphengine.models.synthetic import layer_weights, layered_dag, output_qoi
-from graphengine.engine import backward, forward
+from ..analysis.entropy import vector_entropy
+from ..analysis.numerics import underflow_report
+from ..engine import backward, forward
+from ..models.synthetic import layered_dag, output_qoi
+from .common import progress as progress_bar
+from .common import ExperimentError, pyplot, results_dir, save_figure, save_results
 
-NAME = "synthetic_underflow"
+NAME = "synthetic-underflow"
+DESCRIPTION = "synthetic: on 200-layer DAGs plain semirings underflow, log-space ones match exact references"
+QUICK_HELP = "the same as the full run (it takes seconds)"
 SEMIRINGS = ["real", "absolute", "log", "max", "maxabs", "maxplus", "entropy", "logentropy", "count",
              "logcount", "bool"]
 LOG_SPACE = ["log", "logentropy", "maxplus", "logcount"]
@@ -179,12 +188,11 @@ def make_graphs(rng, L, d):
     }
 
 
-def run(args):
-    rng = np.random.default_rng(args.seed)
-    L, d = args.layers, args.width
+def _measure(seed: int, quick: bool, progress: bool, L: int, d: int) -> Dict[str, Any]:
+    rng = np.random.default_rng(seed)
     t0 = time.perf_counter()
     graphs = {}
-    for name, (Ws, note) in make_graphs(rng, L, d).items():
+    for name, (Ws, note) in progress_bar(list(make_graphs(rng, L, d).items()), desc=NAME, enabled=progress):
         graphs[name] = run_graph(name, Ws, note)
     eq = graphs["equal"]
     w = 0.005
@@ -212,7 +220,7 @@ def run(args):
     }
     return {"experiment": NAME,
             "description": "float64 underflow of plain semirings on 200-layer graphs vs log-space semirings",
-            "config": {"seed": args.seed, "quick": args.quick, "layers": L, "width": d,
+            "config": {"seed": seed, "quick": quick, "layers": L, "width": d,
                        "qoi": "sum of output units", "semirings": SEMIRINGS,
                        "reference": "exact Fractions (grad, Z, M+/M-, count) + pure-Python log-domain DP (entropy)"},
             "summary": {"underflowed": {n: g["underflowed"] for n, g in graphs.items()},
@@ -225,11 +233,10 @@ def run(args):
             "graphs": graphs, "seconds": time.perf_counter() - t0, "passed": bool(all(checks.values()))}
 
 
-def plot(res, path):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+def _plot(res, path) -> Optional[str]:
+    plt = pyplot()
+    if plt is None:
+        return None
     fig, (ax, ax2) = plt.subplots(1, 2, figsize=(13, 5), gridspec_kw={"width_ratios": [1.4, 1]})
     g = res["graphs"]["random"]
     prof = g["profile_log10"]
@@ -271,35 +278,35 @@ def plot(res, path):
     ax2.set_title("underflowed (0 where a path exists) and flagged by underflow_report\n"
                   "red = underflowed & flagged, green = exact, yellow = disagreement", fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    return save_figure(fig, path)
 
 
-def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--out", default=os.path.join("results", "synthetic"), help="output directory")
-    ap.add_argument("--quick", action="store_true", help="(the experiment is already fast; same as full)")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--layers", type=int, default=200)
-    ap.add_argument("--width", type=int, default=4)
-    args = ap.parse_args(argv)
-    res = run(args)
-    os.makedirs(args.out, exist_ok=True)
-    with open(os.path.join(args.out, NAME + ".json"), "w") as f:
-        json.dump(res, f, indent=1)
-    plot(res, os.path.join(args.out, NAME + ".png"))
+def add_arguments(parser) -> None:
+    """The options of ``graphengine experiment synthetic-underflow`` beyond the common ones."""
+    parser.add_argument("--layers", type=int, default=200, metavar="L", help="depth of the DAGs (default 200)")
+    parser.add_argument("--width", type=int, default=4, metavar="D", help="width of every layer (default 4)")
+
+
+def run(out: Optional[str] = None, quick: bool = False, seed: int = 0, progress: bool = True, layers: int = 200,
+        width: int = 4) -> Dict[str, Any]:
+    """Check the three graphs, write ``results.json`` and the plot under ``out``; the results document."""
+    if layers < 1 or width < 1:
+        raise ExperimentError(f"--layers and --width must be >= 1, got {layers} and {width}")
+    out = results_dir(out, NAME)
+    return save_results(out, _measure(seed, quick, progress, layers, width), _plot, "underflow.png")
+
+
+def summary(res: Dict[str, Any]) -> List[str]:
+    """The lines ``graphengine experiment synthetic-underflow`` prints."""
     s = res["summary"]
-    print(f"{NAME}: {res['config']['layers']} layers, width {res['config']['width']}")
+    lines = [f"{res['config']['layers']} layers, width {res['config']['width']}"]
     for n, g in res["graphs"].items():
         z = g["reference_log10_magnitudes"]["Z"]
-        print(f"  {n:<8} ({g['weights']}; true Z ~ 1e{max(z):.0f}): underflowed {g['underflowed'] or 'none'}; "
-              f"flagged {g['flagged'] or 'none'}")
-    print(f"  log-space vs exact reference: max rel error {s['log_space_max_rel_error']:.2e}; "
-          f"closed form (equal) max abs error {max(s['closed_form_max_abs_error'].values()):.2e}")
+        lines.append(f"{n:<8} ({g['weights']}; true Z ~ 1e{max(z):.0f}): underflowed {g['underflowed'] or 'none'}; "
+                     f"flagged {g['flagged'] or 'none'}")
+    lines.append(f"log-space vs exact reference: max rel error {s['log_space_max_rel_error']:.2e}; "
+                 f"closed form (equal) max abs error {max(s['closed_form_max_abs_error'].values()):.2e}")
     bad = [k for k, v in s["checks"].items() if not v]
-    print(f"  {'PASS' if res['passed'] else 'FAIL: ' + ', '.join(bad)} -> {args.out}")
-    return 0 if res["passed"] else 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    if bad:
+        lines.append("failed checks: " + ", ".join(bad))
+    return lines

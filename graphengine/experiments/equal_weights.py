@@ -19,26 +19,33 @@ The engine's entropy is pooled over the input vector with
 #paths is computed independently: ``prod(widths)`` in closed form, or a path-counting dynamic
 program over the networkx unit graph (Python integers) for skip graphs.
 
-    python scripts/synthetic_equal_weights.py [--quick] [--out results/synthetic] [--seed 0]
+    graphengine experiment synthetic-equal-weights [--quick] [--out DIR] [--seed S]
+
+Writes ``results.json`` and ``equal_weights.png`` (with matplotlib) into ``--out`` (default
+``results/synthetic-equal-weights``); ``passed`` is false (exit status 1) if any check fails.
+
+>>> round(reference_entropy([2, 3], [], layered_dag([2, 3], weights=1.0).graph), 6) == round(math.log(6), 6)
+True
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
 import os
-import sys
 import time
+from typing import Any, Dict, List, Optional
 
 import numpy as np
 
-from graphengine.analysis.entropy import vector_entropy
-from graphengine.models.synthetic import count_paths, layered_dag, output_qoi, unit_graph
-from graphengine.engine import backward, forward
-from graphengine.semirings.reductions import logsumexp_last
+from ..analysis.entropy import vector_entropy
+from ..engine import backward, forward
+from ..models.synthetic import count_paths, layered_dag, output_qoi, unit_graph
+from .common import progress as progress_bar
+from .common import pyplot, results_dir, save_figure, save_results
 
-NAME = "synthetic_equal_weights"
+NAME = "synthetic-equal-weights"
+DESCRIPTION = "synthetic: on equal-weight DAGs path entropy = log #paths and path count = #paths"
+QUICK_HELP = "few small graphs (seconds)"
 SEMIRINGS = ["entropy", "logentropy", "count", "logcount"]
 
 
@@ -87,18 +94,18 @@ def graph_specs(rng, quick):
     return specs
 
 
-def run(args):
-    rng = np.random.default_rng(args.seed)
+def _measure(seed: int, quick: bool, progress: bool) -> Dict[str, Any]:
+    rng = np.random.default_rng(seed)
     rows = []
     t0 = time.perf_counter()
-    for family, widths, skips, w in graph_specs(rng, args.quick):
+    for family, widths, skips, w in progress_bar(graph_specs(rng, quick), desc=NAME, enabled=progress):
         dag = layered_dag(widths, weights=w, skips=skips)
         acts = forward(dag.graph, dag.feeds)
         r = backward(dag.graph, acts, output_qoi(dag.graph, dag.output), semirings=SEMIRINGS, retain=["x"])
         n = count_paths(widths, skips)
         log_n = math.log(n)
         count = float(np.sum(r.get("x", "count")))
-        log_count = float(logsumexp_last(np.asarray(r.get("x", "logcount"), np.float64).reshape(-1)))
+        log_count = float(np.logaddexp.reduce(np.asarray(r.get("x", "logcount"), np.float64).reshape(-1)))
         H = vector_entropy(r, "x", "entropy")
         H_log = vector_entropy(r, "x", "logentropy")
         uniform = not skips or w == 1.0
@@ -133,17 +140,16 @@ def run(args):
               and summary["logcount_max_abs_error"] < 1e-9 * max(1.0, max(r["log_paths"] for r in rows)))
     return {"experiment": NAME,
             "description": "entropy of the path distribution vs log #paths, and path counts, on equal-weight DAGs",
-            "config": {"seed": args.seed, "quick": args.quick, "qoi": "sum of output units",
+            "config": {"seed": seed, "quick": quick, "qoi": "sum of output units",
                        "entropy": "vector_entropy over the input x (ΣR/ΣZ + log ΣZ)",
                        "tolerance": "1e-9 * max(1, H) absolute"},
             "summary": summary, "graphs": rows, "seconds": time.perf_counter() - t0, "passed": bool(passed)}
 
 
-def plot(res, path):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+def _plot(res, path) -> Optional[str]:
+    plt = pyplot()
+    if plt is None:
+        return None
     rows = res["graphs"]
     fig, (ax, ax2) = plt.subplots(1, 2, figsize=(12, 4.8))
     families = list(dict.fromkeys(r["family"] for r in rows))
@@ -174,33 +180,27 @@ def plot(res, path):
     ax2.set_title("Errors against the independent references", fontsize=9)
     ax2.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    return save_figure(fig, path)
 
 
-def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--out", default=os.path.join("results", "synthetic"), help="output directory")
-    ap.add_argument("--quick", action="store_true", help="few small graphs (seconds)")
-    ap.add_argument("--seed", type=int, default=0)
-    args = ap.parse_args(argv)
-    res = run(args)
-    os.makedirs(args.out, exist_ok=True)
-    with open(os.path.join(args.out, NAME + ".json"), "w") as f:
-        json.dump(res, f, indent=1)
-    plot(res, os.path.join(args.out, NAME + ".png"))
+def add_arguments(parser) -> None:
+    """``graphengine experiment synthetic-equal-weights`` has only the common options."""
+
+
+def run(out: Optional[str] = None, quick: bool = False, seed: int = 0, progress: bool = True) -> Dict[str, Any]:
+    """Check every graph, write ``results.json`` and the plot under ``out``; the results document."""
+    out = results_dir(out, NAME)
+    return save_results(out, _measure(seed, quick, progress), _plot, "equal_weights.png")
+
+
+def summary(res: Dict[str, Any]) -> List[str]:
+    """The lines ``graphengine experiment synthetic-equal-weights`` prints."""
     s = res["summary"]
-    print(f"{NAME}: {s['graphs']} graphs ({s['uniform_graphs']} with uniform path weights), up to "
-          f"{float(s['max_paths']):.3g} paths")
-    print(f"  entropy    vs log #paths: max abs error {s['entropy_vs_log_paths_max_abs_error']:.2e}")
-    print(f"  logentropy vs log #paths: max abs error {s['logentropy_vs_log_paths_max_abs_error']:.2e}")
-    print(f"  non-uniform (skip, w=0.7) vs pure-Python DP: entropy {s['entropy_vs_reference_dp_max_abs_error']:.2e}, "
-          f"logentropy {s['logentropy_vs_reference_dp_max_abs_error']:.2e}")
-    print(f"  count: max rel error {s['count_max_rel_error']:.2e} (exact below 2**53: {s['count_exact_below_2**53']}); "
-          f"logcount max abs error {s['logcount_max_abs_error']:.2e}")
-    print(f"  {'PASS' if res['passed'] else 'FAIL'} -> {args.out}")
-    return 0 if res["passed"] else 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    return [f"{s['graphs']} graphs ({s['uniform_graphs']} with uniform path weights), up to "
+            f"{float(s['max_paths']):.3g} paths",
+            f"entropy    vs log #paths: max abs error {s['entropy_vs_log_paths_max_abs_error']:.2e}",
+            f"logentropy vs log #paths: max abs error {s['logentropy_vs_log_paths_max_abs_error']:.2e}",
+            f"non-uniform (skip, w=0.7) vs pure-Python DP: entropy {s['entropy_vs_reference_dp_max_abs_error']:.2e}, "
+            f"logentropy {s['logentropy_vs_reference_dp_max_abs_error']:.2e}",
+            f"count: max rel error {s['count_max_rel_error']:.2e} (exact below 2**53: {s['count_exact_below_2**53']}); "
+            f"logcount max abs error {s['logcount_max_abs_error']:.2e}"]

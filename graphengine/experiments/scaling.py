@@ -5,10 +5,10 @@ Layered ``linear`` DAGs of depth ``L`` (default 8) and width ``d`` with ``|E| = 
 L·d²`` scalar edges on the input → output paths, ``d`` chosen so that ``|E|`` runs over
 log-spaced targets from 10³ to 10⁷ (``--quick``: to 10⁵). Each semiring is timed alone
 (``backward(..., semirings=[s], retain=["x"])``, backpointers kept as by default), best of N
-runs, single-threaded (threadpoolctl if installed, and OMP/OPENBLAS/MKL_NUM_THREADS=1 set before
-numpy loads). The log-log slope of time against |E| is fitted per semiring over all sizes and
-over |E| ≥ 10⁵ (quick: ≥ 10⁴), where fixed per-node Python overhead no longer dominates, and
-over the top decade of sizes.
+runs, single-threaded where threadpoolctl is installed (the ``bench`` extra; the results record
+which). The log-log slope of time against |E| is fitted per semiring over all sizes and over
+|E| ≥ 10⁵ (quick: ≥ 10⁴), where fixed per-node Python overhead no longer dominates, and over the
+top decade of sizes.
 
 Two weight kinds are measured: ``constant`` weights (the gradient graph has exactly |E| edges)
 and ``parameter`` weights (the engine also computes every parameter's adjoint, another |E|
@@ -17,42 +17,49 @@ edges ``W[o,i] → h[o]``; the reported |E| stays Σ in·out).
 A semiring whose single run exceeds ``--cap-seconds`` (or is predicted to, by linear
 extrapolation) is not run at larger sizes; the cap is recorded in the JSON. Before timing, every
 size is checked: the ``real`` result must equal the closed-form gradient ``1ᵀ W_L ⋯ W_1`` and
-``count`` must equal d^L per input unit; the script exits 1 if not.
+``count`` must equal d^L per input unit; ``passed`` is false (exit status 1) if not.
 
-    python scripts/synthetic_scaling.py [--quick] [--out results/synthetic] [--seed 0]
+    graphengine experiment synthetic-scaling [--quick] [--out DIR] [--seed S] [--max-edges E] ...
+
+Writes ``results.json`` and ``scaling.png`` (with matplotlib) into ``--out`` (default
+``results/synthetic-scaling``); with progress on, one line per size goes to stderr.
+
+>>> sizes(1e4, 8)
+[11, 20, 35]
+>>> round(fit([1e3, 1e4, 1e5], [1e-3, 1e-2, 1e-1])["slope"], 12)
+1.0
 """
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import os
+import platform
+import sys
+import time
+from typing import Any, Dict, List, Optional, Sequence
 
-for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS"):
-    os.environ.setdefault(_v, "1")
+import numpy as np
 
-import argparse  # noqa: E402
-import contextlib  # noqa: E402
-import gc  # noqa: E402
-import json  # noqa: E402
-import platform  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
+from ..engine import backward, forward
+from ..models.synthetic import layer_weights, layered_dag, output_qoi
+from ..semirings import SEMIRINGS
+from .common import ExperimentError, pyplot, results_dir, save_figure, save_results
 
-import numpy as np  # noqa: E402
-
-from graphengine.models.synthetic import layer_weights, layered_dag, output_qoi  # noqa: E402
-from graphengine.engine import backward, forward  # noqa: E402
-from graphengine.semirings import SEMIRINGS  # noqa: E402
-
-NAME = "synthetic_scaling"
+NAME = "synthetic-scaling"
+DESCRIPTION = "synthetic: backward time per semiring against the number of edges (log-log slope ~1)"
+QUICK_HELP = "up to 1e5 edges, best of 3 (about a minute)"
 ASYMPTOTIC_FROM = 1e5
 
 
 def single_thread():
+    """A context limiting BLAS to one thread (threadpoolctl), and a note saying what was done."""
     try:
         from threadpoolctl import threadpool_limits
         return threadpool_limits(limits=1), "threadpoolctl"
     except ImportError:
-        return contextlib.nullcontext(), "env OMP/OPENBLAS/MKL_NUM_THREADS=" + os.environ.get("OPENBLAS_NUM_THREADS", "?")
+        return contextlib.nullcontext(), "not limited (threadpoolctl is not installed)"
 
 
 def sizes(max_edges, layers, per_decade=2):
@@ -102,20 +109,22 @@ def fit(edges, secs, lo=None):
             "from_edges": float(e[keep].min()), "to_edges": float(e[keep].max())}
 
 
-def run(args):
+def _measure(seed: int, quick: bool, progress: bool, layers: int, max_edges: Optional[float],
+             repeats: Optional[int], point_budget: float, cap_seconds: float, weights_as: str,
+             semirings: Optional[Sequence[str]]) -> Dict[str, Any]:
     ctx, thread_note = single_thread()
-    semirings = args.semirings or list(SEMIRINGS)
-    max_edges = args.max_edges or (1e5 if args.quick else 1e7)
-    repeats = args.repeats or (3 if args.quick else 5)
-    kinds = ["constant", "parameter"] if args.weights_as == "both" else [args.weights_as]
-    L = args.layers
+    semirings = list(semirings or SEMIRINGS)
+    max_edges = max_edges or (1e5 if quick else 1e7)
+    repeats = repeats or (3 if quick else 5)
+    kinds = ["constant", "parameter"] if weights_as == "both" else [weights_as]
+    L = layers
     widths = sizes(max_edges, L)
     asym = min(ASYMPTOTIC_FROM, max_edges / 10)
     families, all_ok = {}, True
     t0 = time.perf_counter()
     with ctx:
         for kind in kinds:
-            rng = np.random.default_rng(args.seed)
+            rng = np.random.default_rng(seed)
             rows, capped = [], {}
             for d in widths:
                 dag = layered_dag([d] * (L + 1), rng=rng, weights_as=kind)
@@ -131,20 +140,21 @@ def run(args):
                         row["seconds"][s] = None
                         continue
                     best, runs = time_one(lambda: backward(dag.graph, acts, q, semirings=[s], retain=["x"]),
-                                          repeats, args.point_budget)
+                                          repeats, point_budget)
                     row["seconds"][s], row["runs"][s] = best, runs
                     nxt = [w for w in widths if w > d]
-                    if best > args.cap_seconds:
-                        capped[s] = {"max_edges_measured": E, "reason": f"one run took {best:.1f}s > cap {args.cap_seconds}s"}
-                    elif nxt and best * (L * nxt[0] ** 2) / E > args.cap_seconds:
+                    if best > cap_seconds:
+                        capped[s] = {"max_edges_measured": E, "reason": f"one run took {best:.1f}s > cap {cap_seconds}s"}
+                    elif nxt and best * (L * nxt[0] ** 2) / E > cap_seconds:
                         capped[s] = {"max_edges_measured": E,
                                      "reason": f"predicted {best * (L * nxt[0] ** 2) / E:.1f}s at {L * nxt[0] ** 2} edges "
-                                               f"> cap {args.cap_seconds}s"}
+                                               f"> cap {cap_seconds}s"}
                 rows.append(row)
                 del dag, acts
-                if args.verbose:
-                    print(f"  [{kind}] d={d} E={E}: " + ", ".join(
-                        f"{s} {v:.4f}" for s, v in row["seconds"].items() if v is not None), flush=True)
+                if progress:
+                    sys.stderr.write(f"{NAME} [{kind}] d={d} E={E}: " + ", ".join(
+                        f"{s} {v:.4f}" for s, v in row["seconds"].items() if v is not None) + "\n")
+                    sys.stderr.flush()
             edges = [r["edges"] for r in rows]
             fits = {}
             for s in semirings:
@@ -158,9 +168,9 @@ def run(args):
     return {
         "experiment": NAME,
         "description": "backward wall time per semiring vs number of edges (layered linear DAGs)",
-        "config": {"seed": args.seed, "quick": args.quick, "layers": L, "widths": widths,
+        "config": {"seed": seed, "quick": quick, "layers": L, "widths": widths,
                    "max_edges": max_edges, "repeats": repeats, "timing": "best of N, gc disabled while timing",
-                   "point_budget_seconds": args.point_budget, "cap_seconds": args.cap_seconds,
+                   "point_budget_seconds": point_budget, "cap_seconds": cap_seconds, "semirings": semirings,
                    "threads": thread_note, "retain": ["x"], "keep_backpointers": True,
                    "asymptotic_fit_from_edges": asym,
                    "machine": {"python": platform.python_version(), "numpy": np.__version__,
@@ -172,11 +182,10 @@ def run(args):
     }
 
 
-def plot(res, path):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+def _plot(res, path) -> Optional[str]:
+    plt = pyplot()
+    if plt is None:
+        return None
     fams = res["families"]
     fig, axes = plt.subplots(1, len(fams), figsize=(6.5 * len(fams), 5.2), squeeze=False)
     cmap = plt.get_cmap("tab20")
@@ -206,48 +215,60 @@ def plot(res, path):
         ax.plot(ref_x, ref_x * 1e-7, "k--", lw=0.8, label="slope 1 (reference)")
         ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    return save_figure(fig, path)
 
 
-def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--out", default=os.path.join("results", "synthetic"), help="output directory")
-    ap.add_argument("--quick", action="store_true", help="up to 1e5 edges (seconds)")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--layers", type=int, default=8)
-    ap.add_argument("--max-edges", type=float, default=None, help="default 1e7 (quick 1e5)")
-    ap.add_argument("--repeats", type=int, default=None, help="best of N (default 5, quick 3)")
-    ap.add_argument("--point-budget", type=float, default=8.0,
-                    help="stop repeating a point after this many seconds (at least 2 runs)")
-    ap.add_argument("--cap-seconds", type=float, default=20.0,
-                    help="do not run a semiring at larger sizes once one run exceeds this")
-    ap.add_argument("--weights-as", choices=["both", "constant", "parameter"], default="both")
-    ap.add_argument("--semirings", nargs="*", default=None, help="default: all")
-    ap.add_argument("--verbose", action="store_true")
-    args = ap.parse_args(argv)
-    res = run(args)
-    os.makedirs(args.out, exist_ok=True)
-    with open(os.path.join(args.out, NAME + ".json"), "w") as f:
-        json.dump(res, f, indent=1)
-    plot(res, os.path.join(args.out, NAME + ".png"))
+def add_arguments(parser) -> None:
+    """The options of ``graphengine experiment synthetic-scaling`` beyond the common ones."""
+    parser.add_argument("--layers", type=int, default=8, metavar="L", help="depth of the layered DAGs (default 8)")
+    parser.add_argument("--max-edges", type=float, default=None, metavar="E",
+                        help="largest number of edges timed (default 1e7, quick 1e5)")
+    parser.add_argument("--repeats", type=int, default=None, metavar="N", help="best of N runs (default 5, quick 3)")
+    parser.add_argument("--point-budget", type=float, default=8.0, metavar="SECONDS",
+                        help="stop repeating a point after this many seconds (at least 2 runs; default 8)")
+    parser.add_argument("--cap-seconds", type=float, default=20.0, metavar="SECONDS",
+                        help="do not run a semiring at larger sizes once one run exceeds this (default 20)")
+    parser.add_argument("--weights-as", choices=["both", "constant", "parameter"], default="both",
+                        help="weights as constants, as parameters (their adjoints are computed too) or both")
+    parser.add_argument("--semirings", nargs="+", default=None, metavar="NAME",
+                        help="the semirings to time (default: every registered one)")
+
+
+def run(out: Optional[str] = None, quick: bool = False, seed: int = 0, progress: bool = True, layers: int = 8,
+        max_edges: Optional[float] = None, repeats: Optional[int] = None, point_budget: float = 8.0,
+        cap_seconds: float = 20.0, weights_as: str = "both",
+        semirings: Optional[Sequence[str]] = None) -> Dict[str, Any]:
+    """Time every size and semiring, write ``results.json`` and the plot under ``out``; the
+    results document."""
+    if layers < 1:
+        raise ExperimentError(f"--layers must be >= 1, got {layers}")
+    if repeats is not None and repeats < 1:
+        raise ExperimentError(f"--repeats must be >= 1, got {repeats}")
+    if max_edges is not None and not max_edges >= 1e3:
+        raise ExperimentError(f"--max-edges must be >= 1e3, got {max_edges}")
+    unknown = [s for s in semirings or () if s not in SEMIRINGS]
+    if unknown:
+        raise ExperimentError(f"--semirings: unknown {', '.join(unknown)} (known: {', '.join(SEMIRINGS)})")
+    out = results_dir(out, NAME)
+    res = _measure(seed, quick, progress, layers, max_edges, repeats, point_budget, cap_seconds, weights_as, semirings)
+    return save_results(out, res, _plot, "scaling.png")
+
+
+def summary(res: Dict[str, Any]) -> List[str]:
+    """The lines ``graphengine experiment synthetic-scaling`` prints."""
     c = res["config"]
-    print(f"{NAME}: L={c['layers']}, widths {c['widths'][0]}..{c['widths'][-1]} "
-          f"({c['layers'] * c['widths'][0] ** 2:.1e}..{c['layers'] * c['widths'][-1] ** 2:.1e} edges), "
-          f"best of {c['repeats']}, {c['threads']}")
+    lines = [f"L={c['layers']}, widths {c['widths'][0]}..{c['widths'][-1]} "
+             f"({c['layers'] * c['widths'][0] ** 2:.1e}..{c['layers'] * c['widths'][-1] ** 2:.1e} edges), "
+             f"best of {c['repeats']}, threads: {c['threads']}"]
     for kind, fam in res["families"].items():
-        print(f"  {kind} weights: log-log slope (|E| >= {c['asymptotic_fit_from_edges']:.0e} / top decade / "
-              "all sizes); time at largest size")
+        lines.append(f"{kind} weights: log-log slope (|E| >= {c['asymptotic_fit_from_edges']:.0e} / top decade / "
+                     "all sizes); time at largest size")
         for s, f in fam["fits"].items():
             a = f["asymptotic"]["slope"] if f["asymptotic"] else float("nan")
             b = f["all"]["slope"] if f["all"] else float("nan")
             t = f["top_decade"]["slope"] if f["top_decade"] else float("nan")
             last = [r for r in fam["rows"] if r["seconds"].get(s) is not None][-1]
-            print(f"    {s:<11} {a:5.2f} / {t:5.2f} / {b:5.2f}   {last['seconds'][s]:.4f}s at {last['edges']:.1e}"
-                  + (f"  CAPPED ({fam['capped'][s]['reason']})" if s in fam["capped"] else ""))
-    print(f"  correctness checks (real = closed form, count = d^L): {'PASS' if res['passed'] else 'FAIL'} -> {args.out}")
-    return 0 if res["passed"] else 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+            lines.append(f"  {s:<11} {a:5.2f} / {t:5.2f} / {b:5.2f}   {last['seconds'][s]:.4f}s at {last['edges']:.1e}"
+                         + (f"  CAPPED ({fam['capped'][s]['reason']})" if s in fam["capped"] else ""))
+    lines.append(f"correctness checks (real = closed form, count = d^L): {'passed' if res['passed'] else 'FAILED'}")
+    return lines
