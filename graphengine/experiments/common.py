@@ -152,13 +152,25 @@ def results_dir(out: Optional[str], experiment: str) -> str:
     return path
 
 
+def _make_parent(path: str) -> None:
+    parent = os.path.dirname(os.path.abspath(path))
+    try:
+        os.makedirs(parent, exist_ok=True)
+    except OSError as e:
+        raise ExperimentError(f"cannot write {path} (cannot create {parent}: {e.strerror or e})") from None
+
+
 def write_json(path: str, doc: Any) -> None:
-    """Write strict JSON atomically (NaN becomes null; :func:`graphengine.io.write_json`)."""
+    """Write strict JSON atomically (NaN becomes null; :func:`graphengine.io.write_json`),
+    creating the directory if needed."""
+    _make_parent(path)
     files.write_json(path, jsonable(doc), allow_nan=False)
 
 
 def write_text(path: str, text: str) -> None:
-    """Write ``text`` atomically (:func:`graphengine.io.write_text`)."""
+    """Write ``text`` atomically (:func:`graphengine.io.write_text`), creating the directory if
+    needed."""
+    _make_parent(path)
     files.write_text(path, text)
 
 
