@@ -411,7 +411,7 @@ def read_json_member(z: zipfile.ZipFile, name: str, label: str, error: Type[Exce
             _copy_limited(m, buf, limit, lambda n: error(
                 f"{label}: {_over(f'{name} inflates to at least', n, limit, 'max_json_bytes')}"))
     try:
-        return json.loads(buf.getvalue().decode("utf-8"))
+        return json.loads(str(buf.getbuffer(), "utf-8"))  # no copy of the bytes on the way
     except (ValueError, RecursionError, MemoryError) as e:  # JSONDecodeError, UnicodeDecodeError, huge ints
         raise error(f"{label}: {name} is not valid JSON ({_one_line(e)})") from None
 

@@ -16,6 +16,7 @@ import os
 import pickle
 import struct
 import tempfile
+import warnings
 import zipfile
 
 import numpy as np
@@ -67,7 +68,8 @@ def members(data: bytes):
 
 def pack(content, compression=zipfile.ZIP_DEFLATED) -> bytes:
     buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", compression=compression) as z:
+    with warnings.catch_warnings(), zipfile.ZipFile(buf, "w", compression=compression) as z:
+        warnings.simplefilter("ignore")  # duplicate member names are one of the mutations
         for name, data in content.items() if isinstance(content, dict) else content:
             z.writestr(name, data)
     return buf.getvalue()
@@ -226,14 +228,46 @@ def mutant(kind: str, base: bytes, rng, bombs: Bombs) -> bytes:
     return pack({**content, "arrays.npz": npz_of(arrays)})
 
 
-def mutants(seed: int, n: int, bomb_bytes: int, bases=None):
-    """``n`` mutated files ``(kind, bytes)``, reproducible from ``seed``."""
-    rng = np.random.default_rng(seed)
+def mutants(seed: int, n: int, bomb_bytes: int, start: int = 0, bases=None):
+    """Mutated files ``start .. start + n - 1`` as ``(kind, bytes)``; file ``i`` depends only on
+    ``seed`` and ``i``."""
     bases = bases or base_graphs()
     bombs = Bombs(bomb_bytes)
     weights = np.array([6, 3, 6, 4, 3, 2, 2, 2, 0.3, 0.3, 0.3, 1, 2, 2, 0.5, 0.5, 1, 1], dtype=float)
     weights /= weights.sum()
-    for _ in range(n):
+    for i in range(start, start + n):
+        rng = np.random.default_rng([seed, i])
         kind = KINDS[int(rng.choice(len(KINDS), p=weights))]
         base = bases[int(rng.integers(len(bases)))]
         yield kind, mutant(kind, base, rng, bombs)
+
+
+FEED_KINDS = ("bitflip", "truncate", "npy_header", "npz_member", "npz_object", "npy_huge_shape", "npy_bomb",
+              "plain_npy")
+
+
+def feed_mutants(seed: int, n: int, bomb_bytes: int):
+    """``n`` mutated ``--inputs`` files ``(kind, bytes)``, reproducible from ``seed``."""
+    rng = np.random.default_rng(seed)
+    buf = io.BytesIO()
+    np.savez(buf, x=np.linspace(-1, 1, 6).reshape(2, 3), ids=np.array([1, 4]))
+    base = buf.getvalue()
+    bomb = None
+    for _ in range(n):
+        kind = FEED_KINDS[int(rng.integers(len(FEED_KINDS)))]
+        if kind in ("bitflip", "truncate"):
+            yield kind, mutant(kind, base, rng, None)
+            continue
+        arrays = members(base)
+        if kind == "plain_npy":
+            yield kind, arrays["x.npy"]
+            continue
+        if kind == "npy_bomb":
+            if bomb is None:
+                count = bomb_bytes // 8 + 1
+                bomb = pack({"x.npy": npy_bytes(f"{{'descr': '<f8', 'fortran_order': False, 'shape': ({count},), }}",
+                                                b"\0" * (count * 8))})
+            yield kind, bomb
+            continue
+        fake = pack({"graph.json": b"{}", "arrays.npz": base})
+        yield kind, members(mutant(kind, fake, rng, None))["arrays.npz"]

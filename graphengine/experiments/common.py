@@ -179,22 +179,23 @@ def results_dir(out: Optional[str], experiment: str) -> str:
 
 
 def _make_parent(path: str) -> None:
-    """Experiments own their results tree: its folders are made as needed."""
+    parent = os.path.dirname(os.path.abspath(path))
     try:
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        os.makedirs(parent, exist_ok=True)
     except OSError as e:
-        raise ExperimentError(f"cannot create the folder of {path} ({e.strerror or e})") from None
+        raise ExperimentError(f"cannot write {path} (cannot create {parent}: {e.strerror or e})") from None
 
 
 def write_json(path: str, doc: Any) -> None:
     """Write strict JSON atomically (NaN becomes null; :func:`graphengine.io.write_json`),
-    making its folder if needed."""
+    creating the directory if needed."""
     _make_parent(path)
     files.write_json(path, jsonable(doc), allow_nan=False)
 
 
 def write_text(path: str, text: str) -> None:
-    """Write ``text`` atomically (:func:`graphengine.io.write_text`), making its folder if needed."""
+    """Write ``text`` atomically (:func:`graphengine.io.write_text`), creating the directory if
+    needed."""
     _make_parent(path)
     files.write_text(path, text)
 

@@ -1,9 +1,11 @@
 """Graph files: one zip holding ``graph.json`` (structure, with a format version) and
 ``arrays.npz`` (parameters and constants, keyed ``n<id>``).
 
-Loading uses ``json`` and ``numpy.load(allow_pickle=False)`` only, so reading a file never runs
-code; every problem is reported as one :class:`GraphFormatError` line naming the file (see
-:mod:`graphengine.io` for the limits, and docs/file-format.md for the format).
+Loading parses ``graph.json`` with ``json`` and each array's ``.npy`` header with
+``ast.literal_eval`` (:mod:`graphengine.io`; object arrays are refused, nothing is unpickled), so
+reading a file never runs code. Every problem is reported as one :class:`GraphFormatError` line
+naming the file; reading is bounded by :data:`graphengine.io.LIMITS`. The format is described in
+docs/file-format.md.
 
 >>> import numpy as np, tempfile, os
 >>> from graphengine.ir import Graph, save, load
@@ -60,7 +62,10 @@ def load(path: str) -> Graph:
     with files.open_regular(path, path, GraphFormatError) as f:
         with files.zip_errors(path, GraphFormatError, "not a readable graphengine file (bad or truncated zip)"):
             with zipfile.ZipFile(f) as z:
-                names = set(z.namelist())
+                listed = z.namelist()
+                names = set(listed)
+                if len(names) != len(listed):
+                    raise GraphFormatError(f"{path}: a member name appears twice in the archive")
                 for member in ("graph.json", "arrays.npz"):
                     if member not in names:
                         raise GraphFormatError(f"{path}: not a graphengine file (no {member} inside)")
