@@ -146,8 +146,9 @@ class Semiring:
         return self.matmul(a, block.jacobian)
 
     def scale_with_sources(self, a: Value, w) -> Tuple[Value, Picks]:
-        """:meth:`scale`, plus (for ``cross_components`` semirings) the source component of each
-        output component per element (-1: none)."""
+        """:meth:`scale`, plus the source component of each output component per element (-1:
+        none) for semirings whose components trade places (k-best; see
+        :class:`~graphengine.semirings.pointers.RankedPointers`), ``None`` otherwise."""
         return self.scale(a, w), None
 
     def paper_view(self) -> "Semiring":

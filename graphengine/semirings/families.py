@@ -91,6 +91,11 @@ class SelectiveSemiring(Semiring):
     pointers = ELEMENT_POINTERS
     directions = ("max",)
 
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if not set(cls.directions) <= {"max", "min"}:
+            raise TypeError(f"{cls.__name__}.directions must be 'max' or 'min' per component, got {cls.directions}")
+
     def plus(self, a, b):
         values, picks = [], []
         for x, y, d in zip(a, b, self.directions):
