@@ -27,17 +27,17 @@ The other declared attributes say what the rest of the package needs to know abo
 ``is_entropy``, ``may_cancel``, ``paper_granularity``, ``kernel``.
 
 >>> import numpy as np
->>> class Tropical(Semiring):        # min over paths of Σ|w|, from the five required methods
-...     name, components, zero_elements, one_elements = "tropical", ("length",), (np.inf,), (0.0,)
+>>> class MaxTimes(Semiring):   # the largest |path product|, no backpointers: six methods
+...     name, components, zero_elements, one_elements = "maxtimes", ("max_abs",), (0.0,), (1.0,)
 ...     def lift(self, w): return (np.abs(np.asarray(w, dtype=float)),)
-...     def times(self, a, b): return (a[0] + b[0],)
-...     def plus(self, a, b): return (np.minimum(a[0], b[0]),), None
-...     def sum_last(self, a): return (a[0].min(axis=-1),), None
+...     def times(self, a, b): return (a[0] * b[0],)
+...     def plus(self, a, b): return (np.maximum(a[0], b[0]),), None
+...     def sum_last(self, a): return (a[0].max(axis=-1, initial=0.0),), None
 ...     def scatter(self, a, index, size):
-...         out = np.full(size, np.inf); np.minimum.at(out, index, a[0]); return (out,), None
-...     def finalize(self, v): return {"length": v[0]}
->>> Tropical().matmul((np.array([[1.0, 5.0]]),), np.array([[3.0], [-1.0]]))[0][0]
-array([[4.]])
+...         out = np.zeros(size); np.maximum.at(out, index, a[0]); return (out,), None
+...     def finalize(self, v): return {"max_abs": v[0]}
+>>> MaxTimes().matmul((np.array([[1.0, 2.0]]),), np.array([[3.0], [-4.0]]))[0][0]
+array([[8.]])
 """
 
 from __future__ import annotations
