@@ -67,7 +67,7 @@ class Semiring:
     one_elements: Tuple[float, ...] = (1.0,)
     dtype = np.float64
     pointers: NoPointers = NO_POINTERS  # how ⊕ winners are recorded (graphengine.semirings.pointers)
-    kernel: Optional[str] = None  # the family of compiled kernels (graphengine.kernels.families); None: reference
+    kernel: Optional[str] = None  # compiled kernel family (graphengine.kernels.families), never inherited; None: reference
     directions: Tuple[str, ...] = ()  # selective semirings: "max" or "min" per component, the way ⊕ picks
     log_space: bool = False  # values are logarithms: they neither under- nor overflow
     log_twin: Optional[str] = None  # the log-space semiring computing the same paths (numerical reference)
@@ -75,6 +75,14 @@ class Semiring:
     is_entropy: bool = False  # finalize gives "entropy", and ⊕-pooling elements gives their joint entropy
     may_cancel: bool = False  # the headline may be 0 by cancellation of signed paths, not only by underflow
     paper_granularity: bool = True  # has a meaning at granularity="paper" (see paper_view)
+
+    def __init_subclass__(cls, **kwargs):
+        # A kernel family hard-codes its semiring's algebra: a subclass that changes the algebra
+        # (say, Real with another lift) must not inherit it, so it runs on the reference unless
+        # it names a family itself.
+        super().__init_subclass__(**kwargs)
+        if "kernel" not in cls.__dict__:
+            cls.kernel = None
 
     @property
     def selective(self) -> bool:
