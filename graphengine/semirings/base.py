@@ -67,7 +67,7 @@ class Semiring:
     one_elements: Tuple[float, ...] = (1.0,)
     dtype = np.float64
     pointers: NoPointers = NO_POINTERS  # how ⊕ winners are recorded (graphengine.semirings.pointers)
-    kernel: Optional[str] = None  # compiled kernel family (graphengine.kernels.families), never inherited; None: reference
+    kernel: Optional[str] = None  # compiled family (graphengine.kernels.families), not inherited; None: reference
     directions: Tuple[str, ...] = ()  # selective semirings: "max" or "min" per component, the way ⊕ picks
     log_space: bool = False  # values are logarithms: they neither under- nor overflow
     log_twin: Optional[str] = None  # the log-space semiring computing the same paths (numerical reference)
@@ -160,9 +160,10 @@ class Semiring:
         return self.scale(a, w), None
 
     def paper_view(self) -> "Semiring":
-        """The semiring as the original implementation applied it *inside* one op (docs/method.md):
-        contractions, broadcast reductions and scatters sum instead of taking ⊕, and no
-        element backpointers are kept. Linear semirings are unchanged."""
+        """The semiring as the original implementation applied it *inside* one op
+        (docs/granularity.md): contractions, broadcast reductions and scatters sum instead of
+        taking ⊕, and no element backpointers are kept. Linear semirings are unchanged, and so is
+        a semiring that does not override this (its own ⊕ is then used inside ops too)."""
         if not self.paper_granularity:
             raise ValueError(f"semiring '{self.name}' has no paper-granularity meaning; use granularity='scalar'")
         return self
