@@ -93,7 +93,6 @@ DEFAULT_PATTERNS: Dict[str, str] = {
 }
 
 
-
 def _supported(result: BackwardResult, semiring: str) -> bool:
     """The summary needs element backpointers of the *largest path product* (its first
     component, neither a log nor a count): ``max`` (M⁺) and ``maxabs`` among the shipped ones."""

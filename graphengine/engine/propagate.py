@@ -45,7 +45,10 @@ def _scale(adj: Adjoint, weight, sr: Semiring) -> Adjoint:
 
 def reduce_last(adj: Adjoint, sr: Semiring) -> Adjoint:
     value, pos = sr.sum_last(adj.value)
-    idx = sr.pointers.gather(adj.idx, pos, lambda i, p: np.take_along_axis(np.broadcast_to(i, p.shape + i.shape[-1:]), p[..., None], -1)[..., 0])
+    def pick(i, p):
+        return np.take_along_axis(np.broadcast_to(i, p.shape + i.shape[-1:]), p[..., None], -1)[..., 0]
+
+    idx = sr.pointers.gather(adj.idx, pos, pick)
     return Adjoint(value, idx)
 
 

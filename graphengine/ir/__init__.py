@@ -8,7 +8,7 @@ from .registry import Attr, OpDef, TensorType, get_op, op_names, register_op, un
 from .serialize import FORMAT_VERSION, load, save
 
 __all__ = [
-    "Graph", "Node", "OpDef", "Attr", "TensorType", "get_op", "op_names", "register_op", "unregister_op", "load", "save",
-    "Diagonal", "Reduction", "Contraction", "Movement", "DenseBlock", "Structure", "DTYPES",
+    "Graph", "Node", "OpDef", "Attr", "TensorType", "get_op", "op_names", "register_op", "unregister_op", "load",
+    "save", "Diagonal", "Reduction", "Contraction", "Movement", "DenseBlock", "Structure", "DTYPES",
     "FLOAT_DTYPES", "FORMAT_VERSION",
 ]

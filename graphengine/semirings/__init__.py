@@ -63,12 +63,13 @@ def register_semiring(cls, name: str = None, parametric: bool = False):
 
     >>> import numpy as np
     >>> @register_semiring
-    ... class Doubling(Real):
-    ...     name = "doubling_doc"
-    ...     def lift(self, w): return (2 * np.asarray(w, dtype=float),)
-    >>> get_semiring("doubling_doc").lift(np.array([1.5]))
-    (array([3.]),)
-    >>> unregister_semiring("doubling_doc")
+    ... class Squares(Real):          # Σ over paths of Π w²
+    ...     name = "squares_doc"
+    ...     def lift(self, w): return (np.square(np.asarray(w, dtype=float)),)
+    >>> s = get_semiring("squares_doc")
+    >>> s.lift(np.array([1.5])), s.kernel     # a subclass does not inherit Real's kernels
+    ((array([2.25]),), None)
+    >>> unregister_semiring("squares_doc")
     """
     name = name or cls.name
     if name in SEMIRINGS or name in PARAMETRIC or ":" in name:

@@ -27,17 +27,17 @@ The other declared attributes say what the rest of the package needs to know abo
 ``is_entropy``, ``may_cancel``, ``paper_granularity``, ``kernel``.
 
 >>> import numpy as np
->>> class Tropical(Semiring):        # min over paths of Σ|w|, from the five required methods
-...     name, components, zero_elements, one_elements = "tropical", ("length",), (np.inf,), (0.0,)
+>>> class MaxTimes(Semiring):   # the largest |path product|, no backpointers: six methods
+...     name, components, zero_elements, one_elements = "maxtimes", ("max_abs",), (0.0,), (1.0,)
 ...     def lift(self, w): return (np.abs(np.asarray(w, dtype=float)),)
-...     def times(self, a, b): return (a[0] + b[0],)
-...     def plus(self, a, b): return (np.minimum(a[0], b[0]),), None
-...     def sum_last(self, a): return (a[0].min(axis=-1),), None
+...     def times(self, a, b): return (a[0] * b[0],)
+...     def plus(self, a, b): return (np.maximum(a[0], b[0]),), None
+...     def sum_last(self, a): return (a[0].max(axis=-1, initial=0.0),), None
 ...     def scatter(self, a, index, size):
-...         out = np.full(size, np.inf); np.minimum.at(out, index, a[0]); return (out,), None
-...     def finalize(self, v): return {"length": v[0]}
->>> Tropical().matmul((np.array([[1.0, 5.0]]),), np.array([[3.0], [-1.0]]))[0][0]
-array([[4.]])
+...         out = np.zeros(size); np.maximum.at(out, index, a[0]); return (out,), None
+...     def finalize(self, v): return {"max_abs": v[0]}
+>>> MaxTimes().matmul((np.array([[1.0, 2.0]]),), np.array([[3.0], [-4.0]]))[0][0]
+array([[8.]])
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ class Semiring:
     one_elements: Tuple[float, ...] = (1.0,)
     dtype = np.float64
     pointers: NoPointers = NO_POINTERS  # how ⊕ winners are recorded (graphengine.semirings.pointers)
-    kernel: Optional[str] = None  # the family of compiled kernels (graphengine.kernels.families); None: reference
+    kernel: Optional[str] = None  # compiled family (graphengine.kernels.families), not inherited; None: reference
     directions: Tuple[str, ...] = ()  # selective semirings: "max" or "min" per component, the way ⊕ picks
     log_space: bool = False  # values are logarithms: they neither under- nor overflow
     log_twin: Optional[str] = None  # the log-space semiring computing the same paths (numerical reference)
@@ -75,6 +75,14 @@ class Semiring:
     is_entropy: bool = False  # finalize gives "entropy", and ⊕-pooling elements gives their joint entropy
     may_cancel: bool = False  # the headline may be 0 by cancellation of signed paths, not only by underflow
     paper_granularity: bool = True  # has a meaning at granularity="paper" (see paper_view)
+
+    def __init_subclass__(cls, **kwargs):
+        # A kernel family hard-codes its semiring's algebra: a subclass that changes the algebra
+        # (say, Real with another lift) must not inherit it, so it runs on the reference unless
+        # it names a family itself.
+        super().__init_subclass__(**kwargs)
+        if "kernel" not in cls.__dict__:
+            cls.kernel = None
 
     @property
     def selective(self) -> bool:
@@ -146,14 +154,16 @@ class Semiring:
         return self.matmul(a, block.jacobian)
 
     def scale_with_sources(self, a: Value, w) -> Tuple[Value, Picks]:
-        """:meth:`scale`, plus (for ``cross_components`` semirings) the source component of each
-        output component per element (-1: none)."""
+        """:meth:`scale`, plus the source component of each output component per element (-1:
+        none) for semirings whose components trade places (k-best; see
+        :class:`~graphengine.semirings.pointers.RankedPointers`), ``None`` otherwise."""
         return self.scale(a, w), None
 
     def paper_view(self) -> "Semiring":
-        """The semiring as the original implementation applied it *inside* one op (docs/method.md):
-        contractions, broadcast reductions and scatters sum instead of taking ⊕, and no
-        element backpointers are kept. Linear semirings are unchanged."""
+        """The semiring as the original implementation applied it *inside* one op
+        (docs/granularity.md): contractions, broadcast reductions and scatters sum instead of
+        taking ⊕, and no element backpointers are kept. Linear semirings are unchanged, and so is
+        a semiring that does not override this (its own ⊕ is then used inside ops too)."""
         if not self.paper_granularity:
             raise ValueError(f"semiring '{self.name}' has no paper-granularity meaning; use granularity='scalar'")
         return self

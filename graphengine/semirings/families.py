@@ -14,15 +14,16 @@ see :class:`~graphengine.semirings.base.Semiring`). A subclass overrides one onl
   (``directions``), with element backpointers (max, maxabs, maxplus, bool).
 
 >>> import numpy as np
->>> class MinPlus(SelectiveSemiring):   # shortest path, lengths |w|: four lines of algebra
+>>> from graphengine.semirings.reductions import safe_log_abs
+>>> class MinPlus(SelectiveSemiring):   # shortest path, edge length −log|w|: the algebra only
 ...     name, components, directions = "minplus", ("length",), ("min",)
 ...     zero_elements, one_elements = (np.inf,), (0.0,)
-...     def lift(self, w): return (np.abs(np.asarray(w, dtype=float)),)
+...     def lift(self, w): return (-safe_log_abs(w),)
 ...     def times(self, a, b): return (a[0] + b[0],)
 ...     def finalize(self, v): return {"length": v[0]}
->>> v, pos = MinPlus().matmul((np.array([[1.0, 5.0]]),), np.array([[3.0], [-1.0]]))
->>> v[0].tolist(), pos[0].tolist()
-([[4.0]], [[0]])
+>>> v, pos = MinPlus().matmul((np.array([[1.0, 5.0]]),), np.array([[0.5], [2.0]]))
+>>> round(float(v[0][0, 0]), 4), pos[0].tolist()
+(1.6931, [[0]])
 """
 
 from __future__ import annotations
@@ -90,6 +91,11 @@ class SelectiveSemiring(Semiring):
 
     pointers = ELEMENT_POINTERS
     directions = ("max",)
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if not set(cls.directions) <= {"max", "min"}:
+            raise TypeError(f"{cls.__name__}.directions must be 'max' or 'min' per component, got {cls.directions}")
 
     def plus(self, a, b):
         values, picks = [], []

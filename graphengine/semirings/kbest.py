@@ -38,7 +38,6 @@ NEG, POS = -np.inf, np.inf
 class _KBest(Semiring):
     pointers = RANKED_POINTERS
     signed = True
-    kernel = "kbest"
     paper_granularity = False
 
     def __init__(self, k: int = 3):
@@ -174,6 +173,7 @@ class _KBest(Semiring):
 
 class KBestSigned(_KBest):
     signed = True
+    kernel = "kbest"
 
     def __init__(self, k: int = 3):
         super().__init__(k)
@@ -182,6 +182,7 @@ class KBestSigned(_KBest):
 
 class KBestAbs(_KBest):
     signed = False
+    kernel = "kbest"
 
     def __init__(self, k: int = 3):
         super().__init__(k)

@@ -16,7 +16,7 @@ import numpy as np
 from .base import Semiring
 from .families import LogLinearSemiring, SelectiveSemiring
 from .pointers import NO_POINTERS
-from .reductions import safe_log_abs, select_matmul
+from .reductions import contract, safe_log_abs
 
 NEG, POS = -np.inf, np.inf
 
@@ -64,11 +64,10 @@ class SignedMaxPair(SelectiveSemiring):
         with np.errstate(invalid="ignore"):
             return np.where(dead, NEG if high else POS, src * w)
 
-    def matmul(self, a, w):  # as scale: the sign of w picks the source component
-        w = np.asarray(w, dtype=self.dtype)
-        hi, p0 = select_matmul(a, w, lambda p, ww: self._products(p, ww, True), True, NEG)
-        lo, p1 = select_matmul(a, w, lambda p, ww: self._products(p, ww, False), False, POS)
-        return (hi, lo), (p0, p1)
+    def matmul(self, a, w):  # as scale: the sign of w picks the source component (⊗ forms four products)
+        def products(parts, ww):
+            return self._products(parts, ww[0], True), self._products(parts, ww[0], False)
+        return contract(a, (np.asarray(w, dtype=self.dtype),), products, self.sum_last, self.zeros, True)
 
     def finalize(self, v):
         return {"max": v[0], "min": v[1]}

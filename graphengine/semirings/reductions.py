@@ -17,17 +17,6 @@ import numpy as np
 CHUNK_ELEMENTS = 1 << 22  # bound on the (.., M, N, K) temporaries of one chunk
 
 
-def batched_pairs(a: np.ndarray, w: np.ndarray):
-    """Broadcast batch dims of ``a (.., M, N)`` and ``w (.., N, K)``; yield row chunks."""
-    batch = np.broadcast_shapes(a.shape[:-2], w.shape[:-2])
-    a = np.broadcast_to(a, batch + a.shape[-2:])
-    w = np.broadcast_to(w, batch + w.shape[-2:])
-    M, N, K = a.shape[-2], a.shape[-1], w.shape[-1]
-    per_row = max(1, int(np.prod(batch, dtype=np.int64)) * N * K)
-    step = max(1, CHUNK_ELEMENTS // per_row)
-    return batch, a, w, M, N, K, step
-
-
 def contract(a, b, times, reduce_last, zeros, with_positions: bool):
     """``out[.., m, k] = reduce_n times(a[.., m, n], b[.., n, k])`` for semiring values ``a``
     ``(.., M, N)`` and ``b`` ``(.., N, K)`` (tuples of component arrays, batch dims broadcast):
@@ -54,29 +43,6 @@ def contract(a, b, times, reduce_last, zeros, with_positions: bool):
         if with_positions:
             for o, q in zip(pos, p):
                 o[..., m0:m0 + step, :] = q
-    return out, pos
-
-
-def select_matmul(parts, w: np.ndarray, combine, pick_max: bool = True, zero=None):
-    """``out[.., m, k] = max_n combine(parts[.., m, n], w[.., n, k])`` (or min) and the argmax n.
-
-    ``parts`` is a tuple of arrays shaped like ``a``; ``combine(parts_chunk, w_chunk)`` gets
-    them broadcast to ``(.., m, n, k)`` and returns the products. Ties keep the lowest n.
-    Where N == 0 the result is ``zero``.
-    """
-    batch = np.broadcast_shapes(parts[0].shape[:-2], w.shape[:-2])
-    parts = [np.broadcast_to(p, batch + p.shape[-2:]) for p in parts]
-    _, _, w, M, N, K, step = batched_pairs(parts[0], w)
-    out = np.empty(batch + (M, K), dtype=np.float64)
-    pos = np.zeros(batch + (M, K), dtype=np.int64)
-    if N == 0:
-        out[...] = zero
-        return out, pos
-    for m0 in range(0, M, step):
-        prod = combine([p[..., m0:m0 + step, :, None] for p in parts], w[..., None, :, :])
-        p = np.argmax(prod, axis=-2) if pick_max else np.argmin(prod, axis=-2)
-        pos[..., m0:m0 + step, :] = p
-        out[..., m0:m0 + step, :] = np.take_along_axis(prod, p[..., None, :], axis=-2)[..., 0, :]
     return out, pos
 
 
