@@ -156,8 +156,11 @@ def _signals_abort_write() -> Iterator[None]:
     for sig in (signal.SIGTERM, signal.SIGINT):
         previous = signal.getsignal(sig)
         if previous in (signal.SIG_DFL, signal.default_int_handler):
+            try:
+                signal.signal(sig, handler)
+            except (ValueError, OSError):  # e.g. a sub-interpreter: rely on the finally clauses
+                continue
             installed[sig] = previous
-            signal.signal(sig, handler)
     caught = None
     try:
         yield
@@ -205,8 +208,8 @@ def _fsync_dir(directory: str) -> None:
 
 @contextlib.contextmanager
 def atomic_write(path: str, mode: str = "wb", encoding: Optional[str] = None) -> Iterator[IO]:
-    """A file object whose contents replace ``path`` atomically when the block ends without an
-    exception (see the module docstring for the guarantees).
+    """A file object (binary, or text in ``encoding``, default UTF-8) whose contents replace
+    ``path`` atomically when the block ends without an exception (see the module docstring).
 
     >>> import tempfile, os
     >>> p = os.path.join(tempfile.mkdtemp(), "a.txt")
@@ -235,7 +238,7 @@ def atomic_write(path: str, mode: str = "wb", encoding: Optional[str] = None) ->
                 except OSError:
                     perms = None
                 os.fchmod(fd, perms if perms is not None else 0o666 & ~_umask())
-                with os.fdopen(fd, mode, encoding=encoding if "b" not in mode else None) as f:
+                with os.fdopen(fd, mode, encoding=None if "b" in mode else encoding or "utf-8") as f:
                     yield f
                     f.flush()
                     os.fsync(f.fileno())

@@ -11,7 +11,6 @@ import signal
 import stat
 import subprocess
 import sys
-import tempfile
 import textwrap
 import threading
 import time
@@ -476,3 +475,28 @@ def test_library_errors_are_graphengine_errors():
     with pytest.raises(TypeError, match="no limit named"):
         with files.limits(max_bytes=1):
             pass
+
+
+def test_cycle_search_agrees_with_networkx():
+    import networkx as nx
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        n = int(rng.integers(2, 9))
+        g = Graph()
+        for i in range(n):
+            g.input(f"v{i}", (1,))
+        for node in g.nodes:
+            node.inputs = tuple(int(j) for j in rng.integers(0, n, size=int(rng.integers(0, 3))))
+        start = int(rng.integers(n))
+        cycle = g._cycle_from(start)
+        G = nx.DiGraph()
+        G.add_nodes_from(range(n))
+        G.add_edges_from((i, node.id) for node in g.nodes for i in node.inputs)
+        try:
+            nx.find_cycle(G, source=start)
+            has = True
+        except nx.NetworkXNoCycle:
+            has = False
+        assert (cycle is not None) == has
+        if cycle:
+            assert all(G.has_edge(a, b) for a, b in zip(cycle, cycle[1:] + cycle[:1])), cycle

@@ -279,22 +279,44 @@ class Graph:
             raise GraphValidationError(f"arrays stored for non-leaf or missing node ids {stray[:5]}")
 
     def _describe_forward_ref(self, node: Node, target: int) -> str:
-        import networkx as nx
-
-        g = nx.DiGraph()
-        for n in self.nodes:
-            for i in n.inputs:
-                if isinstance(i, (int, np.integer)) and 0 <= i < len(self.nodes):
-                    g.add_edge(int(i), n.id)
-        try:
-            cycle = nx.find_cycle(g, source=node.id)
-            names = [self.nodes[u].name for u, _ in cycle] + [self.nodes[cycle[0][0]].name]
-            if len(names) <= 12:
-                return f"cycle: {' -> '.join(names)}"
-            return f"cycle of {len(cycle):,} nodes: {name_some(names, first=8, sep=' -> ')}"
-        except nx.NetworkXNoCycle:
+        cycle = self._cycle_from(node.id)
+        if cycle is None:
             return (f"input {target} ('{self.nodes[target].name}') comes after its consumer; "
                     "nodes must be stored in topological order")
+        names = [self.nodes[u].name for u in cycle + cycle[:1]]
+        if len(names) <= 12:
+            return f"cycle: {' -> '.join(names)}"
+        return f"cycle of {len(cycle):,} nodes: {name_some(names, first=8, sep=' -> ')}"
+
+    def _cycle_from(self, start: int) -> Optional[List[int]]:
+        """A cycle (node ids, input before consumer) reachable from ``start``, or None; an
+        iterative depth-first search, linear in the edges (a 200,000-node cycle takes a second)."""
+        consumers: Dict[int, List[int]] = {}
+        for n in self.nodes:
+            for i in n.inputs:
+                if isinstance(i, (int, np.integer)) and not isinstance(i, bool) and 0 <= i < len(self.nodes):
+                    consumers.setdefault(int(i), []).append(n.id)
+        parent: Dict[int, int] = {}
+        on_path, done = {start}, set()
+        stack = [(start, iter(consumers.get(start, ())))]
+        while stack:
+            u, successors = stack[-1]
+            for v in successors:
+                if v in on_path:  # back edge u -> v closes the cycle v -> ... -> u -> v
+                    cycle = [u]
+                    while cycle[-1] != v:
+                        cycle.append(parent[cycle[-1]])
+                    return cycle[::-1]
+                if v not in done:
+                    parent[v] = u
+                    on_path.add(v)
+                    stack.append((v, iter(consumers.get(v, ()))))
+                    break
+            else:
+                stack.pop()
+                on_path.discard(u)
+                done.add(u)
+        return None
 
     # ------------------------------------------------------------------ views
     def to_networkx(self):
