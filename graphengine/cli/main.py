@@ -8,6 +8,8 @@
                       [--wrt NAME ...] [-o OUT.npz]
     graphengine analyze FILE --qoi QOI --semiring max,entropy,kbest:5 [--granularity scalar|paper]
                       [--nodes NAME ...] [--from NAME ...] [--inputs ...] [--input ...] [-o OUT.json]
+                      [--html REPORT.html] [--graph-json GRAPH.json] [--dot GRAPH.dot]
+                      [--tokens TOKENS | --tokenizer DIR|minilm]   (see graphengine.report.cli)
     graphengine demo [--model auto|minilm|builtin] [--text "..."]
     graphengine export torch|hf|onnx ...   (see graphengine.cli.export)
     graphengine experiment synthetic-paths|entropy-mdl|ffoom [--quick] [--out DIR] [--seed S] [--retrain]
@@ -205,14 +207,19 @@ def write_npz_atomic(path: str, arrays: Dict[str, np.ndarray]) -> None:
 
 def write_json_atomic(path: str, doc) -> None:
     """Write ``doc`` as JSON to ``path`` atomically (temporary file, then ``os.replace``)."""
+    write_text_atomic(path, json.dumps(doc, indent=1, default=_json_default))
+
+
+def write_text_atomic(path: str, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` atomically (temporary file, then ``os.replace``)."""
     parent = os.path.dirname(os.path.abspath(path))
     try:
-        fd, tmp = tempfile.mkstemp(prefix=".graphengine-", suffix=".json.tmp", dir=parent)
+        fd, tmp = tempfile.mkstemp(prefix=".graphengine-", suffix=".tmp", dir=parent)
     except OSError as e:
         raise CLIError(f"-o {path}: cannot write ({_one_line(e.strerror or e)})") from None
     try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(doc, f, indent=1, default=_json_default)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
         os.replace(tmp, path)
     except OSError as e:
         raise CLIError(f"-o {path}: cannot write ({_one_line(e.strerror or e)})") from None
@@ -406,8 +413,8 @@ def _analyze(args, out) -> int:
     from ..engine import forward, parse
     from ..errors import QoIError
 
-    if args.output:
-        _check_output_path(args.output)
+    for path in (args.output, args.html, args.graph_json, args.dot):
+        _check_output_path(path)
     names = _parse_semirings(args.semiring)
     qoi = parse(args.qoi)
     g = _load_graph(args.file)
@@ -452,6 +459,11 @@ def _analyze(args, out) -> int:
     if args.output:
         write_json_atomic(args.output, {"file": args.file, **report})
         w(f"wrote {args.output}\n")
+    from ..report.cli import wanted, write_outputs
+
+    if wanted(args):
+        for line in write_outputs(args, g, acts, qoi, write_text_atomic):
+            w(line + "\n")
     return 0
 
 
@@ -545,6 +557,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--inputs", metavar="FEEDS.npz", help=".npz of input values keyed by input name")
     p.add_argument("--input", action="append", metavar="NAME=JSON", help="one input value as JSON (repeatable)")
     p.add_argument("-o", "--output", metavar="OUT.json", help="write the report as JSON (atomically)")
+    from ..report.cli import add_arguments as add_report_arguments
+
+    add_report_arguments(p)
 
     p = sub.add_parser("demo", help="analyze a sentence with all-MiniLM-L6-v2 (or the built-in model)")
     p.add_argument("--model", choices=("auto", "minilm", "builtin"), default="auto",
