@@ -184,7 +184,12 @@ def test_attribution_graph_rolls_up_exact_path_products():
     assert into_logit == pytest.approx(total, rel=1e-12)
     out_of_embedding = sum(e["weight"] for e in ag.edges if ag.nodes[e["source"]]["component"] == "embedding")
     assert out_of_embedding == pytest.approx(total, rel=1e-12)
-    for nid, n in ag.nodes.items():  # flow conservation at every inner node
+    check_conservation(ag)
+
+
+def check_conservation(ag):
+    """Each path enters and leaves every inner node once: inflow = outflow = the node's weight."""
+    for nid, n in ag.nodes.items():
         if n["component"] in ("embedding", "logit"):
             continue
         inflow = sum(e["weight"] for e in ag.edges if e["target"] == nid)
@@ -211,6 +216,19 @@ def test_attribution_graph_outputs(bert_result):
     assert all(link["source"] in ids and link["target"] in ids for link in doc["links"])
     assert sum(1 for n in doc["nodes"] if n["is_target_logit"]) == 1
     check_circuit_tracer_schema(doc)
+
+
+def test_attribution_graph_when_heads_equal_tokens():
+    """[B, T, heads, d] with heads == T: the attention block still sits at one position per
+    path segment, so the graph stays acyclic (all-MiniLM-L6-v2 has 12 heads; 12 tokens are common)."""
+    import networkx as nx
+
+    g, feeds = mini_bert(T=4, layers=2, hidden=8, heads=4, intermediate=12)
+    r = report_backward(g, forward(g, feeds), select("logits", (0, 1, 3)), kbest="kbest:4")
+    ag = attribution_graph(r, tokens=TOKENS[:4])
+    assert ag.num_paths == 16 and nx.is_directed_acyclic_graph(ag.to_networkx())
+    check_conservation(ag)
+    assert {n["position"] for n in ag.nodes.values() if n["component"] == "attention"} <= set(range(4))
 
 
 def check_circuit_tracer_schema(doc):
@@ -362,6 +380,10 @@ def test_page_in_headless_chromium(bert_result, tmp_path):
     assert img.shape[:2] == (900, 1100)
     ink = np.any(img < 0.9, axis=-1).mean()  # share of pixels that are not (near) white
     assert 0.02 < ink < 0.6 and img.std() > 0.05
+    dom, err = chromium("--dump-dom", url + "#token=1&mode=branch")  # the fragment picks token and view
+    assert console_errors(err) == []
+    assert 'id="chosen-token">"the" (position 1)<' in dom
+    assert dom.count("<td") > 10 and 'data-mode="branch" class="on"' in dom
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium is not installed (Debian package 'chromium')")

@@ -4,9 +4,12 @@ Every step of a path is a scalar vertex (node, element). The roll-up maps it to 
 ``(layer, position, component)``:
 
 - ``layer``: the ``layer.L`` index in the step's scope (``None`` outside the encoder layers);
-- ``position``: the element's index along the node's position axis
-  (:func:`graphengine.report.figures.position_axis`; ``None`` when the node has none, e.g. a
-  pooled classifier);
+- ``position``: consecutive steps in one (layer, component) form one node, placed at the
+  position of the last of them whose node has exactly one axis as long as the sentence (so the
+  attention block of a layer sits at the query position its output goes to, whatever the
+  number of heads); failing that, the position axis of
+  :func:`graphengine.report.figures.position_axis`; ``None`` when there is none (a pooled
+  classifier);
 - ``component``, from the scope of a BERT graph (Hugging Face module paths, any prefix):
   ``embedding`` (``embeddings``), ``query`` / ``key`` / ``value`` (``attention.self.query`` …),
   ``attention`` (the rest of ``attention.self``: scores, softmax, mixing), ``attention_output``
@@ -16,7 +19,7 @@ Every step of a path is a scalar vertex (node, element). The roll-up maps it to 
   e.g. pooler or prediction transform) and ``logit`` (the QoI node). In a graph without this
   naming the component is the step's scope (its node name when unscoped).
 
-Consecutive steps with the same key merge into one node; every change of key is an edge. The
+Every change of node along a path is an edge. The
 weight of an edge (and of a node) is the sum of the exact, signed products of the distinct
 paths through it (each path counted once per edge), so the edges into the ``logit`` node sum to
 the total mass of the rolled-up paths. ``abs_weight`` sums |product| the same way.
@@ -219,17 +222,33 @@ def attribution_graph(result, tokens: Optional[Sequence[str]] = None, positions:
 
 
 def _rolled_up(path, t: int, graph, T: int, qoi_node: int, bert: bool) -> List[Key]:
-    """The path's keys, consecutive repeats merged; its first step is at position ``t``."""
-    keys: List[Key] = []
+    """The path's keys: runs of consecutive steps in one (layer, component), each placed at the
+    position of its last step whose position is unambiguous (the start step is at ``t``)."""
+    runs: List[Tuple[Optional[int], str, List[int]]] = []
     for i, st in enumerate(path.steps):
         node = graph.nodes[st.node]
         layer, comp = component_of(node.scope or node.name, st.node == qoi_node, bert)
-        a = position_axis(node.shape, T)
-        pos = t if i == 0 else None if a is None else int(st.element[a])
-        key = (layer, pos, comp)
-        if not keys or keys[-1] != key:
-            keys.append(key)
+        if runs and runs[-1][:2] == (layer, comp):
+            runs[-1][2].append(i)
+        else:
+            runs.append((layer, comp, [i]))
+    keys: List[Key] = []
+    for layer, comp, steps in runs:
+        pos = next((p for p in (t if i == 0 else _position(path.steps[i], graph, T) for i in reversed(steps))
+                    if p is not None), None)
+        if pos is None:  # no step says for sure: the usual axis of the run's last step
+            last = path.steps[steps[-1]]
+            a = position_axis(graph.nodes[last.node].shape, T)
+            pos = None if a is None else int(last.element[a])
+        keys.append((layer, pos, comp))
     return keys
+
+
+def _position(step, graph, T: int) -> Optional[int]:
+    """The step's position when exactly one axis of its node has length ``T`` (``[B, T, H]``
+    with ``H != T``), else None (e.g. ``[B, T, heads, d]`` with ``heads == T``, or scores)."""
+    axes = [a for a, d in enumerate(graph.nodes[step.node].shape) if d == T]
+    return int(step.element[axes[0]]) if len(axes) == 1 else None
 
 
 def _node_id(key: Key, tokens: Sequence[str]) -> str:

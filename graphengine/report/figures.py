@@ -279,8 +279,7 @@ def _draw(path, rank: int, graph, layers, T: int, qoi_node: int) -> Dict:
         if st.node in by_node:
             row, li = by_node[st.node]
             nxt = path.steps[i + 1].node if i + 1 < len(path.steps) else None
-            shape = graph.nodes[st.node].shape
-            points.append([row, st.element[position_axis(shape, T)], SHORT[li.branches.get(nxt, "other")]])
+            points.append([row, st.element[-2], SHORT[li.branches.get(nxt, "other")]])  # [..., T, H]
     if layers:
         shape = graph.nodes[qoi_node].shape
         a = position_axis(shape, T)

@@ -11,6 +11,9 @@ The page shows (data from :func:`graphengine.report.figures.figures`):
 - the per-layer flow: for each layer, the share of tokens whose top path leaves the layer input
   through the query, key, value or skip branch.
 
+The address fragment chooses the token and the heatmap: ``report.html#token=5&mode=entropy``
+(modes ``grad_norm``, ``grad_x_input``, ``max_plus``, ``entropy``, ``branch``).
+
 Signed statistics (gradient·input, M⁺) use a red–blue scale centred at 0, the others a white–blue
 scale from 0 to their maximum. Graphs without recognisable BERT attention layers get the token
 heatmap, the summary and the steps of each top path, and a note saying why the rest is missing.
@@ -134,7 +137,7 @@ code{background:#f3f3f3;padding:0 3px;border-radius:3px}.note{background:#fff6d6
 .tok{padding:4px 7px;border-radius:4px;border:2px solid transparent;cursor:pointer;white-space:pre}
 .tok.sel{border-color:#111}#legend{font-size:12px;color:#555;margin:6px 0}
 #branches table{border-collapse:collapse;font-size:12px}#branches td{padding:2px 5px;text-align:center}
-#steps{font-size:12px;border-collapse:collapse}#steps td{padding:1px 8px;border-bottom:1px solid #eee}
+#steps,#drawn{font-size:12px;border-collapse:collapse}#steps td,#drawn td{padding:1px 8px;border-bottom:1px solid #eee}
 .hint{font-size:12px;color:#777}svg text{font-size:11px;fill:#333}
 """
 
@@ -204,7 +207,8 @@ function grid(){
     transform: `rotate(-40 ${X(p)} ${Y(0) + 22})`}, svg); tx.textContent = t; if (p === chosen) tx.setAttribute('font-weight', 'bold'); });
   const maxw = Math.max(...paths.map(q => Math.abs(num(q.weight))).filter(isFinite), 0) || 1;
   paths.slice().reverse().forEach(q => {
-    const pts = q.points.map(([r, p]) => [X(p === null ? (T - 1) / 2 : p), Y(r)]);
+    const dx = q.rank === 0 ? 0 : 4 * q.rank;  // k-best lines sit beside the top path where they coincide
+    const pts = q.points.map(([r, p]) => [X(p === null ? (T - 1) / 2 : p) + dx, Y(r)]);
     const top1 = q.rank === 0;
     el('polyline', {points: pts.map(a => a.join(',')).join(' '), fill: 'none',
       stroke: top1 ? '#c0392b' : '#2b6cb0', 'stroke-opacity': top1 ? 0.95 : 0.45,
@@ -215,6 +219,14 @@ function grid(){
       const lab = el('text', {x: pts[i][0], y: pts[i][1] + 4, 'text-anchor': 'middle'}, svg); lab.textContent = b === 'skip' ? 'S' : b; });
   });
   if (!paths.length) el('text', {x: left, y: top + 10}, svg).textContent = 'no path from this position reaches the QoI';
+  const list = document.createElement('table'); list.id = 'drawn';
+  const h = list.insertRow(); ['path', 'product', 'layer: position branch'].forEach(t => h.insertCell().textContent = t);
+  paths.forEach(q => { const r = list.insertRow();
+    r.insertCell().textContent = q.rank === 0 ? 'top (red)' : 'k-best ' + (q.rank + 1) + ' (blue)';
+    r.insertCell().textContent = fmt(q.weight);
+    r.insertCell().textContent = q.points.filter(pt => pt[0] < D.layers.length)
+      .map(([l, p, b]) => D.layers[l] + ': ' + D.tokens[p] + ' ' + b).join(' → '); });
+  box.appendChild(list);
 }
 function flow(){
   const box = document.getElementById('flow');
@@ -239,6 +251,10 @@ document.querySelectorAll('.modes button').forEach(b => b.addEventListener('clic
   mode = b.dataset.mode; heat(); }));
 document.querySelectorAll('#tokens .tok').forEach(s => s.addEventListener('click', () => {
   chosen = +s.dataset.i; document.querySelectorAll('#tokens .tok').forEach(x => x.classList.toggle('sel', x === s)); grid(); }));
+const want = new URLSearchParams(location.hash.slice(1));  // e.g. report.html#token=5&mode=entropy
+if (want.has('token') && +want.get('token') >= 0 && +want.get('token') < D.tokens.length) chosen = Math.floor(+want.get('token'));
+const pick = document.querySelector(`.modes button[data-mode="${want.get('mode')}"]`);
+if (pick){ document.querySelectorAll('.modes button').forEach(x => x.classList.remove('on')); pick.classList.add('on'); mode = pick.dataset.mode; }
 document.querySelectorAll('#tokens .tok')[chosen].classList.add('sel');
 heat(); grid(); flow();
 })();
