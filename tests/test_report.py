@@ -393,3 +393,13 @@ def test_console_error_detection_works(tmp_path):
     page.write_text("<!DOCTYPE html><html><body><p>x</p><script>null.f();</script></body></html>")
     _, err = chromium("--dump-dom", page.as_uri())
     assert console_errors(err)
+
+
+def test_effective_number_of_paths_past_the_float_range():
+    from graphengine.report.html import page_from_figures
+
+    data = {"summary": {"qoi": 1.0, "Z": 1.0, "entropy": 800.0, "effective_paths": "inf",
+                        "log10_effective_paths": 800 / math.log(10), "drawn_share": [None]},
+            "chosen": 0, "tokens": ["a"], "branches": None, "notes": [], "kbest": None, "start": "x",
+            "start_shape": [1], "qoi_node": "q"}
+    assert "10^347.4" in page_from_figures(data, "t", "")

@@ -45,8 +45,6 @@ import re
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 
-import numpy as np
-
 from ..paths import k_best_paths, top_path
 from .figures import best_starts, distinct_paths, jsonable, kbest_name, position_axis, position_layout, start_node
 

@@ -111,7 +111,7 @@ def resolve_tokens(args, graph, activations) -> Optional[List[str]]:
     if args.tokenizer:
         ids = next((n for n in graph.nodes if n.op == "input" and n.name == "input_ids"), None)
         if ids is None:
-            raise ReportOptionError(f"--tokenizer: the graph has no input named input_ids")
+            raise ReportOptionError("--tokenizer: the graph has no input named input_ids")
         return decode_ids(activations[ids.id], args.tokenizer)
     return None
 

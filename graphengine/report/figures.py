@@ -23,6 +23,9 @@ attention layer (the embeddings' output) of a BERT graph, else the first float i
 axis 1); the other axes are pooled. Without tokens and without a BERT layer structure every
 element of the start node is its own position (at most :data:`MAX_POSITIONS`).
 
+The report is about one sentence: with a batch, the statistics pool all rows, while the
+branches and the flow describe the first row.
+
 Values that are not finite are kept as the strings ``"NaN"``, ``"inf"``, ``"-inf"`` (JSON has no
 such numbers), so NaN in gives NaN out on the page too.
 
@@ -178,12 +181,12 @@ def _pooled_entropy(Z: np.ndarray, R: np.ndarray) -> np.ndarray:
         return np.where(z == 0, np.where(np.isnan(r), np.nan, 0.0), r / z + np.log(z))
 
 
-def figures(result, tokens: Optional[Sequence[str]] = None, start=None, max_paths_per_position: int = 64) -> Dict:
+def figures(result, tokens: Optional[Sequence[str]] = None, start=None, max_traced_positions: int = 64) -> Dict:
     """Everything the report draws, as JSON-able data (see the module docstring).
 
     ``result`` comes from :func:`report_backward` (or any scalar-granularity backward with real,
     max and entropy that retained ``start``); ``tokens`` label the positions.
-    ``max_paths_per_position``: paths are traced from at most this many positions (the first).
+    ``max_traced_positions``: paths are traced from at most this many positions (the first).
     """
     graph = result.graph
     sid = start_node(graph) if start is None else graph.node(start).id
@@ -203,7 +206,7 @@ def figures(result, tokens: Optional[Sequence[str]] = None, start=None, max_path
     Z, R = _by_position(ent["Z"], axis, T), _by_position(ent["R"], axis, T)
     with np.errstate(invalid="ignore", over="ignore"):
         stats = {"grad_norm": np.sqrt(np.sum(grad * grad, axis=-1)), "grad_x_input": np.sum(grad * x, axis=-1),
-                 "max_plus": np.max(np.where(np.isnan(mplus), np.nan, mplus), axis=-1),
+                 "max_plus": np.max(mplus, axis=-1),
                  "entropy": _pooled_entropy(Z, R)}
     total_Z = float(Z.sum())
     H = float(_pooled_entropy(Z.reshape(1, -1), R.reshape(1, -1))[0])
@@ -221,7 +224,7 @@ def figures(result, tokens: Optional[Sequence[str]] = None, start=None, max_path
     paths: List[List[Dict]] = []
     shares: List[object] = []
     for t, index in enumerate(best_starts(result, sid, "max", axis, T)):
-        if index is None or t >= max_paths_per_position:
+        if index is None or t >= max_traced_positions:
             paths.append([])
             shares.append(None)
             continue
@@ -244,7 +247,8 @@ def figures(result, tokens: Optional[Sequence[str]] = None, start=None, max_path
             "layers": [li.layer for li in layers], "branches": branches, "flow": flow,
             "kbest": kbest, "paths": paths, "chosen": chosen,
             "summary": {"qoi": jsonable(qvalue), "Z": jsonable(total_Z), "entropy": jsonable(H),
-                        "effective_paths": jsonable(math.exp(H)) if math.isfinite(H) else jsonable(H),
+                        "effective_paths": jsonable(math.exp(H) if not H > 709 else math.inf),  # past float range
+                        "log10_effective_paths": jsonable(H / math.log(10)),
                         "drawn_share": shares},
             "notes": notes}
 

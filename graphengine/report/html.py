@@ -48,10 +48,7 @@ MODES = (("grad_norm", "|gradient|"), ("grad_x_input", "gradient·input"), ("max
 def render_html(result, tokens: Optional[Sequence[str]] = None, start=None, title: str = "graphengine report",
                 subtitle: str = "") -> str:
     """The page as a string (see the module docstring); arguments as for :func:`figures`."""
-    data = figures(result, tokens=tokens, start=start)
-    data["schema_version"] = REPORT_SCHEMA_VERSION
-    data["title"] = title
-    return _page(data, title, subtitle)
+    return page_from_figures(figures(result, tokens=tokens, start=start), title, subtitle)
 
 
 def write_html(result, path: str, tokens: Optional[Sequence[str]] = None, start=None,
@@ -78,14 +75,17 @@ def _fmt(v) -> str:
     return f"{v:.6g}"
 
 
-def _page(data: Dict, title: str, subtitle: str) -> str:
+def page_from_figures(data: Dict, title: str, subtitle: str = "") -> str:
+    """The page for :func:`figures` data (``render_html`` without the computation)."""
+    data = {**data, "schema_version": REPORT_SCHEMA_VERSION, "title": title}
     e = html.escape
     s = data["summary"]
     chosen = data["chosen"]
     share = s["drawn_share"][chosen] if s["drawn_share"] else None
     cards = [("QoI", s["qoi"], f"{data['qoi_node']}"), ("Z", s["Z"], "Σ|product| over all paths from the start node"),
              ("entropy H", s["entropy"], "nats, pooled over the start node"),
-             ("exp(H)", s["effective_paths"], "effective number of paths"),
+             ("exp(H)", s["effective_paths"] if s["effective_paths"] != "inf" else
+              f"10^{s['log10_effective_paths']:.1f}", "effective number of paths"),
              ("share of Z drawn", share, "Σ|product| of the drawn paths / Z")]
     card_html = "".join(
         f'<div class="card"><div class="k">{e(k)}</div><div class="v" id="card-{i}">{e(_fmt(v))}</div>'
