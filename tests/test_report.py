@@ -216,6 +216,11 @@ def test_attribution_graph_outputs(bert_result):
     assert all(link["source"] in ids and link["target"] in ids for link in doc["links"])
     assert sum(1 for n in doc["nodes"] if n["is_target_logit"]) == 1
     check_circuit_tracer_schema(doc)
+    one = attribution_graph(bert_result, tokens=TOKENS, positions=[2])
+    assert one.num_paths == 3 and one.meta["positions"] == [2]
+    assert {n["position"] for n in one.nodes.values() if n["component"] == "embedding"} == {2}
+    with pytest.raises(ValueError, match="positions 0..4"):
+        attribution_graph(bert_result, tokens=TOKENS, positions=[5])
 
 
 def test_attribution_graph_when_heads_equal_tokens():

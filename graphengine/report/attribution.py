@@ -180,7 +180,9 @@ def attribution_graph(result, tokens: Optional[Sequence[str]] = None, positions:
     semiring = semiring or kbest_name(result.semirings) or "max"
     axis, T, labels = position_layout(graph, sid, tokens)
     starts = best_starts(result, sid, semiring, axis, T)
-    chosen = [t for t in range(T) if starts[t] is not None] if positions is None else list(positions)
+    chosen = [t for t in range(T) if starts[t] is not None] if positions is None else [int(t) for t in positions]
+    if any(not 0 <= t < T for t in chosen):
+        raise ValueError(f"positions {chosen}: the start node has positions 0..{T - 1}")
     paths = []
     for t in chosen:
         if starts[t] is None:
@@ -193,21 +195,21 @@ def attribution_graph(result, tokens: Optional[Sequence[str]] = None, positions:
     paths = [(t, p) for t, p in paths if id(p) in unique]
     bert = any(_LAYER.search(n.scope or "") for n in graph.nodes)
     ag = AttributionGraph(tokens=labels, meta={"start": snode.name, "qoi_node": graph.nodes[result.qoi_node].name,
-                                               "semiring": semiring, "positions": [int(t) for t in chosen]})
+                                               "semiring": semiring, "positions": chosen})
     edges: Dict[Tuple[str, str], Dict] = {}
     for t, p in paths:
         w = float(p.weight)
         keys = _rolled_up(p, t, graph, T, result.qoi_node, bert)
         for k in dict.fromkeys(keys):
-            nid = _node_id(k, labels)
+            nid = _node_id(k)
             n = ag.nodes.setdefault(nid, {"layer": k[0], "position": k[1], "component": k[2],
                                           "label": _label(k, labels), "weight": 0.0, "abs_weight": 0.0, "paths": 0})
             n["weight"] += w
             n["abs_weight"] += abs(w)
             n["paths"] += 1
         for a, b in zip(keys, keys[1:]):
-            e = edges.setdefault((_node_id(a, labels), _node_id(b, labels)),
-                                 {"source": _node_id(a, labels), "target": _node_id(b, labels),
+            e = edges.setdefault((_node_id(a), _node_id(b)),
+                                 {"source": _node_id(a), "target": _node_id(b),
                                   "weight": 0.0, "abs_weight": 0.0, "paths": 0})
             e["weight"] += w
             e["abs_weight"] += abs(w)
@@ -249,7 +251,7 @@ def _position(step, graph, T: int) -> Optional[int]:
     return int(step.element[axes[0]]) if len(axes) == 1 else None
 
 
-def _node_id(key: Key, tokens: Sequence[str]) -> str:
+def _node_id(key: Key) -> str:
     layer, pos, comp = key
     parts = ([] if layer is None else [f"L{layer}"]) + [comp]
     return ".".join(parts) + ("" if pos is None else f"@{pos}")
