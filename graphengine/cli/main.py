@@ -8,6 +8,8 @@
                       [--wrt NAME ...] [-o OUT.npz]
     graphengine analyze FILE --qoi QOI --semiring max,entropy,kbest:5 [--granularity scalar|paper]
                       [--nodes NAME ...] [--from NAME ...] [--inputs ...] [--input ...] [-o OUT.json]
+                      [--html REPORT.html] [--graph-json GRAPH.json] [--dot GRAPH.dot]
+                      [--tokens TOKENS | --tokenizer DIR|minilm]   (see graphengine.report.cli)
     graphengine demo [--model auto|minilm|builtin] [--text "..."]
     graphengine export torch|hf|onnx ...   (see graphengine.cli.export)
     graphengine experiment NAME [--out DIR] [--quick] [--seed S] [--no-progress] [NAME's options]
@@ -345,7 +347,8 @@ def _analyze(args, out) -> int:
     from ..errors import QoIError
     from ..semirings import get_semiring
 
-    _check_output_path(args.output, args.file, args.inputs)
+    for path in (args.output, args.html, args.graph_json, args.dot):
+        _check_output_path(path, args.file, args.inputs)
     names = _parse_semirings(args.semiring)
     qoi = parse(args.qoi)
     g = _load_graph(args.file)
@@ -391,6 +394,11 @@ def _analyze(args, out) -> int:
     if args.output:
         files.write_json(args.output, {"file": args.file, **report}, default=_json_default)
         w(f"wrote {args.output}\n")
+    from ..report.cli import wanted, write_outputs
+
+    if wanted(args):
+        for line in write_outputs(args, g, acts, qoi, files.write_text):
+            w(line + "\n")
     return 0
 
 
@@ -475,6 +483,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--inputs", metavar="FEEDS.npz", help=".npz of input values keyed by input name")
     p.add_argument("--input", action="append", metavar="NAME=JSON", help="one input value as JSON (repeatable)")
     p.add_argument("-o", "--output", metavar="OUT.json", help="write the report as JSON (atomically)")
+    from ..report.cli import add_arguments as add_report_arguments
+
+    add_report_arguments(p)
 
     p = sub.add_parser("demo", help="analyze a sentence with all-MiniLM-L6-v2 (or the built-in model)")
     p.add_argument("--model", choices=("auto", "minilm", "builtin"), default="auto",
