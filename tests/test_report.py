@@ -15,7 +15,7 @@ import pytest
 
 from graphengine.engine import forward, select
 from graphengine.ir import save
-from graphengine.models.builders import BertConfig, bert_feeds, build_bert, random_bert_weights
+from graphengine.models import BertConfig, bert_feeds, build_bert, random_bert_weights
 from graphengine.paths import k_best_paths
 from graphengine.report import attribution_graph, figures, render_html, report_backward, write_html
 from graphengine.report.figures import best_starts, position_layout, start_node

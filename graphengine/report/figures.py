@@ -50,14 +50,14 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-from ..analysis.kqv import BRANCHES, COLUMNS, KQVError, find_layer_inputs, kqv_credits
+from ..analysis.entropy import pooled_entropy
+from ..analysis.kqv import BRANCHES, COLUMNS, SHORT, KQVError, find_layer_inputs, kqv_credits
 from ..engine import backward
 from ..ir.dtypes import is_float
 from ..paths import k_best_paths, top_path
 
 MAX_POSITIONS = 512  # positions shown when every element of the start node is one
 STATS = ("grad_norm", "grad_x_input", "max_plus", "entropy")
-SHORT = {"query": "Q", "key": "K", "value": "V", "skip": "skip", "other": "other"}
 
 
 def start_node(graph) -> int:
@@ -174,13 +174,6 @@ def _by_position(a, axis: Optional[int], positions: int) -> np.ndarray:
     return np.moveaxis(a, axis, 0).reshape(positions, -1)
 
 
-def _pooled_entropy(Z: np.ndarray, R: np.ndarray) -> np.ndarray:
-    """Per row: ΣR/ΣZ + log ΣZ (0 where ΣZ = 0, NaN stays NaN)."""
-    z, r = Z.sum(axis=-1), R.sum(axis=-1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(z == 0, np.where(np.isnan(r), np.nan, 0.0), r / z + np.log(z))
-
-
 def figures(result, tokens: Optional[Sequence[str]] = None, start=None, max_traced_positions: int = 64) -> Dict:
     """Everything the report draws, as JSON-able data (see the module docstring).
 
@@ -207,16 +200,16 @@ def figures(result, tokens: Optional[Sequence[str]] = None, start=None, max_trac
     with np.errstate(invalid="ignore", over="ignore"):
         stats = {"grad_norm": np.sqrt(np.sum(grad * grad, axis=-1)), "grad_x_input": np.sum(grad * x, axis=-1),
                  "max_plus": np.max(mplus, axis=-1),
-                 "entropy": _pooled_entropy(Z, R)}
+                 "entropy": pooled_entropy(Z, R, axis=-1)}
     total_Z = float(Z.sum())
-    H = float(_pooled_entropy(Z.reshape(1, -1), R.reshape(1, -1))[0])
+    H = pooled_entropy(Z, R)
 
     branches, flow = None, None
     if layers and axis is not None and graph.nodes[layers[0].node].shape[-2] == T:
         credits = kqv_credits(result, "max")
-        branches = [[SHORT[COLUMNS[b]] if b >= 0 else "" for b in credits.branch[:, 0, t]] for t in range(T)]
+        branches = [[SHORT[b] if b >= 0 else "" for b in credits.branch[:, 0, t]] for t in range(T)]
         share = np.stack([(credits.branch[:, 0, :] == c).mean(axis=-1) for c in range(len(BRANCHES))], axis=-1)
-        flow = {"layers": list(credits.layers), "branches": [SHORT[b] for b in BRANCHES],
+        flow = {"layers": list(credits.layers), "branches": list(SHORT[:len(BRANCHES)]),
                 "top_share": share.tolist(),
                 "mean_mplus": [[jsonable(v) for v in row] for row in credits.oplus[:, 0, :, :len(BRANCHES)].mean(1)]}
 
@@ -283,7 +276,7 @@ def _draw(path, rank: int, graph, layers, T: int, qoi_node: int) -> Dict:
         if st.node in by_node:
             row, li = by_node[st.node]
             nxt = path.steps[i + 1].node if i + 1 < len(path.steps) else None
-            points.append([row, st.element[-2], SHORT[li.branches.get(nxt, "other")]])  # [..., T, H]
+            points.append([row, st.element[-2], SHORT[COLUMNS.index(li.branches.get(nxt, "other"))]])  # [..., T, H]
     if layers:
         shape = graph.nodes[qoi_node].shape
         a = position_axis(shape, T)

@@ -55,15 +55,13 @@ def write_html(result, path: str, tokens: Optional[Sequence[str]] = None, start=
                title: str = "graphengine report", subtitle: str = "", writer=None) -> str:
     """Write :func:`render_html`'s page to ``path``; returns ``path``.
 
-    ``writer(path, text)`` does the writing (the command line passes its atomic writer); by
-    default the file is written directly as UTF-8.
+    ``writer(path, text)`` does the writing; by default :func:`graphengine.io.write_text`
+    (atomic: a failed write leaves nothing behind and never clobbers an existing file).
     """
+    from ..io import write_text
+
     page = render_html(result, tokens=tokens, start=start, title=title, subtitle=subtitle)
-    if writer is None:
-        with open(path, "w", encoding="utf-8") as f:
-            f.write(page)
-    else:
-        writer(path, page)
+    (writer or write_text)(path, page)
     return path
 
 
