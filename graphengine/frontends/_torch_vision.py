@@ -6,8 +6,8 @@ adaptive average pooling (the IR ops of :mod:`graphengine.ir.ops.windows` and
 ``[C_out, 1, …]``); batch norm becomes one ``batch_norm`` node (per-channel tensors reshaped to
 ``[C, 1, …]``); ``max_pool*_with_indices`` becomes ``max_pool`` (the indices output is not
 supported); ``avg_pool*`` and ``_adaptive_avg_pool*`` become ``windows`` → ``window_mean`` with
-torch's divisor as a constant. Transposed convolutions and training-mode batch norm are
-reported as unsupported.
+torch's divisor as a constant. Transposed convolutions are reported as unsupported; batch norm
+is always in eval mode (:func:`~graphengine.frontends.torch.from_torch` exports ``model.eval()``).
 
 >>> sorted(n for n in vision_converters() if "pool2d" in n)
 ['aten._adaptive_avg_pool2d.default', 'aten.avg_pool2d.default', 'aten.max_pool2d.default', 'aten.max_pool2d_with_indices.default']
@@ -60,33 +60,22 @@ def _conv_convolution(cv, a):
 
 
 def _batch_norm(cv, a):
-    torch = import_torch()
     x = cv.node(a["input"])
-    if a.get("running_mean") is None or a.get("running_var") is None:
-        raise Unsup("batch norm without running statistics")
-    channels = x.shape[1] if len(x.shape) > 1 else 0
-    ndim = len(x.shape)
-    ones = lambda v: torch.full((channels,), float(v), dtype=a["running_var"].tensor.dtype  # noqa: E731
-                                if isinstance(a["running_var"], Const) else torch.float32)
-    weight = a.get("weight")
-    bias = a.get("bias")
-    weight = Const(ones(1.0), f"{cv.fx.name}.ones", cv.scope) if weight is None else weight
-    bias = Const(ones(0.0), f"{cv.fx.name}.zeros", cv.scope) if bias is None else bias
-    parts = [_per_channel(cv, v, ndim) for v in (weight, bias, a["running_mean"], a["running_var"])]
+    if len(x.shape) < 2 or a.get("running_mean") is None or a.get("running_var") is None:
+        raise Unsup(f"batch norm of a {list(x.shape)} input without running statistics")
+    stats = a["running_var"]
+    like = stats.tensor if isinstance(stats, Const) else import_torch().zeros(x.shape[1])
+    weight, bias = a.get("weight"), a.get("bias")
+    if weight is None:                                    # affine=False
+        weight = Const(like.new_ones(x.shape[1]), f"{cv.fx.name}.ones", cv.scope)
+    if bias is None:
+        bias = Const(like.new_zeros(x.shape[1]), f"{cv.fx.name}.zeros", cv.scope)
+    parts = [_per_channel(cv, v, len(x.shape)) for v in (weight, bias, a["running_mean"], stats)]
     return cv.emit("batch_norm", x, *parts, eps=float(a["eps"]))
 
 
 def _conv_bn_no_training(cv, a):
     return (_batch_norm(cv, a), UNSUPPORTED, UNSUPPORTED)
-
-
-def _conv_bn_with_flag(multi):
-    def conv(cv, a):
-        if a.get("training"):
-            raise Unsup("training-mode batch norm (export the model in eval mode)")
-        out = _batch_norm(cv, a)
-        return (out, UNSUPPORTED, UNSUPPORTED) if multi else out
-    return conv
 
 
 def _max_pool(n, with_indices):
@@ -130,9 +119,7 @@ def _adaptive_avg_pool(n):
 def vision_converters() -> Dict[str, Callable]:
     """ATen op name → converter, merged into :func:`graphengine.frontends._torch_ops.converters`."""
     table: Dict[str, Callable] = {"aten.convolution.default": _conv_convolution,
-                                  "aten._native_batch_norm_legit_no_training.default": _conv_bn_no_training,
-                                  "aten.native_batch_norm.default": _conv_bn_with_flag(True),
-                                  "aten.batch_norm.default": _conv_bn_with_flag(False)}
+                                  "aten._native_batch_norm_legit_no_training.default": _conv_bn_no_training}
     for n in (1, 2, 3):
         table[f"aten.max_pool{n}d_with_indices.default"] = _max_pool(n, True)
         table[f"aten.avg_pool{n}d.default"] = _avg_pool(n)
