@@ -188,11 +188,14 @@ def test_cnn_and_vit_analyze_an_image_from_the_cli(factories, tmp_path, capsys):
         def make():
             return transformers.ViTForImageClassification.from_pretrained({str(vit_dir)!r}).eval()
     """))
-    vit = tmp_path / "vit.ge"
-    assert main(["export", "torch", f"{factory}:make", "--example", "float32[1,3,8,8]", "-o", str(vit)]) == 0
+    vit, picture = tmp_path / "vit.ge", tmp_path / "picture.npy"
+    pixels = np.random.default_rng(6).normal(size=(1, 3, 8, 8)).astype("float32")
+    np.save(picture, pixels)
+    assert main(["export", "torch", f"{factory}:make", "--example", str(picture), "-o", str(vit)]) == 0
     g = ge.load(str(vit))
     (inp,) = g.inputs()
-    np.savez(image, **{inp.name: np.random.default_rng(6).normal(size=(1, 3, 8, 8)).astype("float32")})
+    assert inp.shape == (1, 3, 8, 8) and inp.dtype == "float32"
+    np.savez(image, **{inp.name: pixels})
     report = tmp_path / "vit.json"
     assert main(["analyze", str(vit), "--inputs", str(image), "--qoi", "logits[0,2]",
                  "--semiring", "real,max,entropy", "--nodes", inp.name, "-o", str(report)]) == 0
@@ -200,3 +203,6 @@ def test_cnn_and_vit_analyze_an_image_from_the_cli(factories, tmp_path, capsys):
     steps = doc["paths"]["max"][0]["steps"]
     assert steps[1]["scope"] == "vit.embeddings.patch_embeddings.projection" and steps[-1]["name"] == "logits"
     capsys.readouterr()
+    assert main(["export", "torch", f"{factory}:make", "--example", str(tmp_path / "none.npy"), "-o", str(vit)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("graphengine: error: --example") and "no such file" in err and err.count("\n") == 1
