@@ -203,6 +203,6 @@ def test_cnn_and_vit_analyze_an_image_from_the_cli(factories, tmp_path, capsys):
     steps = doc["paths"]["max"][0]["steps"]
     assert steps[1]["scope"] == "vit.embeddings.patch_embeddings.projection" and steps[-1]["name"] == "logits"
     capsys.readouterr()
-    assert main(["export", "torch", f"{factory}:make", "--example", str(tmp_path / "none.npy"), "-o", str(vit)]) == 2
+    assert main(["export", "torch", f"{path}:make_cnn", "--example", str(tmp_path / "none.npy"), "-o", str(cnn)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("graphengine: error: --example") and "no such file" in err and err.count("\n") == 1
