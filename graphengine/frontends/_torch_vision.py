@@ -17,8 +17,6 @@ from __future__ import annotations
 
 from typing import Callable, Dict
 
-import numpy as np
-
 from ..ir import Node
 from ..ir.ops.windows import adaptive_divisor, avg_pool_divisor
 from ._torch_ops import UNSUPPORTED, Const, Unsup, import_torch

@@ -21,7 +21,7 @@ the path through a tied window is the one torch sends the gradient along. A NaN 
 is its maximum (NaN in, NaN out).
 
 >>> import numpy as np
->>> from graphengine.ir import Graph
+>>> from graphengine.ir import Graph, get_op
 >>> from graphengine.engine import forward
 >>> g = Graph(); x = g.input("x", (1, 1, 4))
 >>> w = g.call("windows", x, kernel=[3], padding=[1], name="w")
@@ -37,13 +37,12 @@ is its maximum (NaN in, NaN out).
 
 from __future__ import annotations
 
-import math
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Sequence
 
 import numpy as np
 
 from ..jacobian import Movement, Reduction
-from ..registry import Attr, OpDef, ShapeError, TensorType, get_op, register_op
+from ..registry import Attr, OpDef, ShapeError, TensorType, register_op
 from ._common import require_float
 
 __all__ = ["avg_pool_divisor", "adaptive_divisor", "window_positions"]
@@ -229,7 +228,6 @@ def avg_pool_divisor(spatial: Sequence[int], kernel, stride=None, padding=None, 
     >>> avg_pool_divisor([4], [3], [2], [1], ceil_mode=True).tolist()   # last window overhangs the padding
     [3.0, 3.0, 2.0]
     """
-    n = len(spatial)
     attrs = {"kernel": list(kernel), "stride": list(stride) if stride else list(kernel),
              "padding": list(padding) if padding else None, "ceil_mode": ceil_mode}
     kernel, stride, padding, _ = _geometry(attrs, spatial)
@@ -241,12 +239,10 @@ def avg_pool_divisor(spatial: Sequence[int], kernel, stride=None, padding=None, 
             counts.append(end - start)
         else:
             counts.append(np.minimum(end, size) - np.maximum(start, 0))
-    div = np.ones([len(c) for c in counts])
-    for i, c in enumerate(counts):
-        div = div * c.reshape([-1 if j == i else 1 for j in range(n)])
+    div = _outer_product(counts)
     if divisor_override:
         div = np.full(div.shape, float(divisor_override))
-    return div.astype(np.float64)
+    return div
 
 
 def adaptive_divisor(spatial: Sequence[int], output_size: Sequence[int]) -> np.ndarray:
@@ -255,11 +251,15 @@ def adaptive_divisor(spatial: Sequence[int], output_size: Sequence[int]) -> np.n
     >>> adaptive_divisor([5], [2]).tolist()
     [3.0, 3.0]
     """
-    counts = [(p >= 0).sum(axis=1) for p in window_positions(spatial, {"output_size": list(output_size)})]
-    div = np.ones([len(c) for c in counts])
+    return _outer_product([(p >= 0).sum(axis=1) for p in window_positions(spatial, {"output_size": list(output_size)})])
+
+
+def _outer_product(counts) -> np.ndarray:
+    """``out[i, j, …] = counts[0][i] · counts[1][j] · …`` in float64."""
+    out = np.ones([len(c) for c in counts])
     for i, c in enumerate(counts):
-        div = div * c.reshape([-1 if j == i else 1 for j in range(len(counts))])
-    return div
+        out = out * np.asarray(c, dtype=np.float64).reshape([-1 if j == i else 1 for j in range(len(counts))])
+    return out
 
 
 def _window_mean_infer(types, attrs):
