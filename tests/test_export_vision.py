@@ -46,7 +46,7 @@ CNN_SOURCE = textwrap.dedent("""
         net = nn.Sequential(
             nn.Conv1d(4, 6, 3, stride=2, padding=2, dilation=2, groups=2), nn.BatchNorm1d(6, affine=False), nn.ReLU(),
             nn.MaxPool1d(3, stride=2, padding=1), nn.AvgPool1d(2, ceil_mode=True),
-            nn.AdaptiveAvgPool1d(3), nn.Flatten(), nn.Linear(18, 2))
+            nn.AdaptiveMaxPool1d(4), nn.AdaptiveAvgPool1d(3), nn.Flatten(), nn.Linear(18, 2))
         with torch.no_grad():
             net[1].running_mean.normal_(); net[1].running_var.uniform_(0.5, 2.0)
         return net.eval()
@@ -123,7 +123,8 @@ def test_cnn_matches_torch(factories, dtype):
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_conv1d_matches_torch(factories, dtype):
     g, _, _ = _check_parity(factories[1]["make_conv1d"](), np.random.default_rng(3).normal(size=(2, 4, 17)), dtype)
-    assert [len(n.attrs["kernel"]) for n in g if n.op == "max_pool"] == [2]    # torch lowers 1-d pools to 2-d
+    pools = [n.attrs for n in g if n.op == "max_pool"]             # torch lowers 1-d max pools to 2-d
+    assert [len(a["kernel"] or []) for a in pools] == [2, 0] and pools[1]["output_size"] == [1, 4]
     assert [len(n.attrs["kernel"]) for n in g if n.op == "windows" and n.attrs["kernel"]][:1] == [1]
 
 

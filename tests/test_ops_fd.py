@@ -96,6 +96,7 @@ CASES = [
     ("max_pool-1d-pad", "max_pool", [normal((1, 2, 5))], {"kernel": [3], "stride": [2], "padding": [1]}),
     ("max_pool-2d-ceil-dilation", "max_pool", [normal((1, 1, 4, 5))],
      {"kernel": [2, 2], "stride": [2, 1], "dilation": [1, 2], "ceil_mode": True}),
+    ("max_pool-adaptive", "max_pool", [normal((1, 1, 3, 5))], {"output_size": [2, 3]}),
     ("window_mean", "window_mean", [normal((1, 2, 3, 2)), const([2.0, 3.0, 3.0])], {"spatial": 1}),
     ("batch_norm", "batch_norm", [normal((2, 3, 2)), normal((3, 1)), normal((3, 1)), const([[0.5], [-1.0], [0.0]]),
                                   const([[0.5], [2.0], [1.0]])], {"eps": 1e-3}),

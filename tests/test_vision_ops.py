@@ -107,6 +107,10 @@ def test_max_pool_matches_torch_including_ceil_mode_and_dilation():
         np.testing.assert_array_equal(y, want.numpy())
         plane = np.arange(2 * 3).reshape(2, 3, 1, 1) * 7 * 6        # torch's indices are per (n, c) plane
         np.testing.assert_array_equal(index, want_index.numpy() + plane)
+    y, index = _pool(x, output_size=[3, 4])                       # adaptive: windows of unequal sizes
+    want, want_index = torch.nn.functional.adaptive_max_pool2d(torch.from_numpy(x), [3, 4], return_indices=True)
+    np.testing.assert_array_equal(y, want.numpy())
+    np.testing.assert_array_equal(index, want_index.numpy() + np.arange(6).reshape(2, 3, 1, 1) * 7 * 6)
 
 
 @pytest.mark.parametrize("ceil,include", [(False, True), (True, True), (True, False)])
@@ -154,6 +158,7 @@ def test_tiny_cnn_same_on_every_device():
     ("windows", {"kernel": [2, 2]}, (1, 1, 4), r"needs an input \[N, C, S, S\]"),
     ("max_pool", {"kernel": [2], "padding": [2]}, (1, 1, 6), "at most half the kernel"),
     ("windows", {"kernel": [2], "stride": [0]}, (1, 1, 4), "must be positive"),
+    ("max_pool", {"output_size": [2], "padding": [1]}, (1, 1, 4), "adaptive windows .output_size. take no padding"),
 ])
 def test_bad_geometry_is_one_line_naming_the_node(op, attrs, shape, match):
     g = Graph()

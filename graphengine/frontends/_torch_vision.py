@@ -4,8 +4,8 @@ adaptive average pooling (the IR ops of :mod:`graphengine.ir.ops.windows` and
 
 ``aten.convolution`` becomes ``windows`` → ``conv`` (→ ``add`` of the bias reshaped to
 ``[C_out, 1, …]``); batch norm becomes one ``batch_norm`` node (per-channel tensors reshaped to
-``[C, 1, …]``); ``max_pool*_with_indices`` becomes ``max_pool`` (the indices output is not
-supported); ``avg_pool*`` and ``_adaptive_avg_pool*`` become ``windows`` → ``window_mean`` with
+``[C, 1, …]``); ``max_pool*_with_indices`` and ``adaptive_max_pool*`` become ``max_pool`` (the indices output
+is not supported); ``avg_pool*`` and ``_adaptive_avg_pool*`` become ``windows`` → ``window_mean`` with
 torch's divisor as a constant. Transposed convolutions are reported as unsupported; batch norm
 is always in eval mode (:func:`~graphengine.frontends.torch.from_torch` exports ``model.eval()``).
 
@@ -87,6 +87,14 @@ def _max_pool(n, with_indices):
     return conv
 
 
+def _adaptive_max_pool(n):
+    def conv(cv, a):
+        x = _spatial(cv, a["self"], n, f"adaptive_max_pool{n}d")
+        size = [int(s) if s is not None else x.shape[2 + i] for i, s in enumerate(_ints(a["output_size"], n))]
+        return (cv.emit("max_pool", x, output_size=size), UNSUPPORTED)
+    return conv
+
+
 def _avg_pool(n):
     def conv(cv, a):
         torch = import_torch()
@@ -124,6 +132,8 @@ def vision_converters() -> Dict[str, Callable]:
     table["aten.max_pool1d.default"] = _max_pool(1, False)
     table["aten.max_pool2d.default"] = _max_pool(2, False)
     table["aten.max_pool3d.default"] = _max_pool(3, False)
+    for n in (1, 2, 3):
+        table[f"aten.adaptive_max_pool{n}d.default"] = _adaptive_max_pool(n)
     table["aten.adaptive_avg_pool1d.default"] = _adaptive_avg_pool(1)
     table["aten._adaptive_avg_pool2d.default"] = _adaptive_avg_pool(2)
     table["aten._adaptive_avg_pool3d.default"] = _adaptive_avg_pool(3)

@@ -63,6 +63,9 @@ def _geometry(attrs, spatial: Sequence[int]):
     """Per axis ``(kernel, stride, padding, dilation)``, checked; ``None`` in adaptive mode."""
     n = len(spatial)
     if attrs.get("output_size") is not None:
+        given = [k for k in ("kernel", "stride", "padding", "dilation") if attrs.get(k) is not None]
+        if given or attrs.get("ceil_mode"):
+            raise ShapeError(f"adaptive windows (output_size) take no {', '.join(given) or 'ceil_mode'}")
         return None
     kernel = _per_axis(attrs["kernel"], n, "kernel", 1)
     stride = _per_axis(attrs.get("stride"), n, "stride", 1)
@@ -95,7 +98,7 @@ def window_positions(spatial: Sequence[int], attrs) -> List[np.ndarray]:
     """
     spatial = [int(s) for s in spatial]
     out = []
-    if attrs.get("output_size") is not None:
+    if _geometry(attrs, spatial) is None:
         sizes = _per_axis(attrs["output_size"], len(spatial), "output_size", 1)
         for size, o_size in zip(spatial, sizes):
             if o_size < 1 or size < 1:
@@ -179,6 +182,8 @@ register_op(OpDef(
 # ------------------------------------------------------------------ max_pool
 def _pool_attrs(attrs):
     """torch's default: stride = kernel."""
+    if attrs.get("output_size") is not None:
+        return attrs
     return dict(attrs, stride=attrs["stride"] if attrs.get("stride") else attrs["kernel"])
 
 
@@ -200,7 +205,7 @@ def _max_pool_argmax(x: np.ndarray, attrs) -> np.ndarray:
 def _max_pool_infer(types, attrs):
     require_float(types, "max_pool")
     n = _check_input(types[0], attrs, "max_pool")
-    if attrs.get("padding") is not None:
+    if attrs.get("padding") is not None and attrs.get("output_size") is None:
         kernel = _per_axis(attrs["kernel"], n, "kernel", 1)
         padding = _per_axis(attrs["padding"], n, "padding", 0)
         if any(2 * p > k for p, k in zip(padding, kernel)):
@@ -213,9 +218,9 @@ register_op(OpDef(
     "max_pool", "movement", 1, 1, _max_pool_infer,
     lambda xs, a: _gather(xs[0], _max_pool_argmax(xs[0], a), -np.inf),
     lambda slot, xs, y, a: Movement(_max_pool_argmax(xs[0], a)),
-    attrs=dict(_GEOMETRY),
-    doc="max over sliding windows (stride default = kernel); one weight-one edge from the window's "
-        "maximum (ties: lowest input index)"))
+    attrs=dict(_GEOMETRY, output_size=Attr("ints")),
+    doc="max over sliding windows (stride default = kernel; output_size: adaptive); one weight-one edge "
+        "from the window's maximum (ties: lowest input index)"))
 
 
 # ------------------------------------------------------------------ window_mean
