@@ -9,8 +9,9 @@ is not supported); ``avg_pool*`` and ``_adaptive_avg_pool*`` become ``windows`` 
 torch's divisor as a constant. Transposed convolutions are reported as unsupported; batch norm
 is always in eval mode (:func:`~graphengine.frontends.torch.from_torch` exports ``model.eval()``).
 
->>> sorted(n for n in vision_converters() if "pool2d" in n)
-['aten._adaptive_avg_pool2d.default', 'aten.avg_pool2d.default', 'aten.max_pool2d.default', 'aten.max_pool2d_with_indices.default']
+>>> sorted(n for n in vision_converters() if "pool2d" in n)  # doctest: +NORMALIZE_WHITESPACE
+['aten._adaptive_avg_pool2d.default', 'aten.adaptive_max_pool2d.default', 'aten.avg_pool2d.default',
+ 'aten.max_pool2d.default', 'aten.max_pool2d_with_indices.default']
 """
 
 from __future__ import annotations
