@@ -128,6 +128,30 @@ def test_conv1d_matches_torch(factories, dtype):
     assert [len(n.attrs["kernel"]) for n in g if n.op == "windows" and n.attrs["kernel"]][:1] == [1]
 
 
+def test_conv3d_and_3d_pools_match_torch():
+    torch.manual_seed(2)
+    net = nn.Sequential(nn.Conv3d(2, 3, (2, 3, 2), stride=(1, 2, 1), padding=(1, 0, 1)), nn.ReLU(),
+                        nn.MaxPool3d(2, ceil_mode=True), nn.AvgPool3d((1, 2, 2), padding=(0, 1, 1)),
+                        nn.AdaptiveAvgPool3d((1, 2, 1)), nn.Flatten(), nn.Linear(6, 2))
+    _check_parity(net, np.random.default_rng(7).normal(size=(1, 2, 4, 7, 5)), "float64")
+
+
+def test_cnn_under_every_policy_and_granularity(factories):
+    model = factories[1]["make_cnn"]().double()
+    x = torch.from_numpy(np.random.default_rng(8).normal(size=(1, 3, 9, 9)))
+    grads = []
+    for policy in ("fused", "paper"):
+        g = from_torch(model, (x,), decompose=policy)
+        assert g.meta["decomposition"] == policy
+        acts = forward(g, {"input": x.numpy()})
+        for granularity in ("scalar", "paper"):
+            r = backward(g, acts, weighted(g.nodes[g.outputs[0]].name, np.ones((1, 4))),
+                         semirings=["real", "max", "entropy"], granularity=granularity)
+            grads.append(r.grad("input"))
+    for grad in grads[1:]:
+        np.testing.assert_allclose(grad, grads[0], rtol=1e-10, atol=1e-12 * np.abs(grads[0]).max())
+
+
 def _vit_dir(tmp_path):
     transformers = pytest.importorskip("transformers")
     cfg = transformers.ViTConfig(image_size=8, patch_size=4, num_channels=3, hidden_size=16, num_hidden_layers=2,
