@@ -136,6 +136,14 @@ def test_conv3d_and_3d_pools_match_torch():
     _check_parity(net, np.random.default_rng(7).normal(size=(1, 2, 4, 7, 5)), "float64")
 
 
+def test_unbatched_image_and_reflect_padding_match_torch():
+    torch.manual_seed(3)
+    net = nn.Sequential(nn.Conv2d(2, 3, 3, padding=1, padding_mode="reflect"), nn.MaxPool2d(2),
+                        nn.AvgPool2d(2, stride=1), nn.AdaptiveAvgPool2d((2, 1)), nn.AdaptiveMaxPool2d(1))
+    g, _, _ = _check_parity(net, np.random.default_rng(9).normal(size=(2, 8, 7)), "float64")
+    assert g.inputs()[0].shape == (2, 8, 7) and g.nodes[g.outputs[0]].shape == (3, 1, 1)
+
+
 def test_cnn_under_every_policy_and_granularity(factories):
     model = factories[1]["make_cnn"]().double()
     x = torch.from_numpy(np.random.default_rng(8).normal(size=(1, 3, 9, 9)))

@@ -6,7 +6,8 @@ adaptive average pooling (the IR ops of :mod:`graphengine.ir.ops.windows` and
 ``[C_out, 1, …]``); batch norm becomes one ``batch_norm`` node (per-channel tensors reshaped to
 ``[C, 1, …]``); ``max_pool*_with_indices`` and ``adaptive_max_pool*`` become ``max_pool`` (the indices output
 is not supported); ``avg_pool*`` and ``_adaptive_avg_pool*`` become ``windows`` → ``window_mean`` with
-torch's divisor as a constant. Transposed convolutions are reported as unsupported; batch norm
+torch's divisor as a constant. An unbatched ``[C, *spatial]`` input gets a batch axis of 1 around
+the op (``unsqueeze`` … ``squeeze``). Transposed convolutions are reported as unsupported; batch norm
 is always in eval mode (:func:`~graphengine.frontends.torch.from_torch` exports ``model.eval()``).
 
 >>> sorted(n for n in vision_converters() if "pool2d" in n)  # doctest: +NORMALIZE_WHITESPACE
@@ -29,10 +30,18 @@ def _ints(v, n):
 
 
 def _spatial(cv, x, n, what):
+    """``(node [N, C, *spatial], unbatched)``: torch's pools also take an unbatched
+    ``[C, *spatial]`` input, which gets a batch axis of 1 (removed again by :func:`_rebatch`)."""
     node = cv.node(x)
+    if len(node.shape) == n + 1:
+        return cv.emit("unsqueeze", node, dim=0), True
     if len(node.shape) != n + 2:
         raise Unsup(f"{what} on an input of shape {list(node.shape)} (needs [N, C, {n} spatial dims])")
-    return node
+    return node, False
+
+
+def _rebatch(cv, y, unbatched):
+    return cv.emit("squeeze", y, dims=[0]) if unbatched else y
 
 
 def _per_channel(cv, value, ndim):
@@ -49,13 +58,13 @@ def _conv_convolution(cv, a):
     weight = a["weight"]
     kernel = [int(s) for s in (weight.shape if isinstance(weight, Node) else weight.tensor.shape)[2:]]
     n = len(kernel)
-    x = _spatial(cv, a["input"], n, "convolution")
+    x, unbatched = _spatial(cv, a["input"], n, "convolution")
     win = cv.emit("windows", x, kernel=kernel, stride=_ints(a["stride"], n), padding=_ints(a["padding"], n),
                   dilation=_ints(a["dilation"], n))
     y = cv.emit("conv", win, weight, groups=int(a["groups"]))
     if a.get("bias") is not None:
         y = cv.emit("add", y, _per_channel(cv, a["bias"], len(y.shape)))
-    return y
+    return _rebatch(cv, y, unbatched)
 
 
 def _batch_norm(cv, a):
@@ -79,47 +88,47 @@ def _conv_bn_no_training(cv, a):
 
 def _max_pool(n, with_indices):
     def conv(cv, a):
-        x = _spatial(cv, a["self"], n, f"max_pool{n}d")
+        x, unbatched = _spatial(cv, a["self"], n, f"max_pool{n}d")
         kernel = _ints(a["kernel_size"], n)
         stride = _ints(a["stride"], n) if a.get("stride") else kernel
-        y = cv.emit("max_pool", x, kernel=kernel, stride=stride, padding=_ints(a["padding"], n),
-                    dilation=_ints(a["dilation"], n), ceil_mode=bool(a["ceil_mode"]))
+        y = _rebatch(cv, cv.emit("max_pool", x, kernel=kernel, stride=stride, padding=_ints(a["padding"], n),
+                                 dilation=_ints(a["dilation"], n), ceil_mode=bool(a["ceil_mode"])), unbatched)
         return (y, UNSUPPORTED) if with_indices else y
     return conv
 
 
 def _adaptive_max_pool(n):
     def conv(cv, a):
-        x = _spatial(cv, a["self"], n, f"adaptive_max_pool{n}d")
+        x, unbatched = _spatial(cv, a["self"], n, f"adaptive_max_pool{n}d")
         size = [int(s) if s is not None else x.shape[2 + i] for i, s in enumerate(_ints(a["output_size"], n))]
-        return (cv.emit("max_pool", x, output_size=size), UNSUPPORTED)
+        return (_rebatch(cv, cv.emit("max_pool", x, output_size=size), unbatched), UNSUPPORTED)
     return conv
 
 
 def _avg_pool(n):
     def conv(cv, a):
         torch = import_torch()
-        x = _spatial(cv, a["self"], n, f"avg_pool{n}d")
+        x, unbatched = _spatial(cv, a["self"], n, f"avg_pool{n}d")
         kernel = _ints(a["kernel_size"], n)
         stride = _ints(a["stride"], n) if a.get("stride") else kernel
         padding, ceil_mode = _ints(a["padding"], n), bool(a["ceil_mode"])
         win = cv.emit("windows", x, kernel=kernel, stride=stride, padding=padding, ceil_mode=ceil_mode)
         div = avg_pool_divisor(x.shape[2:], kernel, stride, padding, ceil_mode, bool(a["count_include_pad"]),
                                a.get("divisor_override"))
-        return cv.emit("window_mean", win, Const(torch.from_numpy(div), f"{cv.fx.name}.divisor", cv.scope),
-                       spatial=n)
+        y = cv.emit("window_mean", win, Const(torch.from_numpy(div), f"{cv.fx.name}.divisor", cv.scope), spatial=n)
+        return _rebatch(cv, y, unbatched)
     return conv
 
 
 def _adaptive_avg_pool(n):
     def conv(cv, a):
         torch = import_torch()
-        x = _spatial(cv, a["self"], n, f"adaptive_avg_pool{n}d")
+        x, unbatched = _spatial(cv, a["self"], n, f"adaptive_avg_pool{n}d")
         size = [int(s) if s is not None else x.shape[2 + i] for i, s in enumerate(_ints(a["output_size"], n))]
         win = cv.emit("windows", x, output_size=size)
         div = adaptive_divisor(x.shape[2:], size)
-        return cv.emit("window_mean", win, Const(torch.from_numpy(div), f"{cv.fx.name}.divisor", cv.scope),
-                       spatial=n)
+        y = cv.emit("window_mean", win, Const(torch.from_numpy(div), f"{cv.fx.name}.divisor", cv.scope), spatial=n)
+        return _rebatch(cv, y, unbatched)
     return conv
 
 
