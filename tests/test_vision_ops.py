@@ -168,6 +168,15 @@ def test_bad_geometry_is_one_line_naming_the_node(op, attrs, shape, match):
     assert "features.3" in str(err.value) and "\n" not in str(err.value)
 
 
+def test_window_mean_refuses_a_divisor_of_another_shape():
+    g = Graph()
+    win = g.input("win", (1, 2, 3, 2))
+    with pytest.raises(GraphEngineError, match=r"'avg'.*divisor \[2, 1, 1\] does not broadcast to the output \[1, 2, 3\]"):
+        g.call("window_mean", win, g.constant(np.ones((2, 1, 1))), spatial=1, name="avg")
+    with pytest.raises(GraphEngineError, match=r"'avg'.*\[2\], \[1, 2, 3\] do not broadcast"):
+        g.call("window_mean", win, g.constant(np.ones(2)), spatial=1, name="avg")
+
+
 def test_conv_refuses_mismatched_groups():
     g = Graph()
     win = g.input("win", (1, 3, 2, 2))

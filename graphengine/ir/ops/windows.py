@@ -43,7 +43,7 @@ import numpy as np
 
 from ..jacobian import Movement, Reduction
 from ..registry import Attr, OpDef, ShapeError, TensorType, register_op
-from ._common import require_float
+from ._common import broadcast_shapes, require_float
 
 __all__ = ["avg_pool_divisor", "adaptive_divisor", "window_positions"]
 
@@ -274,7 +274,7 @@ def _window_mean_infer(types, attrs):
         raise ShapeError(f"'window_mean' over {n} kernel axes needs an input with at least {2 * n} dims, "
                          f"got {list(x.shape)}")
     out = x.shape[: x.ndim - n]
-    if np.broadcast_shapes(div.shape, out) != out:
+    if broadcast_shapes(div.shape, out) != out:
         raise ShapeError(f"divisor {list(div.shape)} does not broadcast to the output {list(out)}")
     return TensorType(out, x.dtype)
 
