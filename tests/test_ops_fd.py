@@ -90,6 +90,7 @@ CASES = [
     ("windows-1d-pad-dilation", "windows", [normal((1, 2, 5))],
      {"kernel": [2], "stride": [2], "padding": [1], "dilation": [2]}),
     ("windows-2d-ceil", "windows", [normal((1, 1, 3, 4))], {"kernel": [2, 2], "stride": [2, 2], "ceil_mode": True}),
+    ("windows-2d-patches", "windows", [normal((1, 2, 4, 2))], {"kernel": [2, 1], "stride": [2, 1]}),
     ("windows-adaptive", "windows", [normal((1, 1, 5))], {"output_size": [2]}),
     ("conv-1d", "conv", [normal((2, 2, 3, 2)), normal((3, 2, 2))], {}),
     ("conv-2d-groups", "conv", [normal((1, 4, 2, 1, 2, 1)), normal((2, 2, 2, 1))], {"groups": 2}),

@@ -81,6 +81,23 @@ def test_padding_is_not_a_path():
     assert next(iter(result.components(g["x"].id, "count").values())).tolist() == [[[1.0, 1.0, 0.0]]]
 
 
+def test_patches_are_a_bijection_equal_to_the_gathered_windows():
+    from graphengine.ir.ops.windows import window_index
+    x = np.random.default_rng(2).normal(size=(2, 3, 4, 6))
+    attrs = {"kernel": [2, 3], "stride": [2, 3]}
+    g = Graph()
+    w = g.call("windows", g.input("x", x.shape), name="w", **attrs)
+    op = get_op("windows")
+    y = op.forward([x], g[w.id].attrs)
+    index = window_index(x.shape, g[w.id].attrs)
+    np.testing.assert_array_equal(y, x.reshape(-1)[index])
+    movement = op.jacobian(0, [x], y, g[w.id].attrs)
+    assert movement.transform is not None
+    np.testing.assert_array_equal(movement.transform(y), x)
+    np.testing.assert_array_equal(movement.index, index)
+    assert op.jacobian(0, [x], y, dict(g[w.id].attrs, stride=[1, 3])).transform is None   # overlapping
+
+
 def _pool(x, **attrs):
     g = Graph()
     xi = g.input("x", x.shape)
@@ -128,6 +145,8 @@ def _tiny_cnn(rng):
     g = Graph()
     x = g.input("x", (1, 2, 5, 5))
     with g.scope("conv"):
+        patches = g.call("windows", x, kernel=[1, 5], stride=[1, 5])                   # a bijection
+        x = g.call("add", x, g.call("reshape", g.call("tanh", patches), shape=[1, 2, 5, 5]))
         win = g.call("windows", x, kernel=[3, 3], padding=[1, 1])
         y = g.call("conv", win, g.parameter("w", rng.normal(size=(2, 2, 3, 3))))
         y = g.call("add", y, g.parameter("b", rng.normal(size=(2, 1, 1))))

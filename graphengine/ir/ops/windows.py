@@ -15,6 +15,8 @@ Geometry is torch's, per spatial axis of size ``S`` with kernel ``k``, stride ``
 last window starting in the right padding is dropped); window ``o`` reads positions
 ``o·s − p + t·d``. With ``output_size`` (adaptive) window ``o`` covers ``[⌊oS/O⌋, ⌈(o+1)S/O⌉)`` and
 the kernel axis is as long as the longest window; the shorter windows' tails are padding.
+Windows that tile the input exactly (a ViT patch embedding) are a bijection, moved without a
+scatter.
 
 Ties in ``max_pool``: the lowest input index wins (the first in window order, as torch), so
 the path through a tied window is the one torch sends the gradient along. A NaN in a window
@@ -170,10 +172,46 @@ def _windows_infer(types, attrs):
                       types[0].dtype)
 
 
+def _tiles(shape, attrs):
+    """For windows that tile the input exactly (kernel = stride, no padding or dilation, every
+    axis a multiple of the kernel: a ViT patch embedding), the kernel; else ``None``."""
+    if attrs.get("output_size") is not None:
+        return None
+    kernel, stride, padding, dilation = _geometry(attrs, shape[2:])
+    if stride != kernel or any(padding) or any(d != 1 for d in dilation) or any(
+            s % k for s, k in zip(shape[2:], kernel)):
+        return None
+    return kernel
+
+
+def _untile(x_shape, kernel):
+    """The bijection ``[N, C, *out, *kernel]`` → ``[N, C, *spatial]`` of exactly tiling windows."""
+    n = len(kernel)
+    order = [0, 1] + [a for i in range(n) for a in (2 + i, 2 + n + i)]
+    return lambda a: np.transpose(a, order).reshape(x_shape)
+
+
+def _windows_forward(xs, attrs):
+    x = xs[0]
+    kernel = _tiles(x.shape, attrs)
+    if kernel is None:
+        return _gather(x, window_index(x.shape, attrs), 0)
+    n = len(kernel)
+    split = list(x.shape[:2]) + [v for s, k in zip(x.shape[2:], kernel) for v in (s // k, k)]
+    order = [0, 1] + [2 + 2 * i for i in range(n)] + [3 + 2 * i for i in range(n)]
+    return np.transpose(x.reshape(split), order).copy()
+
+
+def _windows_jacobian(slot, xs, y, attrs):
+    shape = xs[0].shape
+    kernel = _tiles(shape, attrs)
+    if kernel is None:
+        return Movement(window_index(shape, attrs))
+    return Movement(transform=_untile(shape, kernel), index_fn=lambda: window_index(shape, attrs))
+
+
 register_op(OpDef(
-    "windows", "movement", 1, 1, _windows_infer,
-    lambda xs, a: _gather(xs[0], window_index(xs[0].shape, a), 0),
-    lambda slot, xs, y, a: Movement(window_index(xs[0].shape, a)),
+    "windows", "movement", 1, 1, _windows_infer, _windows_forward, _windows_jacobian,
     attrs=dict(_GEOMETRY, output_size=Attr("ints")),
     doc="sliding windows [N, C, *S] -> [N, C, *out, *kernel] (stride default 1; padding reads 0, no edge); "
         "output_size: adaptive windows"))
