@@ -201,6 +201,11 @@ def test_cnn_and_vit_analyze_an_image_from_the_cli(factories, tmp_path, capsys):
     assert main(["export", "torch", f"{path}:make_cnn", "--example", "float32[1,3,13,11]", "-o", str(cnn)]) == 0
     g = ge.load(str(cnn))
     (inp,) = g.inputs()
+    capsys.readouterr()
+    assert main(["info", str(cnn), "--json"]) == 0
+    ops = json.loads(capsys.readouterr().out)["ops"]
+    assert {"windows": 5, "conv": 2, "batch_norm": 2, "max_pool": 1, "window_mean": 3} == {
+        k: v for k, v in ops.items() if k in ("windows", "conv", "batch_norm", "max_pool", "window_mean")}
     image = tmp_path / "image.npz"
     np.savez(image, **{inp.name: np.random.default_rng(5).normal(size=(1, 3, 13, 11)).astype("float32")})
     out = g.nodes[g.outputs[0]].name
