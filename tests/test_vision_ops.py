@@ -148,13 +148,14 @@ def _tiny_cnn(rng):
         patches = g.call("windows", x, kernel=[1, 5], stride=[1, 5])                   # a bijection
         x = g.call("add", x, g.call("reshape", g.call("tanh", patches), shape=[1, 2, 5, 5]))
         win = g.call("windows", x, kernel=[3, 3], padding=[1, 1])
-        y = g.call("conv", win, g.parameter("w", rng.normal(size=(2, 2, 3, 3))))
+        y = g.call("conv", win, g.parameter("w", rng.normal(size=(2, 1, 3, 3))), groups=2)
         y = g.call("add", y, g.parameter("b", rng.normal(size=(2, 1, 1))))
     with g.scope("bn"):
         shape = (2, 1, 1)
         y = g.call("batch_norm", y, g.parameter("gamma", rng.normal(size=shape)), g.parameter("beta", rng.normal(size=shape)),
                    g.constant(rng.normal(size=shape)), g.constant(rng.uniform(0.5, 2, size=shape)))
     y = g.call("relu", y)
+    y = g.call("conv", g.call("windows", y, kernel=[1, 1]), g.parameter("w1x1", rng.normal(size=(2, 2, 1, 1))))
     y = g.call("max_pool", y, kernel=[2, 2], ceil_mode=True)                      # [1, 2, 3, 3]
     y = g.call("window_mean", g.call("windows", y, kernel=[2, 2], padding=[1, 1], stride=[2, 2]),
                g.constant(avg_pool_divisor([3, 3], [2, 2], [2, 2], [1, 1], count_include_pad=False)), spatial=2)
