@@ -13,7 +13,8 @@ convolution is :mod:`graphengine.ir.ops.conv`.
 Geometry is torch's, per spatial axis of size ``S`` with kernel ``k``, stride ``s``, padding
 ``p``, dilation ``d``: ``out = ⌊(S + 2p − d(k−1) − 1)/s⌋ + 1`` (``⌈⌉`` with ``ceil_mode``, where a
 last window starting in the right padding is dropped); window ``o`` reads positions
-``o·s − p + t·d``. With ``output_size`` (adaptive) window ``o`` covers ``[⌊oS/O⌋, ⌈(o+1)S/O⌉)`` and
+``o·s − p + t·d``; the stride defaults to 1 for ``windows`` and to the kernel for ``max_pool``
+(torch's pooling default). With ``output_size`` (adaptive) window ``o`` covers ``[⌊oS/O⌋, ⌈(o+1)S/O⌉)`` and
 the kernel axis is as long as the longest window; the shorter windows' tails are padding.
 Windows that tile the input exactly (a ViT patch embedding) are a bijection, moved without a
 scatter.
