@@ -87,6 +87,20 @@ CASES = [
     ("index_select", "index_select", [normal((4, 3)), const([2, 0, 2])], {"dim": 0}),
     ("cast", "cast", [normal((2, 3))], {"dtype": "float64"}),
     ("where", "where", [const([[True, False, True], [False, False, True]]), normal((2, 3)), normal((1, 3))], {}),
+    ("windows-1d-pad-dilation", "windows", [normal((1, 2, 5))],
+     {"kernel": [2], "stride": [2], "padding": [1], "dilation": [2]}),
+    ("windows-2d-ceil", "windows", [normal((1, 1, 3, 4))], {"kernel": [2, 2], "stride": [2, 2], "ceil_mode": True}),
+    ("windows-2d-patches", "windows", [normal((1, 2, 4, 2))], {"kernel": [2, 1], "stride": [2, 1]}),
+    ("windows-adaptive", "windows", [normal((1, 1, 5))], {"output_size": [2]}),
+    ("conv-1d", "conv", [normal((2, 2, 3, 2)), normal((3, 2, 2))], {}),
+    ("conv-2d-groups", "conv", [normal((1, 4, 2, 1, 2, 1)), normal((2, 2, 2, 1))], {"groups": 2}),
+    ("max_pool-1d-pad", "max_pool", [normal((1, 2, 5))], {"kernel": [3], "stride": [2], "padding": [1]}),
+    ("max_pool-2d-ceil-dilation", "max_pool", [normal((1, 1, 4, 5))],
+     {"kernel": [2, 2], "stride": [2, 1], "dilation": [1, 2], "ceil_mode": True}),
+    ("max_pool-adaptive", "max_pool", [normal((1, 1, 3, 5))], {"output_size": [2, 3]}),
+    ("window_mean", "window_mean", [normal((1, 2, 3, 2)), const([2.0, 3.0, 3.0])], {"spatial": 1}),
+    ("batch_norm", "batch_norm", [normal((2, 3, 2)), normal((3, 1)), normal((3, 1)), const([[0.5], [-1.0], [0.0]]),
+                                  const([[0.5], [2.0], [1.0]])], {"eps": 1e-3}),
 ]
 
 LEAVES = {"input", "parameter", "constant"}

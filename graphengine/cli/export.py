@@ -42,7 +42,7 @@ def add_parser(sub) -> None:
     t.add_argument("factory", metavar="MODULE:FACTORY",
                    help="a callable returning an nn.Module or (module, example_inputs), e.g. pkg.models:make_mlp")
     t.add_argument("--example", action="append", metavar="SPEC",
-                   help="positional example input: float32[2,16], int64[1,8] or a JSON array (repeatable)")
+                   help="positional example input: float32[2,16], int64[1,8], FILE.npy or a JSON array (repeatable)")
     h = kinds.add_parser("hf", help="a Hugging Face BERT directory (or 'minilm')")
     h.add_argument("dir", metavar="DIR", help="a BERT model directory (config.json, weights), or 'minilm'")
     h.add_argument("--text", required=True, help="the sentence whose tokens fix the graph's input shape")
@@ -62,11 +62,17 @@ def add_parser(sub) -> None:
 
 
 def parse_example(spec: str) -> np.ndarray:
-    """``float32[2,3]`` → normal samples (seed 0); ``int64[1,4]`` → zeros; else a JSON array.
+    """``float32[2,3]`` → normal samples (seed 0); ``int64[1,4]`` → zeros; ``FILE.npy`` → that
+    array (an image, say; read without pickle); else a JSON array.
 
     >>> parse_example("int64[1,3]").tolist(), parse_example("[[1.5, 2]]").dtype.name
     ([[0, 0, 0]], 'float64')
     """
+    if spec.endswith(".npy"):
+        from ..io import open_regular, read_npy
+
+        with open_regular(spec, f"--example {spec}", ExportArgumentError) as f:
+            return read_npy(f, f"--example {spec}", ExportArgumentError)
     m = re.fullmatch(r"\s*(float32|float64|int32|int64|bool)\[\s*(\d+(?:\s*,\s*\d+)*)?\s*\]\s*", spec)
     if m:
         shape = tuple(int(d) for d in m.group(2).split(",")) if m.group(2) else ()

@@ -508,6 +508,8 @@ def converters() -> Dict[str, Callable]:
     reg(_conv_embedding, "embedding.default")
     reg(_conv_where, "where.self")
     reg(_conv_masked_fill, "masked_fill.Scalar", "masked_fill.Tensor")
+    from ._torch_vision import vision_converters  # its converters build on this module's values
+    table.update(vision_converters())
     return table
 
 

@@ -65,6 +65,11 @@ index.Tensor                                 embedding (2-D table, index on dim 
                                              constant indices merged into one flat index
 gather, index_select, embedding              gather, index_select, embedding
 where, masked_fill                           where (boolean mask; scalars become constants)
+convolution (N-d, stride, padding,           windows → conv (→ add of the bias as [C, 1, …]);
+dilation, groups)                            transposed convolutions unsupported
+_native_batch_norm_legit_no_training         batch_norm (the model is exported in eval mode)
+max_pool{1,2,3}d(_with_indices)              max_pool (the indices output is unsupported)
+avg_pool{1,2,3}d, adaptive average pools     windows → window_mean (torch's divisor)
 clone, alias, detach, lift_fresh_copy,       identity (``detach`` too: the graph describes
 _to_copy                                     the forward computation); ``_to_copy`` to another
                                              dtype: ``cast``, where the IR has that op
