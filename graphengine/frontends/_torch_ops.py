@@ -200,10 +200,11 @@ def _conv_pow_base(cv, a):  # base ** x = exp(x log base)
 def _conv_identity(cv, a):
     x = a["self"]
     dtype = a.get("dtype")
-    if dtype is not None and isinstance(x, Node) and dtype_name(dtype) != x.dtype:
-        if dtype_name(dtype) is None or "cast" not in op_names():
-            raise Unsup(f"{x.dtype} -> {dtype_name(dtype) or dtype} cast of a non-constant tensor")
-        return cv.emit("cast", x, dtype=dtype_name(dtype))  # the IR's cast op (ONNX Cast semantics)
+    want = cv.ir_dtype(dtype) if dtype is not None else None
+    if want is not None and isinstance(x, Node) and want != x.dtype:
+        return cv.emit("cast", x, dtype=want)  # the IR's cast op (numpy astype, as torch's .to)
+    if dtype is not None and want is None:
+        raise Unsup(f"a cast to {str(dtype).replace('torch.', '')}")
     return cv.node(x)
 
 
@@ -230,8 +231,18 @@ def _conv_matmul(cv, a):
     return out
 
 
+def _as_dtype(cv, x, dtype):
+    """``x`` cast to torch dtype ``dtype`` (an op's ``dtype=`` argument); ``None`` keeps it."""
+    x = cv.node(x)
+    want = cv.ir_dtype(dtype) if dtype is not None else x.dtype
+    if want is None:
+        raise Unsup(f"dtype {str(dtype).replace('torch.', '')}")
+    return x if want == x.dtype else cv.emit("cast", x, dtype=want)
+
+
 def _softmax_like(op):
-    return lambda cv, a: cv.emit(op, a["self"], axis=int(a["dim"]))
+    # softmax(x, dim, dtype=float32) computes in float32 (Llama does so even in a float64 model)
+    return lambda cv, a: cv.emit(op, _as_dtype(cv, a["self"], a.get("dtype")), axis=int(a["dim"]))
 
 
 def _conv_layer_norm(cv, a):
@@ -262,9 +273,7 @@ def _axes(dim, ndim):
 
 def _reduction(op, dim_key="dim"):
     def conv(cv, a):
-        x = cv.node(a["self"])
-        if a.get("dtype") is not None and dtype_name(a["dtype"]) != x.dtype:
-            raise Unsup("a dtype argument")
+        x = _as_dtype(cv, a["self"], a.get("dtype"))
         return cv.emit(op, x, axes=_axes(a.get(dim_key), len(x.shape)), keepdim=bool(a.get("keepdim") or False))
     return conv
 
@@ -453,6 +462,28 @@ def _conv_masked_fill(cv, a):
     return cv.emit("where", mask, value, a["self"])
 
 
+def _conv_cumsum(cv, a):
+    x = cv.node(a["self"])
+    if x.dtype in ("float32", "float64"):
+        raise Unsup("cumsum of a float tensor (only integer/bool cumsum is supported)")
+    out = cv.emit("cumsum", x, axis=int(a["dim"]) % max(len(x.shape), 1))
+    return _as_dtype(cv, out, a.get("dtype"))
+
+
+def _logic(op, arity=2):
+    """Comparisons, bitwise and logical ops: non-differentiable IR ops of the same name."""
+    def conv(cv, a):
+        x = a["self"]
+        if arity == 1:
+            return cv.emit(op, x)
+        y = a["other"]
+        if isinstance(y, bool) or (op.startswith("bitwise") and isinstance(y, int)):
+            y = Const(import_torch().tensor(y), f"{cv.fx.name}.other", cv.scope)
+            return cv.emit(op, x, cv.node(y, dtype=cv.node(x).dtype))
+        return cv.emit(op, x, y)
+    return conv
+
+
 @functools.lru_cache(maxsize=1)
 def converters() -> Dict[str, Callable]:
     table: Dict[str, Callable] = {}
@@ -508,6 +539,16 @@ def converters() -> Dict[str, Callable]:
     reg(_conv_embedding, "embedding.default")
     reg(_conv_where, "where.self")
     reg(_conv_masked_fill, "masked_fill.Scalar", "masked_fill.Tensor")
+    reg(_unary("silu"), "silu.default")
+    for op in ("eq", "ne", "lt", "le", "gt", "ge"):
+        reg(_logic(op), f"{op}.Scalar", f"{op}.Tensor")
+    for op in ("bitwise_and", "bitwise_or", "bitwise_xor"):
+        reg(_logic(op), f"{op}.Tensor", f"{op}.Scalar")
+    for op in ("logical_and", "logical_or", "logical_xor"):
+        reg(_logic(op), f"{op}.default")
+    reg(_logic("bitwise_not", 1), "bitwise_not.default")
+    reg(_logic("logical_not", 1), "logical_not.default")
+    reg(_conv_cumsum, "cumsum.default")
     return table
 
 

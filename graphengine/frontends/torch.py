@@ -92,8 +92,10 @@ True
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import operator
+import warnings
 from collections import OrderedDict
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
@@ -102,7 +104,7 @@ import torch  # noqa: F401  (this module is the torch frontend: importing it wit
 
 from ..errors import GraphEngineError
 from ..ir import Graph, Node
-from ..ir.passes import POLICIES, decompose as decompose_graph, prune, unique_name
+from ..ir.passes import POLICIES, decompose as decompose_graph, fuse_rms_norm, prune, unique_name
 from ._torch_ops import (UNSUPPORTED, Const, SkipDependent, Unsup, Unsupported, contains, converters, dtype_name,
                          import_torch, normalize_args, supported_ops, to_numpy, walk)
 
@@ -113,13 +115,22 @@ KEEP_WHOLE = (
     "aten._softmax.default", "aten.softmax.int", "aten._safe_softmax.default",
     "aten._log_softmax.default", "aten.log_softmax.int",
     "aten.native_layer_norm.default", "aten.layer_norm.default",
-    "aten.gelu.default", "aten.linear.default", "aten.matmul.default", "aten.logsumexp.default",
+    "aten.gelu.default", "aten.silu.default", "aten.linear.default", "aten.matmul.default", "aten.logsumexp.default",
 )
 
 # Ops whose result depends only on an argument's shape and dtype, never its values.
 _SHAPE_ONLY = ("aten.full_like.default", "aten.zeros_like.default", "aten.ones_like.default",
                "aten.empty_like.default", "aten.new_zeros.default", "aten.new_ones.default",
                "aten.new_full.default", "aten.new_empty.default")
+
+
+@contextlib.contextmanager
+def quiet():
+    """Keep third-party warnings (torch's FutureWarnings, transformers' notices) off the console
+    while exporting: they concern torch's internals, not the user's model or command."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
 
 
 def decomposition_table() -> Dict[Any, Callable]:
@@ -146,7 +157,7 @@ def _module_path(fx_node) -> str:
 
 # ======================================================================== converter
 class _Converter:
-    def __init__(self, ep, model, strip_prefixes: Sequence[str]):
+    def __init__(self, ep, model, strip_prefixes: Sequence[str], promote_float32: bool = False):
         self.ep = ep
         self.g = Graph()
         self.env: Dict[Any, Any] = {}
@@ -162,6 +173,12 @@ class _Converter:
         self.part = 0
         self.scope = ""
         self.out_dtype = None
+        self.promote_float32 = promote_float32
+
+    def ir_dtype(self, tdtype) -> Optional[str]:
+        """The IR dtype for a torch dtype (float32 → float64 when promoting; ``None``: unsupported)."""
+        name = dtype_name(tdtype)
+        return "float64" if self.promote_float32 and name == "float32" else name
 
     # ------------------------------------------------------------------ naming
     def strip(self, s: str) -> str:
@@ -200,6 +217,8 @@ class _Converter:
         dtype = dtype or self.out_dtype
         if isinstance(value, Const):
             arr = to_numpy(value.tensor, dtype)
+            if arr.ndim == 0 and arr.dtype.kind == "i" and dtype in ("int32", "int64"):
+                arr = arr.astype(dtype)  # a 0-d tensor promotes like a scalar
             key = (id(value), arr.dtype.name)
             if key not in self.const_nodes:
                 node = self.g.add("constant", (), {}, name=self.name(value.name), scope=value.scope, array=arr)
@@ -212,8 +231,8 @@ class _Converter:
                 arr = np.array(value)
             elif dtype in ("float32", "float64") or isinstance(value, float):
                 arr = np.array(value, dtype=dtype if dtype in ("float32", "float64") else "float64")
-            else:
-                arr = np.array(value, dtype="int64")
+            else:  # an integer scalar takes the integer result's dtype (torch: int32 * 2 is int32)
+                arr = np.array(value, dtype=dtype if dtype in ("int32", "int64") else "int64")
             return self.g.add("constant", (), {}, name=self.name(f"{self.fx.name}.scalar"), scope=self.scope,
                               array=arr)
         raise Unsup(f"argument of type {type(value).__name__} is not supported")
@@ -228,7 +247,7 @@ class _Converter:
         for fx in self.ep.graph.nodes:
             self.fx, self.scope, self.part = fx, self.strip(_module_path(fx)), 0
             val = fx.meta.get("val")
-            self.out_dtype = dtype_name(val.dtype) if isinstance(val, torch.Tensor) else None
+            self.out_dtype = self.ir_dtype(val.dtype) if isinstance(val, torch.Tensor) else None
             if fx.op == "placeholder":
                 self.env[fx] = self._placeholder(fx, specs.get(fx.name), constants, InputKind)
             elif fx.op == "get_attr":
@@ -250,7 +269,7 @@ class _Converter:
         if spec is None or spec.kind == InputKind.USER_INPUT:
             if not isinstance(val, torch.Tensor):
                 return val  # a specialized Python scalar
-            dtype = dtype_name(val.dtype)
+            dtype = self.ir_dtype(val.dtype)
             if dtype is None or val.dtype in (torch.int8, torch.int16, torch.uint8):
                 raise GraphEngineError(f"input '{fx.name}' has dtype {val.dtype}, which the IR does not support "
                                        "(float32, float64, int32, int64, bool)")
@@ -262,7 +281,7 @@ class _Converter:
             key = self.strip(self.canonical.get(id(tensor), target))
             if key not in self.param_nodes:
                 try:
-                    arr = to_numpy(tensor)
+                    arr = to_numpy(tensor, self.ir_dtype(tensor.dtype))
                 except Unsup as e:
                     raise GraphEngineError(f"parameter '{key}': {e}") from None
                 scope = key.rsplit(".", 1)[0] if "." in key else ""
@@ -353,7 +372,7 @@ class _Converter:
         for r, v in pairs:
             if not isinstance(v, torch.Tensor):
                 continue
-            want = (tuple(int(s) for s in v.shape), dtype_name(v.dtype))
+            want = (tuple(int(s) for s in v.shape), self.ir_dtype(v.dtype))
             if (tuple(r.shape), r.dtype) != want:
                 raise GraphEngineError(
                     f"internal mapping error for {fx.target} at '{self.scope or '<root>'}': IR gives "
@@ -413,7 +432,7 @@ def _pick_outputs(names: List[str], outputs) -> List[int]:
 # ======================================================================== entry point
 def from_torch(model, example_inputs, dynamic_shapes=None, decompose: str = "fused", kwargs=None, *,
                outputs: Union[None, str, Sequence[str]] = None, strip_prefix: str = "",
-               constant_kwargs: Optional[Mapping[str, Any]] = None) -> Graph:
+               constant_kwargs: Optional[Mapping[str, Any]] = None, promote_float32: bool = False) -> Graph:
     """Export a ``torch.nn.Module`` to an IR graph (see the module docstring for the mapping).
 
     ``example_inputs``: a tuple of positional arguments (or one tensor); ``kwargs``: keyword
@@ -423,7 +442,11 @@ def from_torch(model, example_inputs, dynamic_shapes=None, decompose: str = "fus
     as ``"bert."`` removed from scopes and parameter/buffer names. ``constant_kwargs``: keyword
     arguments baked into the graph instead of becoming inputs, e.g. a padding
     ``attention_mask`` (its mask arithmetic is then folded; as an input it would be reported as
-    unsupported, since the IR has no dtype casts or comparisons of non-constant tensors).
+    folded); as an input it stays an input and its mask arithmetic (comparisons, ``bitwise_and``)
+    becomes non-differentiable integer/boolean nodes, so one graph serves every mask.
+    ``promote_float32``: compute every float32 value in float64 (parameters, inputs, and the
+    float32 islands of a float64 model such as ``softmax(..., dtype=torch.float32)`` or Llama's
+    RMSNorm); by default the IR follows torch's dtype for every op (see "Dtypes" above).
 
     Raises :class:`GraphEngineError` when export fails, when ops are unsupported (one message
     listing them all with their module paths) or on a bad argument.
@@ -445,7 +468,7 @@ def from_torch(model, example_inputs, dynamic_shapes=None, decompose: str = "fus
         model = _with_constants(model, dict(constant_kwargs)).eval()
         prefixes.insert(0, "inner.")
     try:
-        with torch.enable_grad():  # grad mode keeps e.g. nn.TransformerEncoder off its fused fast path
+        with torch.enable_grad(), quiet():  # grad mode keeps e.g. nn.TransformerEncoder off its fast path
             ep = torch.export.export(model, args, kwargs=kwargs)
             ep = ep.run_decompositions(decomposition_table())
     except GraphEngineError:
@@ -454,7 +477,7 @@ def from_torch(model, example_inputs, dynamic_shapes=None, decompose: str = "fus
         first = str(e).strip().splitlines()[0] if str(e).strip() else ""
         raise GraphEngineError(f"torch.export failed for {name}: {type(e).__name__}: {first}") from None
 
-    cv = _Converter(ep, model, prefixes)
+    cv = _Converter(ep, model, prefixes, promote_float32)
     cv.run()
     if cv.unsupported:
         items = [f"{op} at {where}" + (f" (x{n})" if n > 1 else "") for (op, where), n in cv.unsupported.items()]
@@ -466,7 +489,8 @@ def from_torch(model, example_inputs, dynamic_shapes=None, decompose: str = "fus
     out_node = next(n for n in ep.graph.nodes if n.op == "output")
     flat = list(out_node.args[0])
     user = [fx for fx, spec in zip(flat, ep.graph_signature.output_specs) if spec.kind == OutputKind.USER_OUTPUT]
-    names = _output_names(model, args, kwargs)
+    with quiet():
+        names = _output_names(model, args, kwargs)
     if len(names) != len(user):  # non-tensor leaves or an unusual pytree: fall back to positions
         names = ["output"] if len(user) == 1 else [f"output_{i}" for i in range(len(user))]
     chosen = _pick_outputs(names, outputs)
@@ -480,7 +504,7 @@ def from_torch(model, example_inputs, dynamic_shapes=None, decompose: str = "fus
         if value.op not in ("input", "parameter") and value.id not in out_map.values():
             cv.rename[value.id] = names[i]
         out_map[names[i]] = value.id
-    graph = prune(cv.g, rename=cv.rename)
+    graph = fuse_rms_norm(prune(cv.g, rename=cv.rename))
     new_id = dict(zip(cv.g.outputs, graph.outputs))
     graph.meta = {
         "source": "torch",
@@ -489,6 +513,7 @@ def from_torch(model, example_inputs, dynamic_shapes=None, decompose: str = "fus
         "torch_version": torch.__version__.split("+")[0],
         "outputs": {k: graph.nodes[new_id[v]].name for k, v in out_map.items()},
         "strip_prefix": strip_prefix,
+        "promote_float32": bool(promote_float32),
     }
     graph.validate()
     return decompose_graph(graph, decompose)

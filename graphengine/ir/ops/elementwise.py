@@ -68,6 +68,9 @@ _unary("leaky_relu", lambda x, a: np.where(x > 0, x, a["negative_slope"] * x),
        attrs={"negative_slope": Attr("float", default=0.01)})
 _unary("gelu", _gelu, _gelu_grad, attrs={"approximate": Attr("str", default="none", choices=("none", "tanh"))},
        doc="GELU, exact (erf) or tanh approximation")
+_unary("silu", lambda x, a: x / (1.0 + np.exp(-x)),
+       lambda x, y, a: (lambda s: s * (1.0 + x * (1.0 - s)))(1.0 / (1.0 + np.exp(-x))),
+       doc="SiLU (swish): x · sigmoid(x)")
 _unary("erf", lambda x, a: erf(x), lambda x, y, a: TWO_OVER_SQRT_PI * np.exp(-x * x))
 _unary("sqrt", lambda x, a: np.sqrt(x), lambda x, y, a: 0.5 / y)
 _unary("rsqrt", lambda x, a: 1.0 / np.sqrt(x), lambda x, y, a: -0.5 * y * y * y)

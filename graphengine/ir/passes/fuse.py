@@ -1,0 +1,127 @@
+"""Fusion: recognise RMS normalization spelled in primitives and make it one ``rms_norm`` node.
+
+Frameworks have no single RMSNorm kernel in their exported graphs: Llama-family models (and
+``torch.nn.RMSNorm``) compute ``x · rsqrt(mean(x², last axes) + eps) · γ``. The ``fused``
+decomposition policy keeps normalizations whole (layer norm is one dense block), so the
+frontends call :func:`fuse_rms_norm` to give RMS norm the same granularity; the ``primitive``
+and ``paper`` policies expand it again (:mod:`graphengine.ir.passes.decompose`).
+
+The pattern is recognised from the ops themselves, not from module names, so it is found
+whatever the module is called:
+
+    p = pow(x, 2); v = mean(p, trailing axes, keepdim); r = rsqrt(add(v, eps)); y = mul(x, r)
+    [then mul(y, γ) with γ a parameter or constant of the normalized shape]
+
+(either operand order of ``add``/``mul``; ``eps`` a 0-d constant). ``p``, ``v``, the sum and
+``r`` must have no other consumer; ``γ`` is folded in only when ``y`` has no other consumer.
+The fused node takes the name and scope of the pattern's last node. Nothing else changes.
+
+>>> import numpy as np
+>>> from graphengine.ir import Graph
+>>> g = Graph(); x = g.input("x", (2, 4))
+>>> v = g.call("mean", g.call("pow", x, exponent=2.0), axes=[1], keepdim=True)
+>>> r = g.call("rsqrt", g.call("add", v, g.constant(np.array(1e-6))))
+>>> y = g.call("mul", g.parameter("w", np.ones(4), scope="norm"), g.call("mul", x, r), name="y", scope="norm")
+>>> g.mark_output(y)
+>>> [(n.op, n.name) for n in fuse_rms_norm(g) if n.op not in ("input", "parameter")]
+[('rms_norm', 'y')]
+"""
+
+from __future__ import annotations
+
+from typing import Dict, List, Optional, Tuple
+
+from ..graph import Graph, Node
+from .prune import prune
+
+
+def _consumers(graph: Graph) -> Dict[int, List[int]]:
+    out: Dict[int, List[int]] = {n.id: [] for n in graph.nodes}
+    for n in graph.nodes:
+        for i in n.inputs:
+            out[i].append(n.id)
+    for o in graph.outputs:
+        out[o].append(-1)  # an output is consumed by the caller
+    return out
+
+
+def _other(graph: Graph, node: Node, one: int) -> Optional[Node]:
+    a, b = node.inputs
+    if a == one and b != one:
+        return graph.nodes[b]
+    if b == one and a != one:
+        return graph.nodes[a]
+    return None
+
+
+def _match(graph: Graph, mul: Node, cons) -> Optional[Tuple[int, Optional[int], float, tuple, List[int], Node]]:
+    """``(x id, γ id or None, eps, normalized shape, interior ids, last node)`` if ``mul`` is
+    ``x · rsqrt(...)``."""
+    if mul.op != "mul":
+        return None
+    for x_id, r_id in (mul.inputs, mul.inputs[::-1]):
+        r = graph.nodes[r_id]
+        if r.op != "rsqrt" or cons[r.id] != [mul.id]:
+            continue
+        add = graph.nodes[r.inputs[0]]
+        if add.op != "add" or cons[add.id] != [r.id]:
+            continue
+        for v_id, e_id in (add.inputs, add.inputs[::-1]):
+            v, e = graph.nodes[v_id], graph.nodes[e_id]
+            if v.op != "mean" or e.op != "constant" or graph.arrays[e.id].ndim != 0 or cons[v.id] != [add.id]:
+                continue
+            p = graph.nodes[v.inputs[0]]
+            if p.op != "pow" or p.attrs["exponent"] != 2.0 or p.inputs[0] != x_id or cons[p.id] != [v.id]:
+                continue
+            x = graph.nodes[x_id]
+            k = len(x.shape)
+            axes = sorted(a % k for a in ([v.attrs["axes"]] if isinstance(v.attrs["axes"], int)
+                                          else (v.attrs["axes"] or range(k))))
+            if not v.attrs["keepdim"] or not axes or axes != list(range(k - len(axes), k)):
+                continue
+            eps = float(graph.arrays[e.id])
+            interior = [p.id, v.id, add.id, r.id]
+            norm = tuple(x.shape[k - len(axes):])
+            last, gamma = mul, None
+            if len(cons[mul.id]) == 1 and cons[mul.id][0] >= 0:
+                nxt = graph.nodes[cons[mul.id][0]]
+                g = _other(graph, nxt, mul.id) if nxt.op == "mul" else None
+                if (g is not None and g.op in ("parameter", "constant") and tuple(g.shape) == norm
+                        and nxt.dtype == mul.dtype):
+                    interior.append(mul.id)
+                    last, gamma = nxt, g.id
+            return x_id, gamma, eps, norm, interior, last
+    return None
+
+
+def fuse_rms_norm(graph: Graph) -> Graph:
+    """A copy of ``graph`` with every RMS-norm pattern replaced by one ``rms_norm`` node."""
+    cons = _consumers(graph)
+    fused: Dict[int, Tuple[int, Optional[int], float, tuple]] = {}
+    interior: set = set()
+    for node in graph.nodes:
+        if node.id in interior:
+            continue
+        m = _match(graph, node, cons)
+        if m is not None:
+            x_id, gamma, eps, norm, inner, last = m
+            interior.update(inner)
+            fused[last.id] = (x_id, gamma, eps, norm)
+    if not fused:
+        return graph
+    out = Graph(meta=dict(graph.meta))
+    new: Dict[int, Node] = {}
+    for node in graph.nodes:
+        if node.id in interior:
+            continue
+        if node.id in fused:
+            x_id, gamma, eps, norm = fused[node.id]
+            ins = [new[x_id]] + ([new[gamma]] if gamma is not None else [])
+            new[node.id] = out.add("rms_norm", ins, {"normalized_shape": list(norm), "eps": eps},
+                                   name=node.name, scope=node.scope)
+        else:
+            new[node.id] = out.add(node.op, [new[i] for i in node.inputs], dict(node.attrs), name=node.name,
+                                   scope=node.scope, array=graph.arrays.get(node.id))
+    out.outputs = [new[o].id for o in graph.outputs]
+    return prune(out)
+
