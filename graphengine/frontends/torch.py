@@ -94,6 +94,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import logging
 import operator
 import warnings
 from collections import OrderedDict
@@ -126,11 +127,17 @@ _SHAPE_ONLY = ("aten.full_like.default", "aten.zeros_like.default", "aten.ones_l
 
 @contextlib.contextmanager
 def quiet():
-    """Keep third-party warnings (torch's FutureWarnings, transformers' notices) off the console
-    while exporting: they concern torch's internals, not the user's model or command."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        yield
+    """Keep third-party warnings and log records (torch's FutureWarnings, the tracebacks torch
+    logs before raising, transformers' notices) off the console while exporting: they concern
+    torch's internals; a failure reaches the user as one GraphEngineError line instead."""
+    before = logging.root.manager.disable
+    logging.disable(logging.CRITICAL)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logging.disable(before)
 
 
 def decomposition_table() -> Dict[Any, Callable]:
