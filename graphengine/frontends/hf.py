@@ -206,7 +206,9 @@ def _build_model(path: str, config: Dict[str, Any], head: Optional[str], tdtype)
             cfg.use_cache = False  # decoders: no KV cache in the exported graph
         auto = getattr(transformers, _AUTO[head])
         verbosity = transformers.logging.get_verbosity()
+        bars = transformers.utils.logging.is_progress_bar_enabled()
         transformers.logging.set_verbosity_error()  # restored below: the load report is checked here
+        transformers.utils.logging.disable_progress_bar()
         try:
             model, info = auto.from_pretrained(path, config=cfg, local_files_only=True, attn_implementation="eager",
                                                output_loading_info=True)
@@ -218,6 +220,8 @@ def _build_model(path: str, config: Dict[str, Any], head: Optional[str], tdtype)
                                    f"{str(e).strip().splitlines()[0] if str(e).strip() else ''}") from None
         finally:
             transformers.logging.set_verbosity(verbosity)
+            if bars:
+                transformers.utils.logging.enable_progress_bar()
     missing = sorted(info.get("missing_keys") or [])
     if missing:
         shown = ", ".join(missing[:6]) + (f" and {len(missing) - 6} more" if len(missing) > 6 else "")

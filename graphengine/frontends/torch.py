@@ -357,6 +357,12 @@ class _Converter:
         torch = import_torch()
         targs = walk(args, lambda v: v.tensor if isinstance(v, Const) else v)
         tkwargs = walk(kwargs, lambda v: v.tensor if isinstance(v, Const) else v)
+        if self.promote_float32:  # folded values are computed in float64 too (e.g. rotary tables)
+            def up(v):
+                if v is torch.float32:
+                    return torch.float64
+                return v.double() if isinstance(v, torch.Tensor) and v.dtype == torch.float32 else v
+            targs, tkwargs = walk(targs, up), walk(tkwargs, up)
         try:
             with torch.no_grad():
                 out = target(*targs, **tkwargs)
