@@ -52,9 +52,13 @@ import numpy as np
 from ..errors import GraphEngineError
 from ..ir import Graph
 
-__all__ = ["from_hf_dir", "lm_qoi", "HEADS", "Tokenizer"]
+__all__ = ["from_hf_dir", "lm_qoi", "HEADS", "FAMILIES", "Tokenizer"]
 
 HEADS = (None, "mlm", "causal_lm", "classification", "token_classification")
+#: model_type -> family name: the families tests/test_hf_families.py checks against transformers.
+FAMILIES = {"bert": "BERT", "distilbert": "DistilBERT", "roberta": "RoBERTa", "gpt2": "GPT-2",
+            "gpt_neox": "GPT-NeoX (partial rotary embeddings)",
+            "llama": "Llama (grouped-query attention, RMSNorm, rotary embeddings, SiLU-gated MLP)"}
 _AUTO = {None: "AutoModel", "mlm": "AutoModelForMaskedLM", "causal_lm": "AutoModelForCausalLM",
          "classification": "AutoModelForSequenceClassification",
          "token_classification": "AutoModelForTokenClassification"}

@@ -96,6 +96,8 @@ import contextlib
 import inspect
 import logging
 import operator
+import os
+import re
 import warnings
 from collections import OrderedDict
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
@@ -302,8 +304,20 @@ class _Converter:
         self._unsupported(f"input of kind {spec.kind.name}", "")
         return UNSUPPORTED
 
+    def _where(self) -> str:
+        """The module path of the current FX node; at the top level, ``<root>`` and the source
+        line torch recorded (``<root> (sdpa_mask, masking_utils.py:378)``)."""
+        if self.scope:
+            return self.scope
+        trace = (self.fx.meta.get("stack_trace") or "") if self.fx is not None else ""
+        frames = re.findall(r'File "([^"]+)", line (\d+), in (\S+)', trace)
+        if not frames:
+            return "<root>"
+        path, line, func = frames[-1]
+        return f"<root> ({func}, {os.path.basename(path)}:{line})"
+
     def _unsupported(self, op: str, why: str = "") -> None:
-        where = self.scope or "<root>"
+        where = self._where()
         key = (f"{op} ({why})" if why else op, where)
         self.unsupported[key] = self.unsupported.get(key, 0) + 1
 
@@ -388,7 +402,7 @@ class _Converter:
             want = (tuple(int(s) for s in v.shape), self.ir_dtype(v.dtype))
             if (tuple(r.shape), r.dtype) != want:
                 raise GraphEngineError(
-                    f"internal mapping error for {fx.target} at '{self.scope or '<root>'}': IR gives "
+                    f"internal mapping error for {fx.target} at '{self._where()}': IR gives "
                     f"{list(r.shape)} {r.dtype}, torch {list(want[0])} {want[1]}")
 
 

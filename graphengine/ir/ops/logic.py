@@ -39,8 +39,8 @@ def _comparison(name, forward, doc):
     def infer(types, attrs):
         return TensorType(broadcast_shapes(*[t.shape for t in types]), "bool")
 
-    register_op(OpDef(name, "diagonal", 2, 2, infer, lambda xs, a: forward(xs[0], xs[1]), _no_gradient,
-                      doc=f"{doc} (bool, no gradient)"))
+    register_op(OpDef(name, "none", 2, 2, infer, lambda xs, a: forward(xs[0], xs[1]), _no_gradient,
+                      doc=f"{doc} (bool)"))
 
 
 _comparison("eq", np.equal, "a == b")
@@ -66,7 +66,7 @@ def _bitwise(name, forward, arity, doc):
         out = forward(*xs)
         return out.astype(np.result_type(*xs), copy=False)
 
-    register_op(OpDef(name, "diagonal", arity, arity, infer, fwd, _no_gradient, doc=f"{doc} (no gradient)"))
+    register_op(OpDef(name, "none", arity, arity, infer, fwd, _no_gradient, doc=doc))
 
 
 _bitwise("bitwise_and", np.bitwise_and, 2, "a & b on integer / bool tensors")
@@ -79,8 +79,8 @@ def _logical(name, forward, arity, doc):
     def infer(types, attrs):
         return TensorType(broadcast_shapes(*[t.shape for t in types]), "bool")
 
-    register_op(OpDef(name, "diagonal", arity, arity, infer, lambda xs, a: forward(*xs), _no_gradient,
-                      doc=f"{doc}: operands read as truth values (non-zero is true); bool, no gradient"))
+    register_op(OpDef(name, "none", arity, arity, infer, lambda xs, a: forward(*xs), _no_gradient,
+                      doc=f"{doc}: operands read as truth values (non-zero is true); bool"))
 
 
 _logical("logical_and", np.logical_and, 2, "a and b")
@@ -97,7 +97,7 @@ def _cumsum_infer(types, attrs):
     return TensorType(types[0].shape, "int64")
 
 
-register_op(OpDef("cumsum", "diagonal", 1, 1, _cumsum_infer,
+register_op(OpDef("cumsum", "none", 1, 1, _cumsum_infer,
                   lambda xs, a: np.cumsum(xs[0], axis=a["axis"], dtype=np.int64), _no_gradient,
                   attrs={"axis": Attr("int", required=True)},
-                  doc="running sum along an axis of an integer / bool tensor (int64, no gradient)"))
+                  doc="running sum along an axis of an integer / bool tensor (int64)"))
