@@ -32,7 +32,22 @@ ops. What the graph contains:
   ``outputs="pooler_output"`` (or a list) picks others. ``graph.meta["outputs"]`` maps each
   chosen output to its node name.
 - ``graph.meta``: ``{"source": "torch", "decomposition": policy, "model": class name,
-  "torch_version": ..., "outputs": {...}, "strip_prefix": ...}``.
+  "torch_version": ..., "outputs": {...}, "strip_prefix": ..., "promote_float32": ...}``.
+- **Dtypes**: every IR node has the dtype torch gives the value (checked node by node at
+  export). Casts are ``cast`` nodes (float→float casts pass the gradient unchanged), an op's
+  ``dtype=`` argument (``softmax(x, dim, dtype=torch.float32)``, ``sum(..., dtype=...)``) is a
+  ``cast`` before it, and a Python scalar takes the dtype of the tensor it meets (``int32 * 2``
+  stays int32), so a float64 Llama keeps its float32 softmax and RMSNorm. With
+  ``promote_float32=True`` every float32 value is computed in float64 instead (parameters,
+  inputs, casts, op dtype arguments and constants folded at export).
+- **Integer and boolean values** (position ids computed from ``input_ids``, a padding
+  ``attention_mask`` input combined with the causal mask) are ordinary nodes of the
+  non-differentiable ops in :mod:`graphengine.ir.ops.logic`; a float value selected by a mask
+  computed from activations (``where(h > 0, ...)``) differentiates like torch.
+- **Fusion**: RMS normalization spelled in primitives (Llama's ``RMSNorm``) becomes one
+  ``rms_norm`` node (:func:`graphengine.ir.passes.fuse_rms_norm`), and ``aten.silu`` is kept
+  whole, so under the ``fused`` policy every family has its normalizations as dense blocks and its
+  activations as single diagonal nodes.
 
 Unsupported ops raise one :class:`~graphengine.errors.GraphEngineError` listing every
 unsupported ATen op with the module path where it occurs.
@@ -46,9 +61,10 @@ linear, addmm, mm, bmm, matmul               linear, addmm, mm, bmm, matmul (1-D
                                              unsqueeze/squeeze)
 add/sub/mul/div (.Tensor, .Scalar), rsub     add/sub/mul/div (``alpha`` via mul; rsub swaps)
 neg exp log tanh sigmoid relu erf sqrt       same names
-rsqrt gelu leaky_relu
+rsqrt gelu leaky_relu silu
 pow.Tensor_Scalar / reciprocal / pow.Scalar  pow(exponent) / pow(-1) / exp(x · log base)
-_softmax, softmax.int, _safe_softmax         softmax (``_safe_softmax`` gives 0 on an all −inf
+_softmax, softmax.int, _safe_softmax         softmax, after a ``cast`` for a ``dtype`` argument
+                                             (``_safe_softmax`` gives 0 on an all −inf
                                              row, the IR softmax NaN: such rows never occur
                                              unless a query attends to nothing)
 _log_softmax, log_softmax.int                log_softmax
@@ -67,14 +83,21 @@ gather, index_select, embedding              gather, index_select, embedding
 where, masked_fill                           where (boolean mask; scalars become constants)
 clone, alias, detach, lift_fresh_copy,       identity (``detach`` too: the graph describes
 _to_copy                                     the forward computation); ``_to_copy`` to another
-                                             dtype: ``cast``, where the IR has that op
+                                             dtype: ``cast``
+eq ne lt le gt ge (.Scalar, .Tensor),         same names: integer/boolean results, no gradient
+bitwise_and/or/xor/not, logical_and/or/
+xor/not, cumsum (integer or bool input)
 ===========================================  ==================================================
+
+Unsupported ops are reported at their module path; an op in the top-level ``forward`` (or a
+function it calls, such as transformers' mask builders) is reported as ``<root>`` with the
+source line torch recorded.
 
 ``linear`` and ``matmul`` are kept whole by the decomposition table (torch would lower them to
 ``permute``/``addmm``/``view`` and ``expand``/``bmm``): the IR has both ops with exact
 contraction Jacobians, and a layer input then has exactly the consumers a reader expects (the
 query, key and value projections and the residual add). ``softmax``/``_softmax``,
-``log_softmax``, ``layer_norm``/``native_layer_norm``, ``gelu``, ``_safe_softmax`` and
+``log_softmax``, ``layer_norm``/``native_layer_norm``, ``gelu``, ``silu``, ``_safe_softmax`` and
 ``logsumexp`` are kept too; the ``decompose`` argument then applies a
 :mod:`decomposition policy <graphengine.ir.passes.decompose>` to the IR graph.
 
