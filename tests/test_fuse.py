@@ -4,7 +4,7 @@
 import numpy as np
 import pytest
 
-from graphengine.engine import backward, forward, weighted
+from graphengine.engine import backward, forward, select, weighted
 from graphengine.ir import Graph
 from graphengine.ir.passes import fuse_rms_norm
 
@@ -86,3 +86,37 @@ def test_a_shared_intermediate_is_not_fused():
     v = h.call("mean", h.call("pow", x, exponent=3.0), axes=[1], keepdim=True)  # not a square
     h.mark_output(h.call("mul", x, h.call("rsqrt", h.call("add", v, h.constant(np.array(1e-6))))))
     assert fuse_rms_norm(h) is h
+
+
+def test_spelled_out_tanh_gelu_becomes_one_gelu_node():
+    transformers = pytest.importorskip("transformers")
+    from transformers.activations import NewGELUActivation
+
+    torch.manual_seed(1)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 6), NewGELUActivation(), torch.nn.Linear(6, 3)).double().eval()
+    x = torch.randn(2, 4, dtype=torch.float64)
+    g = from_torch(model, (x,))
+    assert g.op_histogram()["gelu"] == 1 and not {"tanh", "pow"} & set(g.op_histogram())
+    (gelu,) = g.find(op="gelu")
+    assert gelu.attrs["approximate"] == "tanh" and gelu.scope == "1"
+    leaf = x.clone().requires_grad_(True)
+    ref = model(leaf)
+    acts = forward(g, {"input": x.numpy()})
+    np.testing.assert_allclose(acts[g.outputs[0]], ref.detach().numpy(), rtol=1e-12, atol=1e-13)
+    (want,) = torch.autograd.grad(ref[1, 2], leaf)
+    got = backward(g, acts, select(g.nodes[g.outputs[0]].name, (1, 2)))
+    np.testing.assert_allclose(got.grad("input"), want.numpy(), rtol=1e-10, atol=1e-13)
+
+
+def test_primitive_tanh_gelu_round_trips_through_fuse():
+    from graphengine.ir.passes import decompose, fuse_gelu_tanh
+
+    g = Graph()
+    x = g.input("x", (3,))
+    g.mark_output(g.call("gelu", x, name="y", approximate="tanh"))
+    spelled = decompose(g, "primitive")
+    assert "gelu" not in spelled.op_histogram()
+    back = fuse_gelu_tanh(spelled)
+    assert [n.op for n in back if n.op != "input"] == ["gelu"] and back["y"].attrs["approximate"] == "tanh"
+    v = np.array([-1.5, 0.2, 2.0])
+    np.testing.assert_allclose(forward(back, {"x": v})[back["y"].id], forward(g, {"x": v})[g["y"].id], rtol=1e-15)

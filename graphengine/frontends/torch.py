@@ -45,8 +45,8 @@ ops. What the graph contains:
   non-differentiable ops in :mod:`graphengine.ir.ops.logic`; a float value selected by a mask
   computed from activations (``where(h > 0, ...)``) differentiates like torch.
 - **Fusion**: RMS normalization spelled in primitives (Llama's ``RMSNorm``) becomes one
-  ``rms_norm`` node (:func:`graphengine.ir.passes.fuse_rms_norm`), and ``aten.silu`` is kept
-  whole, so under the ``fused`` policy every family has its normalizations as dense blocks and its
+  ``rms_norm`` node, GPT-2's spelled-out tanh GELU one ``gelu`` node
+  (:func:`graphengine.ir.passes.fuse`), and ``aten.silu`` is kept whole, so under the ``fused`` policy every family has its normalizations as dense blocks and its
   activations as single diagonal nodes.
 
 Unsupported ops raise one :class:`~graphengine.errors.GraphEngineError` listing every
@@ -130,7 +130,7 @@ import torch  # noqa: F401  (this module is the torch frontend: importing it wit
 
 from ..errors import GraphEngineError
 from ..ir import Graph, Node
-from ..ir.passes import POLICIES, decompose as decompose_graph, fuse_rms_norm, prune, unique_name
+from ..ir.passes import POLICIES, decompose as decompose_graph, fuse, prune, unique_name
 from ._torch_ops import (UNSUPPORTED, Const, SkipDependent, Unsup, Unsupported, contains, converters, dtype_name,
                          import_torch, normalize_args, supported_ops, to_numpy, walk)
 
@@ -554,7 +554,7 @@ def from_torch(model, example_inputs, dynamic_shapes=None, decompose: str = "fus
         if value.op not in ("input", "parameter") and value.id not in out_map.values():
             cv.rename[value.id] = names[i]
         out_map[names[i]] = value.id
-    graph = fuse_rms_norm(prune(cv.g, rename=cv.rename))
+    graph = fuse(prune(cv.g, rename=cv.rename))
     new_id = dict(zip(cv.g.outputs, graph.outputs))
     graph.meta = {
         "source": "torch",

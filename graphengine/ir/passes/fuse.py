@@ -1,4 +1,5 @@
-"""Fusion: recognise RMS normalization spelled in primitives and make it one ``rms_norm`` node.
+"""Fusion: recognise RMS normalization and the tanh GELU spelled in primitives and make each one
+node (``rms_norm``, ``gelu(approximate="tanh")``).
 
 Frameworks have no single RMSNorm kernel in their exported graphs: Llama-family models (and
 ``torch.nn.RMSNorm``) compute ``x · rsqrt(mean(x², last axes) + eps) · γ``. The ``fused``
@@ -16,6 +17,11 @@ whatever the module is called:
 ``r`` must have no other consumer; ``γ`` is folded in only when ``y`` has no other consumer.
 The fused node takes the name and scope of the pattern's last node. Nothing else changes.
 
+GPT-2's ``gelu_new`` (``0.5 · x · (1 + tanh(√(2/π) · (x + 0.044715 · x³)))``, written out in
+transformers) is recognised by :func:`fuse_gelu_tanh` the same way (constants compared to
+float32 precision, either operand order, the ``0.5`` on ``x`` or on the product), so GPT-2's MLP
+has one ``gelu`` node like BERT's. :func:`fuse` runs both.
+
 >>> import numpy as np
 >>> from graphengine.ir import Graph
 >>> g = Graph(); x = g.input("x", (2, 4))
@@ -29,6 +35,7 @@ The fused node takes the name and scope of the pattern's last node. Nothing else
 
 from __future__ import annotations
 
+import math
 from typing import Dict, List, Optional, Tuple
 
 from ..graph import Graph, Node
@@ -125,3 +132,85 @@ def fuse_rms_norm(graph: Graph) -> Graph:
     out.outputs = [new[o].id for o in graph.outputs]
     return prune(out)
 
+
+
+def _scalar(graph: Graph, node: Node, value: float) -> bool:
+    if node.op != "constant" or graph.arrays[node.id].ndim != 0:
+        return False
+    return abs(float(graph.arrays[node.id]) - value) <= 1e-6 * abs(value)
+
+
+def _split(graph: Graph, node: Node, op: str, value: float) -> Optional[Node]:
+    """For ``node = op(a, constant value)`` in either order: ``a``; else None."""
+    if node.op != op:
+        return None
+    a, b = (graph.nodes[i] for i in node.inputs)
+    if _scalar(graph, b, value):
+        return a
+    if _scalar(graph, a, value):
+        return b
+    return None
+
+
+def _match_gelu(graph: Graph, t: Node, cons) -> Optional[Tuple[int, List[int], Node]]:
+    """``(x id, interior ids, last node)`` if the ``tanh`` node ``t`` is the core of a tanh GELU."""
+    if t.op != "tanh":
+        return None
+    u = graph.nodes[t.inputs[0]]
+    s = _split(graph, u, "mul", math.sqrt(2.0 / math.pi))
+    if s is None or s.op != "add" or cons[u.id] != [t.id] or cons[s.id] != [u.id]:
+        return None
+    for x_id, m_id in (s.inputs, s.inputs[::-1]):
+        m = graph.nodes[m_id]
+        p = _split(graph, m, "mul", 0.044715)
+        if p is None or p.op != "pow" or p.attrs["exponent"] != 3.0 or p.inputs[0] != x_id:
+            continue
+        if cons[m.id] != [s.id] or cons[p.id] != [m.id] or len(cons[t.id]) != 1:
+            continue
+        a = graph.nodes[cons[t.id][0]]
+        if _split(graph, a, "add", 1.0) is not t or len(cons[a.id]) != 1 or cons[a.id][0] < 0:
+            continue
+        interior = [p.id, m.id, s.id, u.id, t.id, a.id]
+        final = graph.nodes[cons[a.id][0]]
+        if final.op != "mul":
+            continue
+        other = _other(graph, final, a.id)
+        if other is not None and _split(graph, other, "mul", 0.5) is graph.nodes[x_id] and cons[other.id] == [final.id]:
+            return x_id, interior + [other.id], final           # (0.5 · x) · (1 + tanh(...))
+        if other is not None and other.id == x_id and len(cons[final.id]) == 1 and cons[final.id][0] >= 0:
+            half = graph.nodes[cons[final.id][0]]
+            if _split(graph, half, "mul", 0.5) is final:
+                return x_id, interior + [final.id], half         # (x · (1 + tanh(...))) · 0.5
+    return None
+
+
+def fuse_gelu_tanh(graph: Graph) -> Graph:
+    """A copy of ``graph`` with every spelled-out tanh GELU replaced by one ``gelu`` node."""
+    cons = _consumers(graph)
+    fused: Dict[int, int] = {}
+    interior: set = set()
+    for node in graph.nodes:
+        m = _match_gelu(graph, node, cons) if node.id not in interior else None
+        if m is not None and m[2].dtype == graph.nodes[m[0]].dtype:
+            interior.update(m[1])
+            fused[m[2].id] = m[0]
+    if not fused:
+        return graph
+    out = Graph(meta=dict(graph.meta))
+    new: Dict[int, Node] = {}
+    for node in graph.nodes:
+        if node.id in interior:
+            continue
+        if node.id in fused:
+            new[node.id] = out.add("gelu", [new[fused[node.id]]], {"approximate": "tanh"}, name=node.name,
+                                   scope=node.scope)
+        else:
+            new[node.id] = out.add(node.op, [new[i] for i in node.inputs], dict(node.attrs), name=node.name,
+                                   scope=node.scope, array=graph.arrays.get(node.id))
+    out.outputs = [new[o].id for o in graph.outputs]
+    return prune(out)
+
+
+def fuse(graph: Graph) -> Graph:
+    """:func:`fuse_rms_norm` then :func:`fuse_gelu_tanh`."""
+    return fuse_gelu_tanh(fuse_rms_norm(graph))
