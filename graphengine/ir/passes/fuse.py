@@ -101,19 +101,9 @@ def _match(graph: Graph, mul: Node, cons) -> Optional[Tuple[int, Optional[int], 
     return None
 
 
-def fuse_rms_norm(graph: Graph) -> Graph:
-    """A copy of ``graph`` with every RMS-norm pattern replaced by one ``rms_norm`` node."""
-    cons = _consumers(graph)
-    fused: Dict[int, Tuple[int, Optional[int], float, tuple]] = {}
-    interior: set = set()
-    for node in graph.nodes:
-        if node.id in interior:
-            continue
-        m = _match(graph, node, cons)
-        if m is not None:
-            x_id, gamma, eps, norm, inner, last = m
-            interior.update(inner)
-            fused[last.id] = (x_id, gamma, eps, norm)
+def _rewrite(graph: Graph, interior: set, fused: Dict[int, Tuple[str, List[int], Dict]]) -> Graph:
+    """A copy of ``graph`` without the ``interior`` nodes, each node of ``fused`` replaced by
+    ``(op, input ids, attrs)`` under its own name and scope; unused leaves pruned."""
     if not fused:
         return graph
     out = Graph(meta=dict(graph.meta))
@@ -122,16 +112,41 @@ def fuse_rms_norm(graph: Graph) -> Graph:
         if node.id in interior:
             continue
         if node.id in fused:
-            x_id, gamma, eps, norm = fused[node.id]
-            ins = [new[x_id]] + ([new[gamma]] if gamma is not None else [])
-            new[node.id] = out.add("rms_norm", ins, {"normalized_shape": list(norm), "eps": eps},
-                                   name=node.name, scope=node.scope)
+            op, ins, attrs = fused[node.id]
+            new[node.id] = out.add(op, [new[i] for i in ins], attrs, name=node.name, scope=node.scope)
         else:
             new[node.id] = out.add(node.op, [new[i] for i in node.inputs], dict(node.attrs), name=node.name,
                                    scope=node.scope, array=graph.arrays.get(node.id))
     out.outputs = [new[o].id for o in graph.outputs]
     return prune(out)
 
+
+def _fuse_all(graph: Graph, match) -> Graph:
+    """Apply ``match(graph, node, consumers) -> (interior ids, last id, (op, inputs, attrs)) | None``
+    at every node not already inside a match, then :func:`_rewrite`."""
+    cons = _consumers(graph)
+    fused: Dict[int, Tuple[str, List[int], Dict]] = {}
+    interior: set = set()
+    for node in graph.nodes:
+        m = match(graph, node, cons) if node.id not in interior else None
+        if m is not None:
+            interior.update(m[0])
+            fused[m[1]] = m[2]
+    return _rewrite(graph, interior, fused)
+
+
+def _rms_spec(graph: Graph, node: Node, cons):
+    m = _match(graph, node, cons)
+    if m is None:
+        return None
+    x_id, gamma, eps, norm, inner, last = m
+    return inner, last.id, ("rms_norm", [x_id] + ([gamma] if gamma is not None else []),
+                            {"normalized_shape": list(norm), "eps": eps})
+
+
+def fuse_rms_norm(graph: Graph) -> Graph:
+    """A copy of ``graph`` with every RMS-norm pattern replaced by one ``rms_norm`` node."""
+    return _fuse_all(graph, _rms_spec)
 
 
 def _scalar(graph: Graph, node: Node, value: float) -> bool:
@@ -184,31 +199,16 @@ def _match_gelu(graph: Graph, t: Node, cons) -> Optional[Tuple[int, List[int], N
     return None
 
 
+def _gelu_spec(graph: Graph, node: Node, cons):
+    m = _match_gelu(graph, node, cons)
+    if m is None or m[2].dtype != graph.nodes[m[0]].dtype:
+        return None
+    return m[1], m[2].id, ("gelu", [m[0]], {"approximate": "tanh"})
+
+
 def fuse_gelu_tanh(graph: Graph) -> Graph:
     """A copy of ``graph`` with every spelled-out tanh GELU replaced by one ``gelu`` node."""
-    cons = _consumers(graph)
-    fused: Dict[int, int] = {}
-    interior: set = set()
-    for node in graph.nodes:
-        m = _match_gelu(graph, node, cons) if node.id not in interior else None
-        if m is not None and m[2].dtype == graph.nodes[m[0]].dtype:
-            interior.update(m[1])
-            fused[m[2].id] = m[0]
-    if not fused:
-        return graph
-    out = Graph(meta=dict(graph.meta))
-    new: Dict[int, Node] = {}
-    for node in graph.nodes:
-        if node.id in interior:
-            continue
-        if node.id in fused:
-            new[node.id] = out.add("gelu", [new[fused[node.id]]], {"approximate": "tanh"}, name=node.name,
-                                   scope=node.scope)
-        else:
-            new[node.id] = out.add(node.op, [new[i] for i in node.inputs], dict(node.attrs), name=node.name,
-                                   scope=node.scope, array=graph.arrays.get(node.id))
-    out.outputs = [new[o].id for o in graph.outputs]
-    return prune(out)
+    return _fuse_all(graph, _gelu_spec)
 
 
 def fuse(graph: Graph) -> Graph:
