@@ -215,3 +215,29 @@ def test_pytorch_bin_checkpoint_loads_with_weights_only(tmp_path):
     with torch.no_grad():
         want = H.reference(d, "mlm")(torch.from_numpy(feeds["input_ids"])).logits.numpy()
     assert np.max(np.abs(forward(g, feeds)[g.outputs[0]] - want)) <= 1e-5
+
+
+@pytest.mark.parametrize("family,head", [("llama", "classification"), ("gpt2", "classification"),
+                                         ("gpt2", "token_classification"), ("roberta", None)])
+def test_other_heads_and_the_base_model(family, head, tmp_path):
+    """Sequence classification of a decoder reads the last non-padding token, found in the graph
+    (ne, argmax, a computed index): a different padding of the same length needs no re-export."""
+    config = H.FAMILIES[family][0]()
+    config.num_labels = 3
+    cls = {"classification": transformers.AutoModelForSequenceClassification,
+           "token_classification": transformers.AutoModelForTokenClassification, None: transformers.AutoModel}[head]
+    torch.manual_seed(2)
+    model = cls.from_config(config)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_(0.0, 0.3)
+    model.save_pretrained(str(tmp_path))
+    g, feeds, tokens = from_hf_dir(tmp_path, input_ids=[5, 6, 7, 1], head=head)
+    assert tokens is None and g.nodes[g.outputs[0]].name == ("last_hidden_state" if head is None else "logits")
+    ref = cls.from_pretrained(str(tmp_path), attn_implementation="eager").eval()
+    for ids in ([[5, 6, 7, 1]], [[5, 6, 1, 1]]):
+        ids = np.array(ids)
+        with torch.no_grad():
+            out = ref(torch.from_numpy(ids))
+            want = (out.last_hidden_state if head is None else out.logits).numpy()
+        assert np.max(np.abs(forward(g, {"input_ids": ids})[g.outputs[0]] - want)) <= 1e-5

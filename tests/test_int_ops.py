@@ -29,6 +29,8 @@ CASES = [
     ("logical_xor", (BOOLS, OTHER), torch.logical_xor), ("logical_not", (INTS,), torch.logical_not),
     ("cumsum", (INTS,), lambda x: torch.cumsum(x, 1)), ("cumsum", (BOOLS,), lambda x: torch.cumsum(x, 1)),
     ("cumsum", (INTS.astype(np.int32),), lambda x: torch.cumsum(x, 1)),
+    ("argmax", (INTS,), lambda x: torch.argmax(x, 1)), ("argmin", (INTS,), lambda x: torch.argmin(x, 1)),
+    ("argmax", (np.array([[0.5, 2.0, 2.0], [-1.0, -3.0, 4.0]]),), lambda x: torch.argmax(x, 1)),  # first on ties
 ]
 
 
@@ -41,13 +43,22 @@ def test_forward_and_dtype_match_torch_and_there_is_no_jacobian(case):
     op, arrays, fn = case
     g = Graph()
     refs = [g.constant(a, name=f"c{i}") for i, a in enumerate(arrays)]
-    y = g.call(op, *refs, name="y", **({"axis": 1} if op == "cumsum" else {}))
+    y = g.call(op, *refs, name="y", **({"axis": 1} if op in ("cumsum", "argmax", "argmin") else {}))
     want = fn(*[torch.from_numpy(np.asarray(a)) for a in arrays]).numpy()
     got = forward(g, {})[y.id]
     assert y.dtype == got.dtype.name == want.dtype.name.replace("uint8", "bool")
     np.testing.assert_array_equal(got, want)
     values = [np.asarray(a) for a in arrays]
     assert all(get_op(op).jacobian(slot, values, got, y.attrs) is None for slot in range(len(arrays)))
+
+
+def test_argmax_over_all_elements_and_keepdim():
+    g = Graph()
+    c = g.constant(INTS)
+    flat, keep = g.call("argmax", c), g.call("argmin", c, axis=0, keepdim=True)
+    acts = forward(g, {})
+    assert flat.shape == () and int(acts[flat.id]) == int(torch.argmax(torch.from_numpy(INTS)))
+    np.testing.assert_array_equal(acts[keep.id], torch.argmin(torch.from_numpy(INTS), 0, keepdim=True).numpy())
 
 
 def test_float_operands_of_bitwise_ops_and_cumsum_are_refused():

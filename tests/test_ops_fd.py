@@ -95,7 +95,7 @@ CASES = [
 LEAVES = {"input", "parameter", "constant"}
 # integer/boolean ops without a Jacobian: forward against torch and "no gradient" in tests/test_int_ops.py
 NO_GRADIENT = {"eq", "ne", "lt", "le", "gt", "ge", "bitwise_and", "bitwise_or", "bitwise_xor", "bitwise_not",
-               "logical_and", "logical_or", "logical_xor", "logical_not", "cumsum"}
+               "logical_and", "logical_or", "logical_xor", "logical_not", "cumsum", "argmax", "argmin"}
 
 
 def _build(case, rng):

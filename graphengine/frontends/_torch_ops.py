@@ -409,14 +409,17 @@ def _conv_index(cv, a):
                                                               and str(tdtype) == "torch.bool"):
             raise Unsup("boolean mask index")
     if len(pos) > 1:
-        if pos != list(range(pos[0], pos[-1] + 1)) or not all(isinstance(indices[p], Const) for p in pos):
-            raise Unsup("several non-adjacent or non-constant advanced indices")
+        if pos != list(range(pos[0], pos[-1] + 1)):
+            raise Unsup("several non-adjacent advanced indices")
         dims = [x.shape[p] for p in pos]
-        idx = np.broadcast_arrays(*[to_numpy(indices[p].tensor) for p in pos])
-        flat = np.ravel_multi_index(tuple(np.mod(i, d) for i, d in zip(idx, dims)), dims)
         merged = list(x.shape[:pos[0]]) + [int(np.prod(dims))] + list(x.shape[pos[-1] + 1:])
+        if all(isinstance(indices[p], Const) for p in pos):
+            idx = np.broadcast_arrays(*[to_numpy(indices[p].tensor) for p in pos])
+            flat = np.ravel_multi_index(tuple(np.mod(i, d) for i, d in zip(idx, dims)), dims)
+            index = Const(import_torch().from_numpy(flat.astype(np.int64)), f"{cv.fx.name}.flat_index", cv.scope)
+        else:  # computed indices (a classification head's last non-padding token): flatten in the graph
+            index = _flat_index(cv, [indices[p] for p in pos], dims)
         x = cv.emit("reshape", x, shape=merged)
-        index = Const(import_torch().from_numpy(flat.astype(np.int64)), f"{cv.fx.name}.flat_index", cv.scope)
         d = pos[0]
     else:
         d = pos[0]
@@ -431,6 +434,21 @@ def _conv_index(cv, a):
     flat_idx = cv.emit("reshape", idx, shape=[-1])
     picked = cv.emit("index_select", x, flat_idx, dim=d)
     return cv.emit("reshape", picked, shape=list(x.shape[:d]) + list(idx.shape) + list(x.shape[d + 1:]))
+
+
+def _flat_index(cv, indices, dims) -> Node:
+    """Σ_k (i_k mod d_k) · stride_k as int64 IR nodes (row-major strides, broadcasting)."""
+    flat = None
+    for k, (ix, d) in enumerate(zip(indices, dims)):
+        i = cv.node(ix, dtype="int64")
+        if i.dtype != "int64":
+            i = cv.emit("cast", i, dtype="int64")
+        zero, size = cv.node(0, dtype="int64"), cv.node(int(d), dtype="int64")
+        i = cv.emit("where", cv.emit("lt", i, zero), cv.emit("add", i, size), i)  # torch allows negatives
+        stride = int(np.prod(dims[k + 1:], dtype=np.int64))
+        term = i if stride == 1 else cv.emit("mul", i, cv.node(stride, dtype="int64"))
+        flat = term if flat is None else cv.emit("add", flat, term)
+    return flat
 
 
 def _conv_gather(cv, a):
@@ -468,6 +486,15 @@ def _conv_cumsum(cv, a):
         raise Unsup("cumsum of a float tensor (only integer/bool cumsum is supported)")
     out = cv.emit("cumsum", x, axis=int(a["dim"]) % max(len(x.shape), 1))
     return _as_dtype(cv, out, a.get("dtype"))
+
+
+def _conv_arg(op):
+    def conv(cv, a):
+        x = cv.node(a["self"])
+        dim = a.get("dim")
+        return cv.emit(op, x, axis=None if dim is None else int(dim) % max(len(x.shape), 1),
+                       keepdim=bool(a.get("keepdim") or False))
+    return conv
 
 
 def _logic(op, arity=2):
@@ -549,6 +576,8 @@ def converters() -> Dict[str, Callable]:
     reg(_logic("bitwise_not", 1), "bitwise_not.default")
     reg(_logic("logical_not", 1), "logical_not.default")
     reg(_conv_cumsum, "cumsum.default")
+    for op in ("argmax", "argmin"):
+        reg(_conv_arg(op), f"{op}.default")
     return table
 
 

@@ -1,4 +1,5 @@
-"""Integer and boolean computations: comparisons, bitwise and logical ops, integer ``cumsum``.
+"""Integer and boolean computations: comparisons, bitwise and logical ops, integer ``cumsum``,
+``argmax`` / ``argmin``.
 
 These ops carry no gradient (their Jacobian is ``None`` for every input), so they may sit
 inside a differentiable graph: Hugging Face models compute position ids from the input ids
@@ -7,7 +8,9 @@ causal mask (``bitwise_and``) this way, and both stay per-example inputs of one 
 
 Dtype rules follow torch: comparisons and ``logical_*`` give ``bool``; ``bitwise_*`` take
 integer or boolean operands (not floats) and give their promoted dtype; ``cumsum`` of an
-integer or boolean tensor gives ``int64`` (torch promotes integral inputs).
+integer or boolean tensor gives ``int64`` (torch promotes integral inputs); ``argmax`` /
+``argmin`` give ``int64`` indices of any tensor (the first extreme on ties, as torch; decoder
+classification heads pick the last non-padding token this way).
 
 >>> import numpy as np
 >>> from graphengine.ir import Graph
@@ -101,3 +104,35 @@ register_op(OpDef("cumsum", "none", 1, 1, _cumsum_infer,
                   lambda xs, a: np.cumsum(xs[0], axis=a["axis"], dtype=np.int64), _no_gradient,
                   attrs={"axis": Attr("int", required=True)},
                   doc="running sum along an axis of an integer / bool tensor (int64)"))
+
+
+def _arg_infer(name):
+    def infer(types, attrs):
+        t = types[0]
+        if attrs["axis"] is None:
+            if t.ndim and 0 in t.shape:
+                raise ShapeError(f"'{name}' of an empty tensor")
+            return TensorType((1,) * t.ndim if attrs["keepdim"] else (), "int64")
+        axis = norm_axis(attrs["axis"], t.ndim, "axis")
+        if t.shape[axis] == 0:
+            raise ShapeError(f"'{name}' over an empty axis")
+        shape = tuple(1 if i == axis else s for i, s in enumerate(t.shape)) if attrs["keepdim"] else \
+            tuple(s for i, s in enumerate(t.shape) if i != axis)
+        return TensorType(shape, "int64")
+    return infer
+
+
+def _arg_forward(fn):
+    def forward(xs, a):
+        x = xs[0]
+        if a["axis"] is None:
+            out = np.asarray(fn(x.reshape(-1)), dtype=np.int64)
+            return out.reshape((1,) * x.ndim) if a["keepdim"] else out
+        return np.asarray(fn(x, axis=a["axis"], keepdims=a["keepdim"]), dtype=np.int64)
+    return forward
+
+
+for _name, _fn in (("argmax", np.argmax), ("argmin", np.argmin)):
+    register_op(OpDef(_name, "none", 1, 1, _arg_infer(_name), _arg_forward(_fn), _no_gradient,
+                      attrs={"axis": Attr("int", default=None), "keepdim": Attr("bool", default=False)},
+                      doc=f"index of the {_name[3:]}imum along an axis (flattened when axis is None; first on ties; int64)"))
