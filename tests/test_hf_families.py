@@ -241,3 +241,17 @@ def test_other_heads_and_the_base_model(family, head, tmp_path):
             out = ref(torch.from_numpy(ids))
             want = (out.last_hidden_state if head is None else out.logits).numpy()
         assert np.max(np.abs(forward(g, {"input_ids": ids})[g.outputs[0]] - want)) <= 1e-5
+
+
+def test_vocabulary_files_without_tokenizer_json(checkpoints, tmp_path):
+    """A directory with vocab.txt + tokenizer_config.json is tokenized by transformers, locally."""
+    import shutil
+
+    for name in ("config.json", "model.safetensors"):
+        shutil.copy(f"{checkpoints['bert']}/{name}", tmp_path / name)
+    (tmp_path / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + H.WORDS) + "\n")
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "BertTokenizer"}))
+    g, feeds, tokens = from_hf_dir(tmp_path, text="the cat [MASK] on the table", head="mlm", target="sat", foil="is")
+    assert tokens == ["[CLS]", "the", "cat", "[MASK]", "on", "the", "table", "[SEP]"]
+    assert feeds["input_ids"].tolist() == [[2, 5, 6, 4, 10, 5, 11, 3]]
+    assert g.meta["qoi"] == "logits[0,3,8] - logits[0,3,9]"
