@@ -52,6 +52,11 @@ def test_export_torch_then_grad_matches_autograd(factory_file, tmp_path, capsys)
     assert main(["export", "torch", f"{factory_file}:make_with_example", "--decompose", "paper",
                  "-o", str(tmp_path / "p.ge")]) == 0
     assert ge.load(str(tmp_path / "p.ge")).meta["decomposition"] == "paper"
+    # export torch writes its example inputs, keyed by graph input name, for run/grad/analyze
+    feeds = np.load(tmp_path / "p.inputs.npz")
+    assert list(feeds) == [name] and np.array_equal(feeds[name], np.ones((2, 3)))
+    assert np.array_equal(np.load(tmp_path / "mlp.inputs.npz")[name], ge.cli.export.parse_example("float64[2,3]"))
+    assert main(["run", str(out), "--inputs", str(tmp_path / "mlp.inputs.npz")]) == 0
 
 
 @pytest.mark.parametrize("args,needle", [

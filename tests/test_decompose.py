@@ -110,6 +110,9 @@ def test_exact_expansions():
     assert ops("paper", "gelu") == ["mul", "erf", "add", "mul", "mul"]
     assert ops("primitive", "gelu", approximate="tanh") == ["pow", "mul", "add", "mul", "tanh", "add", "mul", "mul"]
     assert ops("paper", "mean", axes=[1]) == ["sum", "div"]
+    assert ops("primitive", "rms_norm", normalized_shape=[4]) == ["pow", "mean", "add", "rsqrt", "mul"]
+    assert ops("paper", "rms_norm", normalized_shape=[4]) == ["pow", "sum", "div", "add", "rsqrt", "mul"]
+    assert ops("primitive", "silu") == ops("paper", "silu") == ["sigmoid", "mul"]
 
 
 def test_errors():
@@ -209,7 +212,8 @@ def test_max_paths_and_entropy_differ_on_a_tiny_bert():
 OP_PROGRAMS = [
     ("softmax", {"axis": -1}, 0), ("log_softmax", {"axis": 0}, 0), ("layer_norm", {"normalized_shape": [3]}, 2),
     ("layer_norm", {"normalized_shape": [3], "eps": 0.5}, 0), ("gelu", {}, 0), ("gelu", {"approximate": "tanh"}, 0),
-    ("mean", {"axes": [1], "keepdim": True}, 0),
+    ("mean", {"axes": [1], "keepdim": True}, 0), ("rms_norm", {"normalized_shape": [3]}, 1),
+    ("rms_norm", {"normalized_shape": [3], "eps": 0.5}, 0), ("silu", {}, 0),
 ]
 
 

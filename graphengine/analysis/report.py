@@ -59,18 +59,38 @@ def _best_start(result, name: str, starts: List[int]):
     return None if best is None else best[1:]
 
 
+def default_nodes(graph) -> List[int]:
+    """What ``analyze`` summarizes when not told: the float inputs and the token-embedding
+    outputs (``embedding`` lookups whose indices are a graph input, e.g. ``input_ids``), the
+    places where a language model's input enters; a graph with neither (no float input, no
+    token lookup) falls back to its float parameters. Parameters are not listed by default: a
+    transformer has hundreds, and their statistics pool over the whole batch.
+
+    >>> import numpy as np
+    >>> from graphengine.ir import Graph
+    >>> g = Graph(); ids = g.input("ids", (1, 3), dtype="int64")
+    >>> e = g.call("embedding", g.parameter("table", np.eye(4)), ids, name="tok")
+    >>> [g.nodes[i].name for i in default_nodes(g)]
+    ['tok']
+    """
+    ins = [n.id for n in graph.nodes if n.op == "input" and is_float(n.dtype)]
+    lookups = [n.id for n in graph.nodes if n.op == "embedding" and graph.nodes[n.inputs[1]].op == "input"]
+    if ins or lookups:
+        return ins + lookups
+    return [n.id for n in graph.nodes if n.op == "parameter" and is_float(n.dtype)]
+
+
 def analyze(graph, activations, qoi, semirings: Sequence[str], granularity: str = "scalar",
             nodes: Optional[Sequence] = None, starts: Optional[Sequence] = None) -> Dict:
     """Run one backward pass and summarize it.
 
-    ``nodes``: nodes to summarize (default: float inputs and parameters); ``starts``: nodes whose
+    ``nodes``: nodes to summarize (default: :func:`default_nodes`); ``starts``: nodes whose
     elements may start a reported path (default: float inputs, else every summarized node).
     """
     if isinstance(qoi, str):
         qoi = parse(qoi)
     srs = [get_semiring(s) for s in semirings]
-    summarized = [graph.node(n).id for n in nodes] if nodes else \
-        [n.id for n in graph.nodes if n.op in ("input", "parameter") and is_float(n.dtype)]
+    summarized = [graph.node(n).id for n in nodes] if nodes else default_nodes(graph)
     if starts:
         start_ids = [graph.node(n).id for n in starts]
     else:

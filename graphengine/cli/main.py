@@ -2,11 +2,11 @@
 
 ::
 
-    graphengine info  FILE [--json]
+    graphengine info  FILE [--json] [--scope PREFIX] [--grep PATTERN]
     graphengine run   FILE [--inputs FEEDS.npz] [--input NAME=JSON ...] [-o OUT.npz]
     graphengine grad  FILE --qoi "logits[0,3,1] - logits[0,3,0]" [--inputs ...] [--input ...]
                       [--wrt NAME ...] [-o OUT.npz]
-    graphengine analyze FILE --qoi QOI --semiring max,entropy,kbest:5 [--granularity scalar|paper]
+    graphengine analyze FILE [--qoi QOI] --semiring max,entropy,kbest:5 [--granularity scalar|paper]
                       [--nodes NAME ...] [--from NAME ...] [--inputs ...] [--input ...] [-o OUT.json]
                       [--html REPORT.html] [--graph-json GRAPH.json] [--dot GRAPH.dot]
                       [--tokens TOKENS | --tokenizer DIR|minilm]   (see graphengine.report.cli)
@@ -191,10 +191,58 @@ def scope_tree(scopes_with_counts: Counter, depth: int = SCOPE_DEPTH) -> Dict[st
     return tree
 
 
+def matching_nodes(graph, scope: Optional[str] = None, pattern: Optional[str] = None) -> list:
+    """Nodes inside module ``scope`` (the scope itself or below it: ``encoder.layer.1`` matches
+    ``encoder.layer.1.attention`` but not ``encoder.layer.10``) whose name, scope or op matches
+    the regular expression ``pattern`` (searched, case-sensitive); either filter may be omitted.
+
+    >>> from graphengine.ir import Graph
+    >>> g = Graph(); x = g.input("x", (2,)); y = g.call("tanh", x, name="act", scope="layer.1.mlp")
+    >>> [n.name for n in matching_nodes(g, scope="layer.1")], [n.name for n in matching_nodes(g, pattern="^ta")]
+    (['act'], ['act'])
+    """
+    import re
+
+    try:
+        rx = re.compile(pattern) if pattern is not None else None
+    except re.error as e:
+        raise CLIError(f"--grep {pattern!r}: not a regular expression ({e})") from None
+    prefix = (scope or "").strip(".")
+    hits = []
+    for n in graph.nodes:
+        if prefix and not (n.scope == prefix or n.scope.startswith(prefix + ".")):
+            continue
+        if rx is not None and not any(rx.search(t) for t in (n.name, n.scope, n.op)):
+            continue
+        hits.append(n)
+    return hits
+
+
+def _list_nodes(args, g, out) -> int:
+    hits = matching_nodes(g, args.scope, args.grep)
+    if args.json:
+        json.dump([{"id": n.id, "name": n.name, "op": n.op, "shape": list(n.shape), "dtype": n.dtype,
+                    "scope": n.scope} for n in hits], out, indent=2)
+        out.write("\n")
+        return 0
+    if not hits:
+        what = " and ".join(f"{k} {v!r}" for k, v in (("scope", args.scope), ("pattern", args.grep)) if v is not None)
+        out.write(f"no node matches {what}\n")
+        return 0
+    wn = max(len(n.name) for n in hits)
+    wo = max(len(n.op) for n in hits)
+    for n in hits:
+        out.write(f"{n.name:<{wn}}  {n.op:<{wo}}  {_type_str(n):<20}  {n.scope}\n")
+    out.write(f"{len(hits)} node(s)\n")
+    return 0
+
+
 def _info(args, out) -> int:
     from ..ir import FORMAT_VERSION
 
     g = _load_graph(args.file)
+    if args.scope is not None or args.grep is not None:
+        return _list_nodes(args, g, out)
     summary = g.summary()
     counts = Counter(n.scope for n in g.nodes if n.scope)
     tree = scope_tree(counts)
@@ -350,8 +398,13 @@ def _analyze(args, out) -> int:
     for path in (args.output, args.html, args.graph_json, args.dot):
         _check_output_path(path, args.file, args.inputs)
     names = _parse_semirings(args.semiring)
-    qoi = parse(args.qoi)
+    qoi = parse(args.qoi) if args.qoi is not None else None  # syntax errors before any file is read
     g = _load_graph(args.file)
+    if qoi is None:
+        args.qoi = g.meta.get("qoi")
+        if not isinstance(args.qoi, str):
+            raise CLIError(f"{args.file}: no --qoi given and the graph records none (export hf --target WORD does)")
+        qoi = parse(args.qoi)
     try:
         qoi.coefficients(g.node(qoi.node).shape)
     except KeyError as e:
@@ -449,6 +502,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("info", help="summarize a graph file")
     p.add_argument("file", metavar="FILE", help=GRAPH_FILE_HELP)
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.add_argument("--scope", metavar="PREFIX",
+                   help="list the nodes inside this module path (name, op, shape, dtype, scope)")
+    p.add_argument("--grep", metavar="PATTERN",
+                   help="list the nodes whose name, scope or op matches this regular expression")
 
     def feed_args(p):
         p.add_argument("--inputs", metavar="FEEDS.npz", help=".npz of input values keyed by input name")
@@ -470,14 +527,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("analyze", help="semiring analysis: per-node statistics and top paths")
     p.add_argument("file", metavar="FILE", help=GRAPH_FILE_HELP)
-    p.add_argument("--qoi", required=True, metavar="QOI", help="'node[i,j]' or 'node[i,j] - node[k,l]'")
+    p.add_argument("--qoi", metavar="QOI", help="'node[i,j]' or 'node[i,j] - node[k,l]' (default: the QoI "
+                   "recorded at export, e.g. by export hf --target/--foil)")
     p.add_argument("--semiring", default="max,entropy", metavar="LIST",
                    help="comma-separated semirings, e.g. max,entropy,kbest:5 (default max,entropy)")
     p.add_argument("--granularity", choices=("scalar", "paper"), default="scalar",
                    help="scalar: exact per-scalar paths (default); paper: the paper's coarser granularity "
                         "(docs/granularity.md)")
     p.add_argument("--nodes", action="append", metavar="NAME",
-                   help="node to summarize (repeatable; default: float inputs and parameters)")
+                   help="node to summarize (repeatable; default: float inputs and token-embedding outputs, "
+                        "else parameters)")
     p.add_argument("--from", dest="starts", action="append", metavar="NAME",
                    help="node whose best element starts the reported paths (repeatable)")
     p.add_argument("--inputs", metavar="FEEDS.npz", help=".npz of input values keyed by input name")

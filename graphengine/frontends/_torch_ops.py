@@ -200,10 +200,11 @@ def _conv_pow_base(cv, a):  # base ** x = exp(x log base)
 def _conv_identity(cv, a):
     x = a["self"]
     dtype = a.get("dtype")
-    if dtype is not None and isinstance(x, Node) and dtype_name(dtype) != x.dtype:
-        if dtype_name(dtype) is None or "cast" not in op_names():
-            raise Unsup(f"{x.dtype} -> {dtype_name(dtype) or dtype} cast of a non-constant tensor")
-        return cv.emit("cast", x, dtype=dtype_name(dtype))  # the IR's cast op (ONNX Cast semantics)
+    want = cv.ir_dtype(dtype) if dtype is not None else None
+    if want is not None and isinstance(x, Node) and want != x.dtype:
+        return cv.emit("cast", x, dtype=want)  # the IR's cast op (numpy astype, as torch's .to)
+    if dtype is not None and want is None:
+        raise Unsup(f"a cast to {str(dtype).replace('torch.', '')}")
     return cv.node(x)
 
 
@@ -230,8 +231,18 @@ def _conv_matmul(cv, a):
     return out
 
 
+def _as_dtype(cv, x, dtype):
+    """``x`` cast to torch dtype ``dtype`` (an op's ``dtype=`` argument); ``None`` keeps it."""
+    x = cv.node(x)
+    want = cv.ir_dtype(dtype) if dtype is not None else x.dtype
+    if want is None:
+        raise Unsup(f"dtype {str(dtype).replace('torch.', '')}")
+    return x if want == x.dtype else cv.emit("cast", x, dtype=want)
+
+
 def _softmax_like(op):
-    return lambda cv, a: cv.emit(op, a["self"], axis=int(a["dim"]))
+    # softmax(x, dim, dtype=float32) computes in float32 (Llama does so even in a float64 model)
+    return lambda cv, a: cv.emit(op, _as_dtype(cv, a["self"], a.get("dtype")), axis=int(a["dim"]))
 
 
 def _conv_layer_norm(cv, a):
@@ -262,9 +273,7 @@ def _axes(dim, ndim):
 
 def _reduction(op, dim_key="dim"):
     def conv(cv, a):
-        x = cv.node(a["self"])
-        if a.get("dtype") is not None and dtype_name(a["dtype"]) != x.dtype:
-            raise Unsup("a dtype argument")
+        x = _as_dtype(cv, a["self"], a.get("dtype"))
         return cv.emit(op, x, axes=_axes(a.get(dim_key), len(x.shape)), keepdim=bool(a.get("keepdim") or False))
     return conv
 
@@ -400,14 +409,17 @@ def _conv_index(cv, a):
                                                               and str(tdtype) == "torch.bool"):
             raise Unsup("boolean mask index")
     if len(pos) > 1:
-        if pos != list(range(pos[0], pos[-1] + 1)) or not all(isinstance(indices[p], Const) for p in pos):
-            raise Unsup("several non-adjacent or non-constant advanced indices")
+        if pos != list(range(pos[0], pos[-1] + 1)):
+            raise Unsup("several non-adjacent advanced indices")
         dims = [x.shape[p] for p in pos]
-        idx = np.broadcast_arrays(*[to_numpy(indices[p].tensor) for p in pos])
-        flat = np.ravel_multi_index(tuple(np.mod(i, d) for i, d in zip(idx, dims)), dims)
         merged = list(x.shape[:pos[0]]) + [int(np.prod(dims))] + list(x.shape[pos[-1] + 1:])
+        if all(isinstance(indices[p], Const) for p in pos):
+            idx = np.broadcast_arrays(*[to_numpy(indices[p].tensor) for p in pos])
+            flat = np.ravel_multi_index(tuple(np.mod(i, d) for i, d in zip(idx, dims)), dims)
+            index = Const(import_torch().from_numpy(flat.astype(np.int64)), f"{cv.fx.name}.flat_index", cv.scope)
+        else:  # computed indices (a classification head's last non-padding token): flatten in the graph
+            index = _flat_index(cv, [indices[p] for p in pos], dims)
         x = cv.emit("reshape", x, shape=merged)
-        index = Const(import_torch().from_numpy(flat.astype(np.int64)), f"{cv.fx.name}.flat_index", cv.scope)
         d = pos[0]
     else:
         d = pos[0]
@@ -422,6 +434,21 @@ def _conv_index(cv, a):
     flat_idx = cv.emit("reshape", idx, shape=[-1])
     picked = cv.emit("index_select", x, flat_idx, dim=d)
     return cv.emit("reshape", picked, shape=list(x.shape[:d]) + list(idx.shape) + list(x.shape[d + 1:]))
+
+
+def _flat_index(cv, indices, dims) -> Node:
+    """Σ_k (i_k mod d_k) · stride_k as int64 IR nodes (row-major strides, broadcasting)."""
+    flat = None
+    for k, (ix, d) in enumerate(zip(indices, dims)):
+        i = cv.node(ix, dtype="int64")
+        if i.dtype != "int64":
+            i = cv.emit("cast", i, dtype="int64")
+        zero, size = cv.node(0, dtype="int64"), cv.node(int(d), dtype="int64")
+        i = cv.emit("where", cv.emit("lt", i, zero), cv.emit("add", i, size), i)  # torch allows negatives
+        stride = int(np.prod(dims[k + 1:], dtype=np.int64))
+        term = i if stride == 1 else cv.emit("mul", i, cv.node(stride, dtype="int64"))
+        flat = term if flat is None else cv.emit("add", flat, term)
+    return flat
 
 
 def _conv_gather(cv, a):
@@ -451,6 +478,37 @@ def _conv_masked_fill(cv, a):
     if isinstance(value, Const):
         value = float(value.tensor)
     return cv.emit("where", mask, value, a["self"])
+
+
+def _conv_cumsum(cv, a):
+    x = cv.node(a["self"])
+    if x.dtype in ("float32", "float64"):
+        raise Unsup("cumsum of a float tensor (only integer/bool cumsum is supported)")
+    out = cv.emit("cumsum", x, axis=int(a["dim"]) % max(len(x.shape), 1))
+    return _as_dtype(cv, out, a.get("dtype"))
+
+
+def _conv_arg(op):
+    def conv(cv, a):
+        x = cv.node(a["self"])
+        dim = a.get("dim")
+        return cv.emit(op, x, axis=None if dim is None else int(dim) % max(len(x.shape), 1),
+                       keepdim=bool(a.get("keepdim") or False))
+    return conv
+
+
+def _logic(op, arity=2):
+    """Comparisons, bitwise and logical ops: non-differentiable IR ops of the same name."""
+    def conv(cv, a):
+        x = a["self"]
+        if arity == 1:
+            return cv.emit(op, x)
+        y = a["other"]
+        if isinstance(y, bool) or (op.startswith("bitwise") and isinstance(y, int)):
+            y = Const(import_torch().tensor(y), f"{cv.fx.name}.other", cv.scope)
+            return cv.emit(op, x, cv.node(y, dtype=cv.node(x).dtype))
+        return cv.emit(op, x, y)
+    return conv
 
 
 @functools.lru_cache(maxsize=1)
@@ -508,6 +566,18 @@ def converters() -> Dict[str, Callable]:
     reg(_conv_embedding, "embedding.default")
     reg(_conv_where, "where.self")
     reg(_conv_masked_fill, "masked_fill.Scalar", "masked_fill.Tensor")
+    reg(_unary("silu"), "silu.default")
+    for op in ("eq", "ne", "lt", "le", "gt", "ge"):
+        reg(_logic(op), f"{op}.Scalar", f"{op}.Tensor")
+    for op in ("bitwise_and", "bitwise_or", "bitwise_xor"):
+        reg(_logic(op), f"{op}.Tensor", f"{op}.Scalar")
+    for op in ("logical_and", "logical_or", "logical_xor"):
+        reg(_logic(op), f"{op}.default")
+    reg(_logic("bitwise_not", 1), "bitwise_not.default")
+    reg(_logic("logical_not", 1), "logical_not.default")
+    reg(_conv_cumsum, "cumsum.default")
+    for op in ("argmax", "argmin"):
+        reg(_conv_arg(op), f"{op}.default")
     from ._torch_vision import vision_converters  # its converters build on this module's values
     table.update(vision_converters())
     return table

@@ -1,19 +1,35 @@
-"""Hugging Face BERT checkpoints from a local directory → IR graph, through :func:`from_torch`.
+"""Hugging Face checkpoints from a local directory → IR graph, through :func:`from_torch`.
 
-A BERT-family directory holds ``config.json`` (``model_type`` ``"bert"``), ``model.safetensors``
-and, to tokenize text, ``tokenizer.json``. Nothing is downloaded (``HF_HUB_OFFLINE=1`` is set
-before transformers is imported) and nothing is unpickled: weights are read with
-``safetensors.numpy``, text is tokenized with the ``tokenizers`` package, and the model is built
-with transformers' ``BertModel`` / ``BertForMaskedLM`` / ``BertForSequenceClassification``
-using eager attention, then exported with :func:`graphengine.frontends.torch.from_torch`.
+Any architecture ``transformers`` can build works: the directory holds ``config.json`` (its
+``model_type`` picks the classes), the weights (``model.safetensors``, sharded or not; a
+``pytorch_model.bin`` is read only through torch's weights-only loader) and, to tokenize text,
+``tokenizer.json`` (read with ``tokenizers``) or the tokenizer files transformers reads
+(``vocab.txt``, ``vocab.json`` + ``merges.txt``, ...). Everything is read from the directory:
+nothing is downloaded (``local_files_only``) and no environment variable is changed.
 
-Naming: the base model's ``bert.`` prefix is stripped from scopes and parameter names for every
-head, so a module is always found by its ``BertModel`` path, as in
-:func:`graphengine.models.build_bert`: ``graph.find("encoder.layer.5.attention.self.key")``,
-parameter ``encoder.layer.5.attention.self.key.weight``; head modules keep their names
-(``cls.predictions.transform.dense``, ``classifier``). The graph's single input is
-``input_ids`` [1, T] (token types 0 and the all-ones attention mask are folded in as
-constants); its output is ``last_hidden_state`` (``head=None``) or ``logits``.
+Heads (:data:`HEADS`): ``None`` (the base model, ``AutoModel``, output ``last_hidden_state``),
+``"mlm"`` (``AutoModelForMaskedLM``), ``"causal_lm"`` (``AutoModelForCausalLM``),
+``"classification"`` (``AutoModelForSequenceClassification``) and ``"token_classification"``
+(``AutoModelForTokenClassification``), each with output ``logits``. Models are built with eager
+attention; decoders are exported without a KV cache (``use_cache=False``), so the graph maps
+token ids to logits and nothing else. Missing head weights (an MLM head asked of a
+sentence-embedding checkpoint) are an error, never a silent random initialization.
+
+Inputs: ``input_ids`` [1, T]; the all-ones attention mask and token types 0 are folded in as
+constants, unless ``mask_input=True``: then ``attention_mask`` [1, T] (int64) is a second graph
+input, and its arithmetic (comparisons, ``bitwise_and`` with the causal mask) stays in the graph
+as non-differentiable integer/boolean nodes, so one graph serves every padding mask.
+
+Naming: the base model's prefix (``model.base_model_prefix``: ``bert.``, ``roberta.``,
+``transformer.``, ``model.``...) is stripped from scopes and parameter names for every head, so
+a module is always found by its base-model path: ``graph.find("encoder.layer.5.attention.self.key")``
+for BERT, ``graph.find("layers.0.mlp")`` for Llama; head modules keep their names
+(``cls.predictions.transform.dense``, ``lm_head``, ``classifier``).
+
+QoI for language models: :func:`lm_qoi` turns ``target``/``foil`` words into
+``logits[0,t,target] - logits[0,t,foil]`` at the last position (causal LM) or at the mask token
+(masked LM); :func:`from_hf_dir` records it as ``graph.meta["qoi"]`` when given ``target``, and
+``graphengine analyze`` uses it when no ``--qoi`` is given.
 
 Install with ``pip install 'graphengine[hf]'``.
 
@@ -36,10 +52,20 @@ import numpy as np
 from ..errors import GraphEngineError
 from ..ir import Graph
 
-__all__ = ["from_hf_dir", "HEADS"]
+__all__ = ["from_hf_dir", "lm_qoi", "HEADS", "FAMILIES", "Tokenizer"]
 
-HEADS = (None, "mlm", "classification")
+HEADS = (None, "mlm", "causal_lm", "classification", "token_classification")
+#: model_type -> family name: the families tests/test_hf_families.py checks against transformers.
+FAMILIES = {"bert": "BERT", "distilbert": "DistilBERT", "roberta": "RoBERTa", "gpt2": "GPT-2",
+            "gpt_neox": "GPT-NeoX (partial rotary embeddings)",
+            "llama": "Llama (grouped-query attention, RMSNorm, rotary embeddings, SiLU-gated MLP)"}
+_AUTO = {None: "AutoModel", "mlm": "AutoModelForMaskedLM", "causal_lm": "AutoModelForCausalLM",
+         "classification": "AutoModelForSequenceClassification",
+         "token_classification": "AutoModelForTokenClassification"}
 _DTYPES = ("float32", "float64")
+_WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+_TOKENIZER_FILES = ("vocab.txt", "vocab.json", "tokenizer.model", "spiece.model", "sentencepiece.bpe.model",
+                    "tokenizer_config.json")
 
 
 def _read_config(path: str) -> Dict[str, Any]:
@@ -51,41 +77,83 @@ def _read_config(path: str) -> Dict[str, Any]:
         raise GraphEngineError(f"{path}: no config.json (expected a Hugging Face model directory)") from None
     except (OSError, ValueError) as e:
         raise GraphEngineError(f"{cfg_path}: cannot read config: {e}") from None
-    if not isinstance(config, dict) or config.get("model_type") != "bert":
-        kind = config.get("model_type") if isinstance(config, dict) else type(config).__name__
-        raise GraphEngineError(f"{cfg_path}: model_type {kind!r} is not supported (only 'bert')")
+    if not isinstance(config, dict) or not isinstance(config.get("model_type"), str):
+        raise GraphEngineError(f"{cfg_path}: no model_type (not a transformers model config)")
     return config
 
 
-def _read_weights(path: str) -> Dict[str, np.ndarray]:
-    wpath = os.path.join(path, "model.safetensors")
-    if not os.path.exists(wpath):
-        raise GraphEngineError(f"{path}: no model.safetensors")
-    from safetensors.numpy import load_file
+class Tokenizer:
+    """The directory's tokenizer: ``tokenizer.json`` through ``tokenizers``, else transformers'
+    ``AutoTokenizer`` on the directory's files (local only); ``None`` from :meth:`load` when the
+    directory has neither."""
 
-    try:
-        return load_file(wpath)
-    except Exception as e:  # noqa: BLE001 - safetensors raises its own error types
-        raise GraphEngineError(f"{wpath}: cannot read weights: {type(e).__name__}: {e}") from None
+    def __init__(self, encode, decode_id, lookup, mask_token: Optional[str]):
+        self._encode, self._decode_id, self._lookup, self.mask_token = encode, decode_id, lookup, mask_token
 
+    @classmethod
+    def load(cls, path: str) -> Optional["Tokenizer"]:
+        tok_path = os.path.join(path, "tokenizer.json")
+        if os.path.exists(tok_path):
+            from tokenizers import Tokenizer as HFTokenizer
 
-def _tokenize(path: str, text: Optional[str], input_ids) -> Tuple[np.ndarray, Optional[List[str]]]:
-    tok_path = os.path.join(path, "tokenizer.json")
-    tokenizer = None
-    if os.path.exists(tok_path):
-        from tokenizers import Tokenizer
+            try:
+                tok = HFTokenizer.from_file(tok_path)
+            except Exception as e:  # noqa: BLE001
+                raise GraphEngineError(f"{tok_path}: cannot read tokenizer: {e}") from None
+            tok.no_padding()  # checkpoints often pad to a fixed length; the graph takes the sentence as is
+            tok.no_truncation()
+            mask = next((t for t in ("[MASK]", "<mask>") if tok.token_to_id(t) is not None), None)
+
+            def encode(text, special=True):
+                enc = tok.encode(text, add_special_tokens=special)
+                return list(enc.ids), list(enc.tokens)
+            return cls(encode, tok.id_to_token, tok.token_to_id, mask)
+        if not any(os.path.exists(os.path.join(path, f)) for f in _TOKENIZER_FILES):
+            return None
+        import transformers
 
         try:
-            tokenizer = Tokenizer.from_file(tok_path)
-        except Exception as e:  # noqa: BLE001
-            raise GraphEngineError(f"{tok_path}: cannot read tokenizer: {e}") from None
-        tokenizer.no_padding()  # checkpoints often pad to a fixed length; the graph takes the sentence as is
-        tokenizer.no_truncation()
+            tok = transformers.AutoTokenizer.from_pretrained(path, local_files_only=True)
+        except Exception as e:  # noqa: BLE001 - transformers raises many types
+            raise GraphEngineError(f"{path}: cannot read the tokenizer files: {type(e).__name__}: "
+                                   f"{str(e).strip().splitlines()[0] if str(e).strip() else ''}") from None
+
+        def encode(text, special=True):
+            ids = tok(text, add_special_tokens=special)["input_ids"]
+            return list(ids), tok.convert_ids_to_tokens(ids)
+
+        def lookup(token):
+            i = tok.convert_tokens_to_ids(token)
+            return None if i is None or i == tok.unk_token_id and token != tok.unk_token else i
+        return cls(encode, tok.convert_ids_to_tokens, lookup, tok.mask_token)
+
+    def encode(self, text: str, special: bool = True) -> Tuple[List[int], List[str]]:
+        return self._encode(text, special)
+
+    def id_to_token(self, i: int) -> str:
+        return self._decode_id(int(i))
+
+    def token_id(self, word: str) -> int:
+        """The id of ``word`` as one token; raises for a word the tokenizer splits."""
+        direct = self._lookup(word)
+        if direct is not None:
+            return int(direct)
+        ids, tokens = self.encode(word, special=False)
+        if len(ids) != 1:
+            raise GraphEngineError(f"{word!r} is {len(ids)} tokens for this tokenizer ({tokens}); "
+                                   "give a word that is a single token")
+        return int(ids[0])
+
+
+def _token_ids(tokenizer: Optional[Tokenizer], path: str, text, input_ids):
     if text is not None:
         if tokenizer is None:
-            raise GraphEngineError(f"{path}: no tokenizer.json, pass input_ids instead of text")
-        enc = tokenizer.encode(text)
-        return np.array([enc.ids], dtype=np.int64), list(enc.tokens)
+            raise GraphEngineError(f"{path}: no tokenizer (tokenizer.json or vocabulary files), "
+                                   "pass input_ids instead of text")
+        ids, tokens = tokenizer.encode(text)
+        if not ids:
+            raise GraphEngineError(f"text {text!r} gives no tokens")
+        return np.array([ids], dtype=np.int64), tokens
     ids = np.asarray(input_ids)
     if ids.ndim == 1:
         ids = ids[None, :]
@@ -97,43 +165,95 @@ def _tokenize(path: str, text: Optional[str], input_ids) -> Tuple[np.ndarray, Op
     return ids, tokens
 
 
-def _load_into(model, weights: Dict[str, np.ndarray], head: Optional[str], dtype) -> None:
-    """Copy checkpoint arrays into ``model`` (any ``bert.`` prefix layout); raise on missing keys."""
-    import torch
+def lm_qoi(tokenizer: Optional[Tokenizer], ids: np.ndarray, head: Optional[str], target: str,
+           foil: Optional[str] = None, output: str = "logits") -> str:
+    """``logits[0,t,target] - logits[0,t,foil]`` (or the target logit alone without ``foil``).
 
-    base = {(k[len("bert."):] if k.startswith("bert.") else k): v for k, v in weights.items()}
-    state = {}
-    for key in model.state_dict():
-        src = key[len("bert."):] if head is not None and key.startswith("bert.") else key
-        if src in base:
-            state[key] = torch.from_numpy(np.array(base[src])).to(dtype)
-    missing = [k for k in model.state_dict() if k not in state]
-    tied = {"cls.predictions.decoder.weight", "cls.predictions.decoder.bias"}
-    buffers = {name for name, _ in model.named_buffers()}
-    missing = [k for k in missing if k not in tied and k not in buffers]
+    ``t`` is the last position for a causal LM and the (single) mask token for a masked LM;
+    the words are looked up as single tokens of the model's tokenizer (a word it splits into
+    several tokens is refused).
+    """
+    if head not in ("mlm", "causal_lm"):
+        raise GraphEngineError(f"a target/foil QoI needs a language-model head (mlm or causal_lm), got head={head!r}")
+    if tokenizer is None:
+        raise GraphEngineError("a target/foil QoI needs the model's tokenizer, and the directory has none")
+    if head == "causal_lm":
+        t = ids.shape[1] - 1
+    else:
+        mask_id = tokenizer.token_id(tokenizer.mask_token) if tokenizer.mask_token else None
+        where = np.flatnonzero(ids[0] == mask_id) if mask_id is not None else np.array([], dtype=int)
+        if len(where) != 1:
+            raise GraphEngineError(f"a masked-LM QoI needs exactly one {tokenizer.mask_token or 'mask'} token "
+                                   f"in the input, found {len(where)}")
+        t = int(where[0])
+    tid = tokenizer.token_id(target)
+    qoi = f"{output}[0,{t},{tid}]"
+    if foil is not None:
+        qoi += f" - {output}[0,{t},{tokenizer.token_id(foil)}]"
+    return qoi
+
+
+def _build_model(path: str, config: Dict[str, Any], head: Optional[str], tdtype):
+    import torch  # noqa: F401
+    import transformers
+
+    from .torch import quiet
+
+    with quiet():
+        try:
+            cfg = transformers.AutoConfig.from_pretrained(path, local_files_only=True)
+        except Exception as e:  # noqa: BLE001 - an unknown model_type is a ValueError, others vary
+            raise GraphEngineError(f"{os.path.join(path, 'config.json')}: model_type {config['model_type']!r} "
+                                   f"cannot be built by transformers {transformers.__version__}: "
+                                   f"{str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}") from None
+        if hasattr(cfg, "use_cache"):
+            cfg.use_cache = False  # decoders: no KV cache in the exported graph
+        auto = getattr(transformers, _AUTO[head])
+        verbosity = transformers.logging.get_verbosity()
+        bars = transformers.utils.logging.is_progress_bar_enabled()
+        transformers.logging.set_verbosity_error()  # restored below: the load report is checked here
+        transformers.utils.logging.disable_progress_bar()
+        try:
+            model, info = auto.from_pretrained(path, config=cfg, local_files_only=True, attn_implementation="eager",
+                                               output_loading_info=True)
+        except ValueError as e:
+            raise GraphEngineError(f"{path}: head={head!r} is not available for model_type "
+                                   f"{config['model_type']!r}: {str(e).strip().splitlines()[0]}") from None
+        except Exception as e:  # noqa: BLE001
+            raise GraphEngineError(f"{path}: cannot load the model: {type(e).__name__}: "
+                                   f"{str(e).strip().splitlines()[0] if str(e).strip() else ''}") from None
+        finally:
+            transformers.logging.set_verbosity(verbosity)
+            if bars:
+                transformers.utils.logging.enable_progress_bar()
+    missing = sorted(info.get("missing_keys") or [])
     if missing:
         shown = ", ".join(missing[:6]) + (f" and {len(missing) - 6} more" if len(missing) > 6 else "")
         raise GraphEngineError(f"checkpoint lacks {len(missing)} weight(s) needed for head={head!r}: {shown}")
-    for key, value in state.items():
-        if tuple(value.shape) != tuple(model.state_dict()[key].shape):
-            raise GraphEngineError(f"weight {key} has shape {list(value.shape)}, the config implies "
-                                   f"{list(model.state_dict()[key].shape)}")
-    model.load_state_dict(state, strict=False)  # copies in place: a tied decoder stays tied
+    mismatched = info.get("mismatched_keys") or []
+    if mismatched:
+        raise GraphEngineError(f"checkpoint weight(s) of the wrong shape for the config: "
+                               f"{', '.join(str(m[0] if isinstance(m, (tuple, list)) else m) for m in mismatched[:6])}")
+    return model.to(tdtype).eval()
 
 
 def from_hf_dir(path, text: Optional[str] = None, input_ids=None, head: Optional[str] = None,
-                decompose: str = "fused", dtype: str = "float32") -> Tuple[Graph, Dict[str, np.ndarray], Optional[List[str]]]:
-    """Load a local BERT checkpoint, tokenize one input and export it to an IR graph.
+                decompose: str = "fused", dtype: str = "float32", *, mask_input: bool = False,
+                promote_float32: bool = False, target: Optional[str] = None,
+                foil: Optional[str] = None) -> Tuple[Graph, Dict[str, np.ndarray], Optional[List[str]]]:
+    """Load a local checkpoint of any transformers architecture, tokenize one input and export it.
 
-    Give exactly one of ``text`` (tokenized with ``tokenizer.json``, special tokens added) and
-    ``input_ids`` (1-D or [batch, T]). ``head``: ``None`` (``BertModel``, output
-    ``last_hidden_state``), ``"mlm"`` (``BertForMaskedLM``, output ``logits`` [B, T, vocab]) or
-    ``"classification"`` (``BertForSequenceClassification``, ``logits`` [B, labels]).
-    ``dtype``: ``"float32"`` (the checkpoint's precision) or ``"float64"``.
+    Give exactly one of ``text`` (tokenized with the directory's tokenizer, special tokens
+    added) and ``input_ids`` (1-D or [batch, T]). ``head``: one of :data:`HEADS` (see the module
+    docstring). ``dtype``: ``"float32"`` or ``"float64"`` (the model is converted). The IR
+    follows torch's dtype for every op, so a float64 Llama still computes its softmax and
+    RMSNorm in float32 as torch does; ``promote_float32=True`` computes those in float64 too
+    (:func:`graphengine.frontends.torch.from_torch`). ``mask_input``: make ``attention_mask`` a
+    graph input. ``target`` / ``foil``: record :func:`lm_qoi` as ``graph.meta["qoi"]``.
 
-    Returns ``(graph, feeds, tokens)``: ``feeds = {"input_ids": ids}`` for
-    :func:`graphengine.engine.forward`, ``tokens`` the token strings of the first row (``None``
-    without a tokenizer).
+    Returns ``(graph, feeds, tokens)``: ``feeds`` = ``{"input_ids": ids}`` (plus
+    ``"attention_mask"``: ones) for :func:`graphengine.engine.forward`, ``tokens`` the token
+    strings of the first row (``None`` without a tokenizer).
     """
     path = os.fspath(path)
     if head not in HEADS:
@@ -142,39 +262,44 @@ def from_hf_dir(path, text: Optional[str] = None, input_ids=None, head: Optional
         raise GraphEngineError(f"dtype must be one of {_DTYPES}, got {dtype!r}")
     if (text is None) == (input_ids is None):
         raise GraphEngineError("give exactly one of text and input_ids")
+    if foil is not None and target is None:
+        raise GraphEngineError("a foil needs a target")
     if not os.path.isdir(path):
         raise GraphEngineError(f"{path}: not a directory")
     config = _read_config(path)
-    ids, tokens = _tokenize(path, text, input_ids)
-    if ids.shape[1] > int(config.get("max_position_embeddings", 512)):
-        raise GraphEngineError(f"{ids.shape[1]} tokens exceed max_position_embeddings "
-                               f"{config.get('max_position_embeddings')}")
-    vocab = int(config.get("vocab_size", 0))
-    if ids.min() < 0 or ids.max() >= vocab:
-        raise GraphEngineError(f"input_ids must lie in [0, {vocab}), got {int(ids.min())}..{int(ids.max())}")
-    weights = _read_weights(path)
-
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if not any(os.path.exists(os.path.join(path, w)) for w in _WEIGHTS):
+        raise GraphEngineError(f"{path}: no weights (model.safetensors or pytorch_model.bin)")
     try:
         import torch
-        import transformers
+        import transformers  # noqa: F401
     except ImportError as e:
         raise GraphEngineError(f"from_hf_dir needs torch and transformers (pip install 'graphengine[hf]'): {e}") from None
+    tokenizer = Tokenizer.load(path)
+    ids, tokens = _token_ids(tokenizer, path, text, input_ids)
+    limit = config.get("max_position_embeddings", config.get("n_positions"))
+    if isinstance(limit, int) and ids.shape[1] > limit:
+        raise GraphEngineError(f"{ids.shape[1]} tokens exceed max_position_embeddings {limit}")
+    vocab = int(config.get("vocab_size", 0) or 0)
+    if vocab and (ids.min() < 0 or ids.max() >= vocab):
+        raise GraphEngineError(f"input_ids must lie in [0, {vocab}), got {int(ids.min())}..{int(ids.max())}")
+    qoi = lm_qoi(tokenizer, ids, head, target, foil) if target is not None else None
     from .torch import from_torch
 
-    cfg = transformers.BertConfig.from_dict(config, attn_implementation="eager")
-    tdtype = torch.float32 if dtype == "float32" else torch.float64
-    if head is None:
-        model = transformers.BertModel(cfg, add_pooling_layer=False)
-    elif head == "mlm":
-        model = transformers.BertForMaskedLM(cfg)
-    else:
-        model = transformers.BertForSequenceClassification(cfg)
-    model = model.to(tdtype).eval()
-    _load_into(model, weights, head, tdtype)
-
-    graph = from_torch(model, (torch.from_numpy(ids),), decompose=decompose,
-                       outputs="last_hidden_state" if head is None else "logits",
-                       strip_prefix="" if head is None else "bert.")
-    graph.meta.update({"hf_head": head, "hf_config": config, "hf_dir": os.path.basename(os.path.normpath(path))})
-    return graph, {"input_ids": ids}, tokens
+    model = _build_model(path, config, head, torch.float32 if dtype == "float32" else torch.float64)
+    feeds = {"input_ids": ids}
+    kwargs = {}
+    if mask_input:
+        feeds["attention_mask"] = np.ones_like(ids)
+        kwargs["attention_mask"] = torch.from_numpy(feeds["attention_mask"])
+    prefix = getattr(model, "base_model_prefix", "") or ""
+    strip = f"{prefix}." if head is not None and prefix and hasattr(model, prefix) else ""
+    graph = from_torch(model, (torch.from_numpy(ids),), kwargs=kwargs, decompose=decompose,
+                       outputs="last_hidden_state" if head is None else "logits", strip_prefix=strip,
+                       promote_float32=promote_float32)
+    graph.meta.update({"hf_head": head, "hf_config": config, "hf_dir": os.path.basename(os.path.normpath(path)),
+                       "hf_model_type": config["model_type"]})
+    if tokens is not None:
+        graph.meta["tokens"] = tokens
+    if qoi is not None:
+        graph.meta["qoi"] = qoi
+    return graph, feeds, tokens

@@ -32,7 +32,22 @@ ops. What the graph contains:
   ``outputs="pooler_output"`` (or a list) picks others. ``graph.meta["outputs"]`` maps each
   chosen output to its node name.
 - ``graph.meta``: ``{"source": "torch", "decomposition": policy, "model": class name,
-  "torch_version": ..., "outputs": {...}, "strip_prefix": ...}``.
+  "torch_version": ..., "outputs": {...}, "strip_prefix": ..., "promote_float32": ...}``.
+- **Dtypes**: every IR node has the dtype torch gives the value (checked node by node at
+  export). Casts are ``cast`` nodes (float→float casts pass the gradient unchanged), an op's
+  ``dtype=`` argument (``softmax(x, dim, dtype=torch.float32)``, ``sum(..., dtype=...)``) is a
+  ``cast`` before it, and a Python scalar takes the dtype of the tensor it meets (``int32 * 2``
+  stays int32), so a float64 Llama keeps its float32 softmax and RMSNorm. With
+  ``promote_float32=True`` every float32 value is computed in float64 instead (parameters,
+  inputs, casts, op dtype arguments and constants folded at export).
+- **Integer and boolean values** (position ids computed from ``input_ids``, a padding
+  ``attention_mask`` input combined with the causal mask) are ordinary nodes of the
+  non-differentiable ops in :mod:`graphengine.ir.ops.logic`; a float value selected by a mask
+  computed from activations (``where(h > 0, ...)``) differentiates like torch.
+- **Fusion**: RMS normalization spelled in primitives (Llama's ``RMSNorm``) becomes one
+  ``rms_norm`` node, GPT-2's spelled-out tanh GELU one ``gelu`` node
+  (:func:`graphengine.ir.passes.fuse`), and ``aten.silu`` is kept whole, so under the ``fused`` policy every family has its normalizations as dense blocks and its
+  activations as single diagonal nodes.
 
 Unsupported ops raise one :class:`~graphengine.errors.GraphEngineError` listing every
 unsupported ATen op with the module path where it occurs.
@@ -46,9 +61,10 @@ linear, addmm, mm, bmm, matmul               linear, addmm, mm, bmm, matmul (1-D
                                              unsqueeze/squeeze)
 add/sub/mul/div (.Tensor, .Scalar), rsub     add/sub/mul/div (``alpha`` via mul; rsub swaps)
 neg exp log tanh sigmoid relu erf sqrt       same names
-rsqrt gelu leaky_relu
+rsqrt gelu leaky_relu silu
 pow.Tensor_Scalar / reciprocal / pow.Scalar  pow(exponent) / pow(-1) / exp(x · log base)
-_softmax, softmax.int, _safe_softmax         softmax (``_safe_softmax`` gives 0 on an all −inf
+_softmax, softmax.int, _safe_softmax         softmax, after a ``cast`` for a ``dtype`` argument
+                                             (``_safe_softmax`` gives 0 on an all −inf
                                              row, the IR softmax NaN: such rows never occur
                                              unless a query attends to nothing)
 _log_softmax, log_softmax.int                log_softmax
@@ -72,14 +88,21 @@ max_pool{1,2,3}d(_with_indices)              max_pool (the indices output is uns
 avg_pool{1,2,3}d, adaptive average pools     windows → window_mean (torch's divisor)
 clone, alias, detach, lift_fresh_copy,       identity (``detach`` too: the graph describes
 _to_copy                                     the forward computation); ``_to_copy`` to another
-                                             dtype: ``cast``, where the IR has that op
+                                             dtype: ``cast``
+eq ne lt le gt ge (.Scalar, .Tensor),         same names: integer/boolean results, no gradient
+bitwise_and/or/xor/not, logical_and/or/
+xor/not, cumsum (integer or bool input)
 ===========================================  ==================================================
+
+Unsupported ops are reported at their module path; an op in the top-level ``forward`` (or a
+function it calls, such as transformers' mask builders) is reported as ``<root>`` with the
+source line torch recorded.
 
 ``linear`` and ``matmul`` are kept whole by the decomposition table (torch would lower them to
 ``permute``/``addmm``/``view`` and ``expand``/``bmm``): the IR has both ops with exact
 contraction Jacobians, and a layer input then has exactly the consumers a reader expects (the
 query, key and value projections and the residual add). ``softmax``/``_softmax``,
-``log_softmax``, ``layer_norm``/``native_layer_norm``, ``gelu``, ``_safe_softmax`` and
+``log_softmax``, ``layer_norm``/``native_layer_norm``, ``gelu``, ``silu``, ``_safe_softmax`` and
 ``logsumexp`` are kept too; the ``decompose`` argument then applies a
 :mod:`decomposition policy <graphengine.ir.passes.decompose>` to the IR graph.
 
@@ -97,8 +120,13 @@ True
 
 from __future__ import annotations
 
+import contextlib
 import inspect
+import logging
 import operator
+import os
+import re
+import warnings
 from collections import OrderedDict
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
@@ -107,7 +135,7 @@ import torch  # noqa: F401  (this module is the torch frontend: importing it wit
 
 from ..errors import GraphEngineError
 from ..ir import Graph, Node
-from ..ir.passes import POLICIES, decompose as decompose_graph, prune, unique_name
+from ..ir.passes import POLICIES, decompose as decompose_graph, fuse, prune, unique_name
 from ._torch_ops import (UNSUPPORTED, Const, SkipDependent, Unsup, Unsupported, contains, converters, dtype_name,
                          import_torch, normalize_args, supported_ops, to_numpy, walk)
 
@@ -118,13 +146,28 @@ KEEP_WHOLE = (
     "aten._softmax.default", "aten.softmax.int", "aten._safe_softmax.default",
     "aten._log_softmax.default", "aten.log_softmax.int",
     "aten.native_layer_norm.default", "aten.layer_norm.default",
-    "aten.gelu.default", "aten.linear.default", "aten.matmul.default", "aten.logsumexp.default",
+    "aten.gelu.default", "aten.silu.default", "aten.linear.default", "aten.matmul.default", "aten.logsumexp.default",
 )
 
 # Ops whose result depends only on an argument's shape and dtype, never its values.
 _SHAPE_ONLY = ("aten.full_like.default", "aten.zeros_like.default", "aten.ones_like.default",
                "aten.empty_like.default", "aten.new_zeros.default", "aten.new_ones.default",
                "aten.new_full.default", "aten.new_empty.default")
+
+
+@contextlib.contextmanager
+def quiet():
+    """Keep third-party warnings and log records (torch's FutureWarnings, the tracebacks torch
+    logs before raising, transformers' notices) off the console while exporting: they concern
+    torch's internals; a failure reaches the user as one GraphEngineError line instead."""
+    before = logging.root.manager.disable
+    logging.disable(logging.CRITICAL)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logging.disable(before)
 
 
 def decomposition_table() -> Dict[Any, Callable]:
@@ -151,7 +194,7 @@ def _module_path(fx_node) -> str:
 
 # ======================================================================== converter
 class _Converter:
-    def __init__(self, ep, model, strip_prefixes: Sequence[str]):
+    def __init__(self, ep, model, strip_prefixes: Sequence[str], promote_float32: bool = False):
         self.ep = ep
         self.g = Graph()
         self.env: Dict[Any, Any] = {}
@@ -167,6 +210,12 @@ class _Converter:
         self.part = 0
         self.scope = ""
         self.out_dtype = None
+        self.promote_float32 = promote_float32
+
+    def ir_dtype(self, tdtype) -> Optional[str]:
+        """The IR dtype for a torch dtype (float32 → float64 when promoting; ``None``: unsupported)."""
+        name = dtype_name(tdtype)
+        return "float64" if self.promote_float32 and name == "float32" else name
 
     # ------------------------------------------------------------------ naming
     def strip(self, s: str) -> str:
@@ -205,6 +254,8 @@ class _Converter:
         dtype = dtype or self.out_dtype
         if isinstance(value, Const):
             arr = to_numpy(value.tensor, dtype)
+            if arr.ndim == 0 and arr.dtype.kind == "i" and dtype in ("int32", "int64"):
+                arr = arr.astype(dtype)  # a 0-d tensor promotes like a scalar
             key = (id(value), arr.dtype.name)
             if key not in self.const_nodes:
                 node = self.g.add("constant", (), {}, name=self.name(value.name), scope=value.scope, array=arr)
@@ -217,8 +268,8 @@ class _Converter:
                 arr = np.array(value)
             elif dtype in ("float32", "float64") or isinstance(value, float):
                 arr = np.array(value, dtype=dtype if dtype in ("float32", "float64") else "float64")
-            else:
-                arr = np.array(value, dtype="int64")
+            else:  # an integer scalar takes the integer result's dtype (torch: int32 * 2 is int32)
+                arr = np.array(value, dtype=dtype if dtype in ("int32", "int64") else "int64")
             return self.g.add("constant", (), {}, name=self.name(f"{self.fx.name}.scalar"), scope=self.scope,
                               array=arr)
         raise Unsup(f"argument of type {type(value).__name__} is not supported")
@@ -233,7 +284,7 @@ class _Converter:
         for fx in self.ep.graph.nodes:
             self.fx, self.scope, self.part = fx, self.strip(_module_path(fx)), 0
             val = fx.meta.get("val")
-            self.out_dtype = dtype_name(val.dtype) if isinstance(val, torch.Tensor) else None
+            self.out_dtype = self.ir_dtype(val.dtype) if isinstance(val, torch.Tensor) else None
             if fx.op == "placeholder":
                 self.env[fx] = self._placeholder(fx, specs.get(fx.name), constants, InputKind)
             elif fx.op == "get_attr":
@@ -255,7 +306,7 @@ class _Converter:
         if spec is None or spec.kind == InputKind.USER_INPUT:
             if not isinstance(val, torch.Tensor):
                 return val  # a specialized Python scalar
-            dtype = dtype_name(val.dtype)
+            dtype = self.ir_dtype(val.dtype)
             if dtype is None or val.dtype in (torch.int8, torch.int16, torch.uint8):
                 raise GraphEngineError(f"input '{fx.name}' has dtype {val.dtype}, which the IR does not support "
                                        "(float32, float64, int32, int64, bool)")
@@ -267,7 +318,7 @@ class _Converter:
             key = self.strip(self.canonical.get(id(tensor), target))
             if key not in self.param_nodes:
                 try:
-                    arr = to_numpy(tensor)
+                    arr = to_numpy(tensor, self.ir_dtype(tensor.dtype))
                 except Unsup as e:
                     raise GraphEngineError(f"parameter '{key}': {e}") from None
                 scope = key.rsplit(".", 1)[0] if "." in key else ""
@@ -281,8 +332,20 @@ class _Converter:
         self._unsupported(f"input of kind {spec.kind.name}", "")
         return UNSUPPORTED
 
+    def _where(self) -> str:
+        """The module path of the current FX node; at the top level, ``<root>`` and the source
+        line torch recorded (``<root> (sdpa_mask, masking_utils.py:378)``)."""
+        if self.scope:
+            return self.scope
+        trace = (self.fx.meta.get("stack_trace") or "") if self.fx is not None else ""
+        frames = re.findall(r'File "([^"]+)", line (\d+), in (\S+)', trace)
+        if not frames:
+            return "<root>"
+        path, line, func = frames[-1]
+        return f"<root> ({func}, {os.path.basename(path)}:{line})"
+
     def _unsupported(self, op: str, why: str = "") -> None:
-        where = self.scope or "<root>"
+        where = self._where()
         key = (f"{op} ({why})" if why else op, where)
         self.unsupported[key] = self.unsupported.get(key, 0) + 1
 
@@ -336,6 +399,12 @@ class _Converter:
         torch = import_torch()
         targs = walk(args, lambda v: v.tensor if isinstance(v, Const) else v)
         tkwargs = walk(kwargs, lambda v: v.tensor if isinstance(v, Const) else v)
+        if self.promote_float32:  # folded values are computed in float64 too (e.g. rotary tables)
+            def up(v):
+                if v is torch.float32:
+                    return torch.float64
+                return v.double() if isinstance(v, torch.Tensor) and v.dtype == torch.float32 else v
+            targs, tkwargs = walk(targs, up), walk(tkwargs, up)
         try:
             with torch.no_grad():
                 out = target(*targs, **tkwargs)
@@ -358,10 +427,10 @@ class _Converter:
         for r, v in pairs:
             if not isinstance(v, torch.Tensor):
                 continue
-            want = (tuple(int(s) for s in v.shape), dtype_name(v.dtype))
+            want = (tuple(int(s) for s in v.shape), self.ir_dtype(v.dtype))
             if (tuple(r.shape), r.dtype) != want:
                 raise GraphEngineError(
-                    f"internal mapping error for {fx.target} at '{self.scope or '<root>'}': IR gives "
+                    f"internal mapping error for {fx.target} at '{self._where()}': IR gives "
                     f"{list(r.shape)} {r.dtype}, torch {list(want[0])} {want[1]}")
 
 
@@ -418,7 +487,7 @@ def _pick_outputs(names: List[str], outputs) -> List[int]:
 # ======================================================================== entry point
 def from_torch(model, example_inputs, dynamic_shapes=None, decompose: str = "fused", kwargs=None, *,
                outputs: Union[None, str, Sequence[str]] = None, strip_prefix: str = "",
-               constant_kwargs: Optional[Mapping[str, Any]] = None) -> Graph:
+               constant_kwargs: Optional[Mapping[str, Any]] = None, promote_float32: bool = False) -> Graph:
     """Export a ``torch.nn.Module`` to an IR graph (see the module docstring for the mapping).
 
     ``example_inputs``: a tuple of positional arguments (or one tensor); ``kwargs``: keyword
@@ -428,7 +497,11 @@ def from_torch(model, example_inputs, dynamic_shapes=None, decompose: str = "fus
     as ``"bert."`` removed from scopes and parameter/buffer names. ``constant_kwargs``: keyword
     arguments baked into the graph instead of becoming inputs, e.g. a padding
     ``attention_mask`` (its mask arithmetic is then folded; as an input it would be reported as
-    unsupported, since the IR has no dtype casts or comparisons of non-constant tensors).
+    folded); as an input it stays an input and its mask arithmetic (comparisons, ``bitwise_and``)
+    becomes non-differentiable integer/boolean nodes, so one graph serves every mask.
+    ``promote_float32``: compute every float32 value in float64 (parameters, inputs, and the
+    float32 islands of a float64 model such as ``softmax(..., dtype=torch.float32)`` or Llama's
+    RMSNorm); by default the IR follows torch's dtype for every op (see "Dtypes" above).
 
     Raises :class:`GraphEngineError` when export fails, when ops are unsupported (one message
     listing them all with their module paths) or on a bad argument.
@@ -450,7 +523,7 @@ def from_torch(model, example_inputs, dynamic_shapes=None, decompose: str = "fus
         model = _with_constants(model, dict(constant_kwargs)).eval()
         prefixes.insert(0, "inner.")
     try:
-        with torch.enable_grad():  # grad mode keeps e.g. nn.TransformerEncoder off its fused fast path
+        with torch.enable_grad(), quiet():  # grad mode keeps e.g. nn.TransformerEncoder off its fast path
             ep = torch.export.export(model, args, kwargs=kwargs)
             ep = ep.run_decompositions(decomposition_table())
     except GraphEngineError:
@@ -459,7 +532,7 @@ def from_torch(model, example_inputs, dynamic_shapes=None, decompose: str = "fus
         first = str(e).strip().splitlines()[0] if str(e).strip() else ""
         raise GraphEngineError(f"torch.export failed for {name}: {type(e).__name__}: {first}") from None
 
-    cv = _Converter(ep, model, prefixes)
+    cv = _Converter(ep, model, prefixes, promote_float32)
     cv.run()
     if cv.unsupported:
         items = [f"{op} at {where}" + (f" (x{n})" if n > 1 else "") for (op, where), n in cv.unsupported.items()]
@@ -471,7 +544,8 @@ def from_torch(model, example_inputs, dynamic_shapes=None, decompose: str = "fus
     out_node = next(n for n in ep.graph.nodes if n.op == "output")
     flat = list(out_node.args[0])
     user = [fx for fx, spec in zip(flat, ep.graph_signature.output_specs) if spec.kind == OutputKind.USER_OUTPUT]
-    names = _output_names(model, args, kwargs)
+    with quiet():
+        names = _output_names(model, args, kwargs)
     if len(names) != len(user):  # non-tensor leaves or an unusual pytree: fall back to positions
         names = ["output"] if len(user) == 1 else [f"output_{i}" for i in range(len(user))]
     chosen = _pick_outputs(names, outputs)
@@ -485,7 +559,7 @@ def from_torch(model, example_inputs, dynamic_shapes=None, decompose: str = "fus
         if value.op not in ("input", "parameter") and value.id not in out_map.values():
             cv.rename[value.id] = names[i]
         out_map[names[i]] = value.id
-    graph = prune(cv.g, rename=cv.rename)
+    graph = fuse(prune(cv.g, rename=cv.rename))
     new_id = dict(zip(cv.g.outputs, graph.outputs))
     graph.meta = {
         "source": "torch",
@@ -494,6 +568,7 @@ def from_torch(model, example_inputs, dynamic_shapes=None, decompose: str = "fus
         "torch_version": torch.__version__.split("+")[0],
         "outputs": {k: graph.nodes[new_id[v]].name for k, v in out_map.items()},
         "strip_prefix": strip_prefix,
+        "promote_float32": bool(promote_float32),
     }
     graph.validate()
     return decompose_graph(graph, decompose)

@@ -34,7 +34,8 @@ import numpy as np
 from ..errors import UnknownOpError
 from .jacobian import Structure
 
-STRUCTURE_KINDS = ("diagonal", "contraction", "reduction", "movement", "dense_block", "leaf")
+# "none": integer/boolean ops, whose outputs carry no gradient (their jacobian is always None)
+STRUCTURE_KINDS = ("diagonal", "contraction", "reduction", "movement", "dense_block", "leaf", "none")
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
 """Op definitions; importing this package registers every op."""
 
-from . import blocks, elementwise, leaves, linalg, movement, reductions, windows, conv  # noqa: F401
+from . import blocks, conv, elementwise, leaves, linalg, logic, movement, reductions, windows  # noqa: F401
 from . import onnx_ops  # noqa: F401

@@ -1,8 +1,8 @@
 """Fused ops with a full Jacobian per slice (Jacobian structure: dense block).
 
-Keeping softmax, log-softmax and layer norm whole gives exact Jacobians for them; their
-decomposition into primitives (which changes max paths and entropy, not the gradient) is a
-graph pass.
+Keeping softmax, log-softmax, layer norm and RMS norm whole gives exact Jacobians for them;
+their decomposition into primitives (which changes max paths and entropy, not the gradient) is
+a graph pass.
 """
 
 from __future__ import annotations
@@ -59,14 +59,14 @@ register_op(OpDef("log_softmax", "dense_block", 1, 1, _axis_infer("log_softmax")
                attrs={"axis": Attr("int", default=-1)}, doc="log-softmax along one axis"))
 
 
-def _ln_infer(types, attrs):
-    require_float(types, "layer_norm")
+def _ln_infer(types, attrs, name="layer_norm"):
+    require_float(types, name)
     x, norm = types[0], tuple(attrs["normalized_shape"])
     if len(norm) == 0 or x.shape[x.ndim - len(norm):] != norm or len(norm) > x.ndim:
         raise ShapeError(f"normalized_shape {list(norm)} is not a suffix of input shape {list(x.shape)}")
     for i, t in enumerate(types[1:], start=1):
         if t.shape != norm:
-            raise ShapeError(f"input {i} of 'layer_norm' must have shape {list(norm)}, got {list(t.shape)}")
+            raise ShapeError(f"input {i} of '{name}' must have shape {list(norm)}, got {list(t.shape)}")
     return TensorType(x.shape, promote(*[t.dtype for t in types]))
 
 
@@ -109,3 +109,41 @@ def _ln_jacobian(slot, xs, y, attrs):
 register_op(OpDef("layer_norm", "dense_block", 1, 3, _ln_infer, _ln_forward, _ln_jacobian,
                attrs={"normalized_shape": Attr("ints", required=True), "eps": Attr("float", default=1e-5)},
                doc="layer_norm(x, weight?, bias?) over the trailing normalized_shape (biased variance)"))
+
+
+def _rms_stats(x, attrs):
+    k = len(attrs["normalized_shape"])
+    flat = x.reshape(x.shape[: x.ndim - k] + (-1,))
+    r = 1.0 / np.sqrt(np.mean(flat * flat, axis=-1, keepdims=True) + attrs["eps"])
+    return flat, r
+
+
+def _rms_forward(xs, attrs):
+    flat, r = _rms_stats(xs[0], attrs)
+    y = (flat * r).reshape(xs[0].shape)
+    return y * xs[1] if len(xs) > 1 else y
+
+
+def _rms_jacobian(slot, xs, y, attrs):
+    x = xs[0]
+    flat, r = _rms_stats(x, attrs)
+    if slot == 1:
+        return Diagonal((flat * r).reshape(x.shape))
+    n = flat.shape[-1]
+    gamma = xs[1].reshape(n) if len(xs) > 1 else np.ones(n, dtype=x.dtype)
+    # J = γ_r r (δ_rc − r² x_r x_c / n): a diagonal plus one rank-one term
+    g = gamma * r                                          # (*batch, n)
+    u = (-g * r * r * flat / n)[..., None]
+    k = len(attrs["normalized_shape"])
+    return DenseBlock(axes=tuple(range(x.ndim - k, x.ndim)), factors=LowRankBlock(g, u, flat[..., None]))
+
+
+def _rms_infer(types, attrs):
+    if len(types) > 2:
+        raise ShapeError("'rms_norm' takes (x, weight?)")
+    return _ln_infer(types, attrs, "rms_norm")
+
+
+register_op(OpDef("rms_norm", "dense_block", 1, 2, _rms_infer, _rms_forward, _rms_jacobian,
+               attrs={"normalized_shape": Attr("ints", required=True), "eps": Attr("float", default=1e-6)},
+               doc="rms_norm(x, weight?) = x / sqrt(mean(x²) + eps) · weight over the trailing normalized_shape"))

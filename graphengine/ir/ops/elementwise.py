@@ -57,20 +57,23 @@ def _gelu_grad(x, y, attrs):
 
 
 _unary("neg", lambda x, a: -x, lambda x, y, a: -1.0, float_only=False, doc="-x")
-_unary("exp", lambda x, a: np.exp(x), lambda x, y, a: y)
-_unary("log", lambda x, a: np.log(x), lambda x, y, a: 1.0 / x)
-_unary("tanh", lambda x, a: np.tanh(x), lambda x, y, a: 1.0 - y * y)
-_unary("sigmoid", lambda x, a: 1.0 / (1.0 + np.exp(-x)), lambda x, y, a: y * (1.0 - y))
+_unary("exp", lambda x, a: np.exp(x), lambda x, y, a: y, doc="e ** x")
+_unary("log", lambda x, a: np.log(x), lambda x, y, a: 1.0 / x, doc="natural logarithm")
+_unary("tanh", lambda x, a: np.tanh(x), lambda x, y, a: 1.0 - y * y, doc="hyperbolic tangent")
+_unary("sigmoid", lambda x, a: 1.0 / (1.0 + np.exp(-x)), lambda x, y, a: y * (1.0 - y), doc="1 / (1 + e ** -x)")
 _unary("relu", lambda x, a: np.maximum(x, 0), lambda x, y, a: (x > 0).astype(x.dtype),
        doc="max(x, 0); derivative 0 at x = 0 (torch's convention)")
 _unary("leaky_relu", lambda x, a: np.where(x > 0, x, a["negative_slope"] * x),
        lambda x, y, a: np.where(x > 0, 1.0, a["negative_slope"]).astype(x.dtype),
-       attrs={"negative_slope": Attr("float", default=0.01)})
+       attrs={"negative_slope": Attr("float", default=0.01)}, doc="x if x > 0 else negative_slope · x")
 _unary("gelu", _gelu, _gelu_grad, attrs={"approximate": Attr("str", default="none", choices=("none", "tanh"))},
        doc="GELU, exact (erf) or tanh approximation")
-_unary("erf", lambda x, a: erf(x), lambda x, y, a: TWO_OVER_SQRT_PI * np.exp(-x * x))
-_unary("sqrt", lambda x, a: np.sqrt(x), lambda x, y, a: 0.5 / y)
-_unary("rsqrt", lambda x, a: 1.0 / np.sqrt(x), lambda x, y, a: -0.5 * y * y * y)
+_unary("silu", lambda x, a: x / (1.0 + np.exp(-x)),
+       lambda x, y, a: (lambda s: s * (1.0 + x * (1.0 - s)))(1.0 / (1.0 + np.exp(-x))),
+       doc="SiLU (swish): x · sigmoid(x)")
+_unary("erf", lambda x, a: erf(x), lambda x, y, a: TWO_OVER_SQRT_PI * np.exp(-x * x), doc="the error function")
+_unary("sqrt", lambda x, a: np.sqrt(x), lambda x, y, a: 0.5 / y, doc="square root")
+_unary("rsqrt", lambda x, a: 1.0 / np.sqrt(x), lambda x, y, a: -0.5 * y * y * y, doc="1 / sqrt(x)")
 _unary("pow", lambda x, a: np.power(x, a["exponent"]),
        lambda x, y, a: a["exponent"] * np.power(x, a["exponent"] - 1.0),
        attrs={"exponent": Attr("float", required=True)}, doc="x ** exponent (a constant)")

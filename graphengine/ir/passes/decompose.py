@@ -5,8 +5,10 @@ The gradient does not depend on how softmax, layer norm or GELU is written; path
 its policy in ``graph.meta["decomposition"]``. Three policies exist:
 
 ``fused``
-    The identity pass: ``softmax``, ``log_softmax``, ``layer_norm`` and ``gelu`` stay whole, each
-    with its exact Jacobian (a dense block per slice for the first three, a diagonal for GELU).
+    The identity pass: ``softmax``, ``log_softmax``, ``layer_norm``, ``rms_norm``, ``gelu`` and
+    ``silu`` stay whole, each with its exact Jacobian (a dense block per slice for the
+    normalizations and softmaxes, a diagonal for the activations). A SwiGLU MLP
+    (``silu(gate(x)) · up(x)``) is then one ``silu`` and one ``mul``, as a GELU MLP is one ``gelu``.
 
 ``primitive``
     Numerically standard expansions (what a framework computes), over the reduced axis ``a``
@@ -18,6 +20,8 @@ its policy in ``graph.meta["decomposition"]``. Three policies exist:
       ``x̂ = d · rsqrt(v + eps)``, ``y = x̂ · γ + β`` (two-pass variance; ``d²`` is ``pow(d, 2)``)
     - ``gelu(x)`` exact: ``y = x · (erf(x · 2^-½) + 1) · 0.5``;
       tanh approximation: ``y = x · (tanh((x + 0.044715 · x³) · √(2/π)) + 1) · 0.5``
+    - ``rms_norm(x, γ)``: ``v = mean(x²)``, ``x̂ = x · rsqrt(v + eps)``, ``y = x̂ · γ``
+    - ``silu(x)``: ``y = x · sigmoid(x)``
     - ``mean`` stays an op (it is already elementary: one edge of weight 1/n per element).
 
 ``paper``
@@ -30,8 +34,8 @@ its policy in ``graph.meta["decomposition"]``. Three policies exist:
     - layer norm: ``μ = mean(x)``, ``v = mean(x²) − μ²``, ``x̂ = (x − μ) / sqrt(v + eps)``,
       ``y = γ · x̂ + β`` (squares are ``pow(·, 2)``)
     - ``mean(x) = sum(x) / n`` (every ``mean`` node of the graph, including those above)
-    - GELU exact (erf) as in ``primitive``; a tanh-approximated GELU, which the original never
-      had, uses the ``primitive`` tanh expansion.
+    - GELU exact (erf) as in ``primitive``; a tanh-approximated GELU, RMS norm and SiLU, which
+      the original never had, use the ``primitive`` expansions (with ``mean`` as ``sum / n``).
 
 Constants of an expansion (``eps``, ``n``, ``0.5``...) are 0-d ``constant`` nodes of the
 input's dtype. Every node of an expansion gets the fused node's scope; the expansion's last
@@ -61,7 +65,7 @@ from ..graph import Graph, Node
 from .prune import unique_name
 
 POLICIES = ("fused", "primitive", "paper")
-FUSED_OPS = ("softmax", "log_softmax", "layer_norm", "gelu")
+FUSED_OPS = ("softmax", "log_softmax", "layer_norm", "rms_norm", "gelu", "silu")
 
 
 class _Emitter:
@@ -151,6 +155,20 @@ def _gelu(e, x, ins, attrs, policy):
     return e.final("mul", e.op("mul", x, one_plus, part="x_one_plus"), e.const(0.5, "half"))
 
 
+def _rms_norm(e, x, ins, attrs, policy):
+    k = len(attrs["normalized_shape"])
+    axes = list(range(len(x.shape) - k, len(x.shape)))
+    var = _mean(e, e.op("pow", x, part="sq", exponent=2.0), axes, policy, "mean_sq")
+    r = e.op("rsqrt", e.op("add", var, e.const(attrs["eps"], "eps"), part="var_eps"), part="rstd")
+    if len(ins) == 1:
+        return e.final("mul", x, r)
+    return e.final("mul", e.op("mul", x, r, part="xhat"), ins[1])
+
+
+def _silu(e, x, ins, attrs, policy):
+    return e.final("mul", x, e.op("sigmoid", x, part="sigmoid"))
+
+
 def _mean_op(e, x, ins, attrs, policy):
     axes = list(range(len(x.shape))) if attrs["axes"] is None else (
         [attrs["axes"]] if isinstance(attrs["axes"], int) else list(attrs["axes"]))
@@ -165,6 +183,8 @@ _EXPANSIONS: Dict[str, Callable] = {
     "log_softmax": lambda e, x, ins, a, p: _softmax(e, x, ins, a, p, log=True),
     "layer_norm": _layer_norm,
     "gelu": _gelu,
+    "rms_norm": _rms_norm,
+    "silu": _silu,
 }
 
 
