@@ -9,7 +9,8 @@ candidates not in the top list. Candidates are scanned in ascending position and
 a sorted top list of k and a sorted bottom list of 2k (the k smallest non-top candidates are
 always among the 2k smallest overall), so no sort and no candidate array is needed: a
 contraction streams its ``N·C`` products straight into the lists. Missing entries are -inf
-(top) / +inf (rest) at position -1, as in the reference.
+(top) / +inf (rest) at position -1, as in the reference. The list operations are
+:func:`graphengine.kernels.scalar.kbest_push` and ``kbest_finish``, shared with the CUDA kernels.
 
 >>> import numpy as np
 >>> cand = np.array([[3.0, -1.0, 2.0, np.inf]]); pres = np.isfinite(cand)
@@ -24,75 +25,10 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from .scalar import for_cpu, kbest_finish, kbest_push
 
-@njit(cache=True, inline="always")
-def _push(v, pos, k, signed, tv, tp, bv, bp, cnt):
-    """Insert candidate ``(v, pos)`` into the top list (``cnt[0]`` filled) and, when signed,
-    the bottom list of 2k (``cnt[1]`` filled)."""
-    nt = cnt[0]
-    i = nt
-    while i > 0 and tv[i - 1] < v:
-        i -= 1
-    if i < k:
-        last = nt if nt < k else k - 1
-        j = last
-        while j > i:
-            tv[j] = tv[j - 1]
-            tp[j] = tp[j - 1]
-            j -= 1
-        tv[i] = v
-        tp[i] = pos
-        if nt < k:
-            cnt[0] = nt + 1
-    if signed:
-        nb = cnt[1]
-        k2 = 2 * k
-        i = nb
-        while i > 0 and bv[i - 1] > v:
-            i -= 1
-        if i < k2:
-            last = nb if nb < k2 else k2 - 1
-            j = last
-            while j > i:
-                bv[j] = bv[j - 1]
-                bp[j] = bp[j - 1]
-                j -= 1
-            bv[i] = v
-            bp[i] = pos
-            if nb < k2:
-                cnt[1] = nb + 1
-
-
-@njit(cache=True, inline="always")
-def _finish(k, signed, tv, tp, bv, bp, cnt, ov, op):
-    """Write the top list then (signed) the first k bottom entries not in the top list."""
-    nt = cnt[0]
-    for i in range(k):
-        if i < nt:
-            ov[i] = tv[i]
-            op[i] = -1 if tv[i] == -np.inf else tp[i]
-        else:
-            ov[i] = -np.inf
-            op[i] = -1
-    if signed:
-        r = 0
-        for i in range(cnt[1]):
-            if r >= k:
-                break
-            q = bp[i]
-            taken = False
-            for t in range(nt):
-                if tp[t] == q:
-                    taken = True
-                    break
-            if not taken:
-                ov[k + r] = bv[i]
-                op[k + r] = -1 if bv[i] == np.inf else q
-                r += 1
-        while r < k:
-            ov[k + r] = np.inf
-            op[k + r] = -1
-            r += 1
+_push = for_cpu(kbest_push)
+_finish = for_cpu(kbest_finish)
 
 
 @njit(cache=True, parallel=True, boundscheck=False)
