@@ -9,8 +9,9 @@ candidates not in the top list. Candidates are scanned in ascending position and
 a sorted top list of k and a sorted bottom list of 2k (the k smallest non-top candidates are
 always among the 2k smallest overall), so no sort and no candidate array is needed: a
 contraction streams its ``N·C`` products straight into the lists. Missing entries are -inf
-(top) / +inf (rest) at position -1, as in the reference. The list operations are
-:func:`graphengine.kernels.scalar.kbest_push` and ``kbest_finish``, shared with the CUDA kernels.
+(top) / +inf (rest) at position -1, as in the reference. The selections are
+written once, in :mod:`graphengine.kernels.scalar` (``kbest_select_*``), and shared with the
+CUDA kernels; here they run in parallel over the outputs, with the lists on the heap.
 
 >>> import numpy as np
 >>> cand = np.array([[3.0, -1.0, 2.0, np.inf]]); pres = np.isfinite(cand)
@@ -25,26 +26,19 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from .scalar import for_cpu, kbest_finish, kbest_push
+from .scalar import on_cpu
 
-_push = for_cpu(kbest_push)
-_finish = for_cpu(kbest_finish)
+_select_row = on_cpu().kbest_select_row
+_select_products = on_cpu().kbest_select_products
+_select_segment = on_cpu().kbest_select_segment
 
 
 @njit(cache=True, parallel=True, boundscheck=False)
 def kbest_rows(cand, pres, k, signed, o, p):
     """Select per row of ``cand (R, L)`` (``pres`` marks present candidates)."""
-    R, L = cand.shape
-    for r in prange(R):
-        tv = np.empty(k)
-        tp = np.empty(k, np.int64)
-        bv = np.empty(2 * k)
-        bp = np.empty(2 * k, np.int64)
-        cnt = np.zeros(2, np.int64)
-        for j in range(L):
-            if pres[r, j]:
-                _push(cand[r, j], j, k, signed, tv, tp, bv, bp, cnt)
-        _finish(k, signed, tv, tp, bv, bp, cnt, o[r], p[r])
+    for r in prange(cand.shape[0]):
+        _select_row(cand[r], pres[r], k, signed, np.empty(k), np.empty(k, np.int64), np.empty(2 * k),
+                    np.empty(2 * k, np.int64), np.empty(2, np.int64), o[r], p[r])
 
 
 @njit(cache=True, parallel=True, boundscheck=False)
@@ -52,44 +46,19 @@ def kbest_matmul(cand, w, ia, iw, k, signed, o, p):
     """``cand (Ba, M, N, C)``, ``w (Bw, N, K)`` (already ``|w|`` for kbestabs); output
     ``(B, M, K, NC)``; the candidate of (n, c) is ``cand·w[n, k]`` at position ``n·C + c``."""
     B, M, K, _ = o.shape
-    N, C = cand.shape[2], cand.shape[3]
     for row in prange(B * M * K):
         b = row // (M * K)
         rem = row - b * M * K
         m = rem // K
         kk = rem - m * K
-        x = cand[ia[b], m]
-        W = w[iw[b]]
-        tv = np.empty(k)
-        tp = np.empty(k, np.int64)
-        bv = np.empty(2 * k)
-        bp = np.empty(2 * k, np.int64)
-        cnt = np.zeros(2, np.int64)
-        for n in range(N):
-            wv = W[n, kk]
-            for c in range(C):
-                xv = x[n, c]
-                if np.isfinite(xv):
-                    _push(xv * wv, n * C + c, k, signed, tv, tp, bv, bp, cnt)
-        _finish(k, signed, tv, tp, bv, bp, cnt, o[b, m, kk], p[b, m, kk])
+        _select_products(cand[ia[b], m], w[iw[b]], kk, k, signed, np.empty(k), np.empty(k, np.int64),
+                         np.empty(2 * k), np.empty(2 * k, np.int64), np.empty(2, np.int64), o[b, m, kk], p[b, m, kk])
 
 
 @njit(cache=True, parallel=True, boundscheck=False)
 def kbest_scatter(cand, order, starts, k, signed, o, p):
     """Segments ``s``: the candidates ``cand[j, c]`` for ``j`` in
     ``order[starts[s]:starts[s + 1]]`` (ascending j), at position ``j·C + c``."""
-    S = o.shape[0]
-    C = cand.shape[1]
-    for s in prange(S):
-        tv = np.empty(k)
-        tp = np.empty(k, np.int64)
-        bv = np.empty(2 * k)
-        bp = np.empty(2 * k, np.int64)
-        cnt = np.zeros(2, np.int64)
-        for t in range(starts[s], starts[s + 1]):
-            j = order[t]
-            for c in range(C):
-                xv = cand[j, c]
-                if np.isfinite(xv):
-                    _push(xv, j * C + c, k, signed, tv, tp, bv, bp, cnt)
-        _finish(k, signed, tv, tp, bv, bp, cnt, o[s], p[s])
+    for s in prange(o.shape[0]):
+        _select_segment(cand, order, starts[s], starts[s + 1], k, signed, np.empty(k), np.empty(k, np.int64),
+                        np.empty(2 * k), np.empty(2 * k, np.int64), np.empty(2, np.int64), o[s], p[s])

@@ -20,26 +20,18 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from .scalar import dense_entry, finite_or_zero, for_cpu
+from .scalar import on_cpu
 
-_entry = for_cpu(dense_entry)
-_shift = for_cpu(finite_or_zero)
+_entry = on_cpu().dense_entry
+_shift = on_cpu().finite_or_zero
+_logsumexp_row = on_cpu().logsumexp_row
 
 
 @njit(cache=True, parallel=True, boundscheck=False)
 def logsumexp_last(a, o):
     """``o[r] = log Σ_n exp(a[r, n])`` (-inf for an empty or all -inf row)."""
-    R, N = a.shape
-    for r in prange(R):
-        m = -np.inf
-        for n in range(N):
-            if a[r, n] > m:
-                m = a[r, n]
-        safe = _shift(m)
-        s = 0.0
-        for n in range(N):
-            s += math.exp(a[r, n] - safe)
-        o[r] = safe + math.log(s) if s > 0.0 else -np.inf
+    for r in prange(a.shape[0]):
+        o[r] = _logsumexp_row(a[r])
 
 
 @njit(cache=True, parallel=True, boundscheck=False)

@@ -38,13 +38,26 @@ import math
 import numpy as np
 from numba import njit, prange, vectorize
 
-from .scalar import dense_entry, for_cpu, improves, pair_times
+from .scalar import on_cpu
 
 KTILE = 512  # output columns per tile: the running best and its positions stay in L1
 
-_entry = for_cpu(dense_entry)
-_pair = for_cpu(pair_times)
-_improves = for_cpu(improves)
+_entry = on_cpu().dense_entry
+_pair = on_cpu().pair_times
+_improves = on_cpu().improves
+_select_row = on_cpu().select_row
+
+
+@njit(inline="always")
+def _live(x):
+    """The positions of the entries of ``x`` that are not 0̄ (-inf), ascending, and their count."""
+    live = np.empty(x.shape[0], np.int64)
+    L = 0
+    for n in range(x.shape[0]):
+        if x[n] != -np.inf:
+            live[L] = n
+            L += 1
+    return live, L
 
 
 @njit(inline="always")
@@ -66,19 +79,13 @@ def matmul_pair(a0, a1, w, ia, iw, o0, o1, p0, p1):
     """Signed max pair: ``o0 = max_n src·w``, ``o1 = min_n src'·w`` where the source swaps
     (M⁺ ↔ M⁻) on negative weights; ``p0``/``p1`` the winning n."""
     B, M, K = o0.shape
-    N = a0.shape[2]
     for row in prange(B * M):
         b = row // M
         m = row - b * M
         x0 = a0[ia[b], m]
         x1 = a1[ia[b], m]
         W = w[iw[b]]
-        live = np.empty(N, np.int64)
-        L = 0
-        for n in range(N):
-            if x0[n] != -np.inf:
-                live[L] = n
-                L += 1
+        live, L = _live(x0)
         hb = np.empty(KTILE)
         lb = np.empty(KTILE)
         hp = np.empty(KTILE, np.int64)
@@ -93,22 +100,10 @@ def matmul_pair(a0, a1, w, ia, iw, o0, o1, p0, p1):
                 lp[j] = 0
             t = 0
             while t + 4 <= L:
-                n0 = live[t]
-                n1 = live[t + 1]
-                n2 = live[t + 2]
-                n3 = live[t + 3]
-                h0 = x0[n0]
-                h1 = x0[n1]
-                h2 = x0[n2]
-                h3 = x0[n3]
-                l0 = x1[n0]
-                l1 = x1[n1]
-                l2 = x1[n2]
-                l3 = x1[n3]
-                r0 = W[n0, k0:k1]
-                r1 = W[n1, k0:k1]
-                r2 = W[n2, k0:k1]
-                r3 = W[n3, k0:k1]
+                n0, n1, n2, n3 = live[t], live[t + 1], live[t + 2], live[t + 3]
+                h0, h1, h2, h3 = x0[n0], x0[n1], x0[n2], x0[n3]
+                l0, l1, l2, l3 = x1[n0], x1[n1], x1[n2], x1[n3]
+                r0, r1, r2, r3 = W[n0, k0:k1], W[n1, k0:k1], W[n2, k0:k1], W[n3, k0:k1]
                 for j in range(T):
                     u0, v0 = _pair(h0, l0, r0[j])
                     u1, v1 = _pair(h1, l1, r1[j])
@@ -149,18 +144,12 @@ def matmul_max(a, w, ia, iw, plus, o, p):
     """``o = max_n a ⊗ w`` with ⊗ = × (``plus`` false: max-abs on lifted ``|w|``) or + (max-plus
     on lifted ``log|w|``); ``-inf`` entries of ``a`` are 0̄ and skipped."""
     B, M, K = o.shape
-    N = a.shape[2]
     for row in prange(B * M):
         b = row // M
         m = row - b * M
         x = a[ia[b], m]
         W = w[iw[b]]
-        live = np.empty(N, np.int64)
-        L = 0
-        for n in range(N):
-            if x[n] != -np.inf:
-                live[L] = n
-                L += 1
+        live, L = _live(x)
         bb = np.empty(KTILE)
         bp = np.empty(KTILE, np.int64)
         for k0 in range(0, K, KTILE):
@@ -171,18 +160,9 @@ def matmul_max(a, w, ia, iw, plus, o, p):
                 bp[j] = 0
             t = 0
             while t + 4 <= L:
-                n0 = live[t]
-                n1 = live[t + 1]
-                n2 = live[t + 2]
-                n3 = live[t + 3]
-                q0 = x[n0]
-                q1 = x[n1]
-                q2 = x[n2]
-                q3 = x[n3]
-                r0 = W[n0, k0:k1]
-                r1 = W[n1, k0:k1]
-                r2 = W[n2, k0:k1]
-                r3 = W[n3, k0:k1]
+                n0, n1, n2, n3 = live[t], live[t + 1], live[t + 2], live[t + 3]
+                q0, q1, q2, q3 = x[n0], x[n1], x[n2], x[n3]
+                r0, r1, r2, r3 = W[n0, k0:k1], W[n1, k0:k1], W[n2, k0:k1], W[n3, k0:k1]
                 if plus:  # the branch stays outside the column loop
                     for j in range(T):
                         u, nu = _best_of_four(q0 + r0[j], q1 + r1[j], q2 + r2[j], q3 + r3[j], n0, n1, n2, n3, 1)
@@ -214,19 +194,8 @@ def matmul_max(a, w, ia, iw, plus, o, p):
 @njit(cache=True, parallel=True, boundscheck=False)
 def select_last(a, sign, o, p):
     """Per row of ``a (R, N)``: the max (``sign`` > 0) or min and its first position."""
-    R, N = a.shape
-    for r in prange(R):
-        best = -np.inf if sign > 0 else np.inf
-        pos = 0
-        if N > 0:
-            best = a[r, 0]
-        for n in range(1, N):
-            v = a[r, n]
-            if _improves(v, best, sign):
-                best = v
-                pos = n
-        o[r] = best
-        p[r] = pos
+    for r in prange(a.shape[0]):
+        o[r], p[r] = _select_row(a[r], sign)
 
 
 @njit(cache=True, boundscheck=False)

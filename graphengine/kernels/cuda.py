@@ -80,12 +80,15 @@ def _run(kernel, n, args, outs):
 
 
 if cuda is not None:
-    _entry = scalar.for_cuda(scalar.dense_entry)
-    _pair = scalar.for_cuda(scalar.pair_times)
-    _improves = scalar.for_cuda(scalar.improves)
-    _shift = scalar.for_cuda(scalar.finite_or_zero)
-    _kpush = scalar.for_cuda(scalar.kbest_push)
-    _kfinish = scalar.for_cuda(scalar.kbest_finish)
+    _entry = scalar.on_cuda().dense_entry
+    _pair = scalar.on_cuda().pair_times
+    _improves = scalar.on_cuda().improves
+    _select_row = scalar.on_cuda().select_row
+    _shift = scalar.on_cuda().finite_or_zero
+    _logsumexp_row = scalar.on_cuda().logsumexp_row
+    _kbest_select_row = scalar.on_cuda().kbest_select_row
+    _kbest_select_products = scalar.on_cuda().kbest_select_products
+    _kbest_select_segment = scalar.on_cuda().kbest_select_segment
 
     # ------------------------------------------------------------ selective contractions
     @cuda.jit
@@ -136,16 +139,7 @@ if cuda is not None:
         r = cuda.grid(1)
         if r >= a.shape[0]:
             return
-        N = a.shape[1]
-        best = -math.inf if sign > 0 else math.inf
-        pos = 0
-        if N > 0:
-            best = a[r, 0]
-        for n in range(1, N):
-            v = a[r, n]
-            if _improves(v, best, sign):
-                best, pos = v, n
-        o[r], p[r] = best, pos
+        o[r], p[r] = _select_row(a[r], sign)
 
     @cuda.jit
     def _segment_select(values, order, starts, sign, zero, o, p):
@@ -279,15 +273,7 @@ if cuda is not None:
         r = cuda.grid(1)
         if r >= a.shape[0]:
             return
-        m = -math.inf
-        for n in range(a.shape[1]):
-            if a[r, n] > m:
-                m = a[r, n]
-        safe = _shift(m)
-        s = 0.0
-        for n in range(a.shape[1]):
-            s += math.exp(a[r, n] - safe)
-        o[r] = safe + math.log(s) if s > 0.0 else -math.inf
+        o[r] = _logsumexp_row(a[r])
 
     @cuda.jit
     def _matmul_log(l, h, lw, hw, ia, iw, with_h, ol, oh):
@@ -348,17 +334,9 @@ if cuda is not None:
         r = cuda.grid(1)
         if r >= cand.shape[0]:
             return
-        tv = cuda.local.array(MAX_K, np.float64)
-        tp = cuda.local.array(MAX_K, np.int64)
-        bv = cuda.local.array(2 * MAX_K, np.float64)
-        bp = cuda.local.array(2 * MAX_K, np.int64)
-        cnt = cuda.local.array(2, np.int64)
-        cnt[0] = 0
-        cnt[1] = 0
-        for j in range(cand.shape[1]):
-            if pres[r, j]:
-                _kpush(cand[r, j], j, k, signed, tv, tp, bv, bp, cnt)
-        _kfinish(k, signed, tv, tp, bv, bp, cnt, o[r], p[r])
+        _kbest_select_row(cand[r], pres[r], k, signed, cuda.local.array(MAX_K, np.float64),
+                          cuda.local.array(MAX_K, np.int64), cuda.local.array(2 * MAX_K, np.float64),
+                          cuda.local.array(2 * MAX_K, np.int64), cuda.local.array(2, np.int64), o[r], p[r])
 
     @cuda.jit
     def _kbest_matmul(cand, w, ia, iw, k, signed, o, p):
@@ -369,42 +347,19 @@ if cuda is not None:
         b = t // (M * K)
         m = (t // K) % M
         kk = t % K
-        tv = cuda.local.array(MAX_K, np.float64)
-        tp = cuda.local.array(MAX_K, np.int64)
-        bv = cuda.local.array(2 * MAX_K, np.float64)
-        bp = cuda.local.array(2 * MAX_K, np.int64)
-        cnt = cuda.local.array(2, np.int64)
-        cnt[0] = 0
-        cnt[1] = 0
-        C = cand.shape[3]
-        for n in range(cand.shape[2]):
-            wv = w[iw[b], n, kk]
-            for c in range(C):
-                xv = cand[ia[b], m, n, c]
-                if math.isfinite(xv):
-                    _kpush(xv * wv, n * C + c, k, signed, tv, tp, bv, bp, cnt)
-        _kfinish(k, signed, tv, tp, bv, bp, cnt, o[b, m, kk], p[b, m, kk])
+        _kbest_select_products(cand[ia[b], m], w[iw[b]], kk, k, signed, cuda.local.array(MAX_K, np.float64),
+                               cuda.local.array(MAX_K, np.int64), cuda.local.array(2 * MAX_K, np.float64),
+                               cuda.local.array(2 * MAX_K, np.int64), cuda.local.array(2, np.int64),
+                               o[b, m, kk], p[b, m, kk])
 
     @cuda.jit
     def _kbest_scatter(cand, order, starts, k, signed, o, p):
         s = cuda.grid(1)
         if s >= o.shape[0]:
             return
-        tv = cuda.local.array(MAX_K, np.float64)
-        tp = cuda.local.array(MAX_K, np.int64)
-        bv = cuda.local.array(2 * MAX_K, np.float64)
-        bp = cuda.local.array(2 * MAX_K, np.int64)
-        cnt = cuda.local.array(2, np.int64)
-        cnt[0] = 0
-        cnt[1] = 0
-        C = cand.shape[1]
-        for t in range(starts[s], starts[s + 1]):
-            j = order[t]
-            for c in range(C):
-                xv = cand[j, c]
-                if math.isfinite(xv):
-                    _kpush(xv, j * C + c, k, signed, tv, tp, bv, bp, cnt)
-        _kfinish(k, signed, tv, tp, bv, bp, cnt, o[s], p[s])
+        _kbest_select_segment(cand, order, starts[s], starts[s + 1], k, signed, cuda.local.array(MAX_K, np.float64),
+                              cuda.local.array(MAX_K, np.int64), cuda.local.array(2 * MAX_K, np.float64),
+                              cuda.local.array(2 * MAX_K, np.int64), cuda.local.array(2, np.int64), o[s], p[s])
 
 
 # ================================================================ launchers (CPU interface)

@@ -1,23 +1,32 @@
 """Scalar helpers shared by the CPU and CUDA back ends, written once as plain Python.
 
-Each function here is compiled twice from the same function object: :func:`for_cpu` gives the
-Numba ``@njit(inline="always")`` version the CPU kernels call (inlined into each kernel at Numba
-IR level, so the kernels compile and run as if it were written out in place), :func:`for_cuda`
-the ``numba.cuda.jit(device=True)`` version the CUDA kernels call. So every helper keeps to what
-both compilers accept: scalars, array indexing, ``math``, and no calls to other helpers (a call
-from compiled code must name a compiled function, which differs per back end).
+Every function listed in :data:`HELPERS` is compiled for both back ends from its one definition:
+:func:`on_cpu` gives the Numba ``@njit(inline="always")`` versions the CPU kernels call (inlined
+into each kernel, so the kernels run as if the helper were written out in place), :func:`on_cuda`
+the ``numba.cuda.jit(device=True)`` versions the CUDA kernels call. A helper may call another one
+by its plain name: each back end compiles a twin of every helper (the same code object) whose
+global names are bound to that back end's compiled helpers, since compiled code can only call
+compiled functions. So the helpers keep to what both compilers accept: scalars, array indexing
+and slicing, ``math``, and each other.
 
-=====================  ==========================================================================
-helper                 used by
-=====================  ==========================================================================
-``dense_entry``        every factored dense-block kernel (max pair, max-abs, real, absolute,
-                       entropy): one entry of ``J = diag(d) + u vᵀ``
-``pair_times``         the signed max pair's ⊗ (contraction, dense block, scale)
-``improves``           first-wins selection with a direction (``select_last``, scatters)
-``finite_or_zero``     the shift of a two-pass log-sum-exp
-``kbest_push``         k-best insertion of one candidate into the top / bottom lists
-``kbest_finish``       k-best output: top list, then the bottom entries not already on top
-=====================  ==========================================================================
+=========================  ======================================================================
+helper                     used by
+=========================  ======================================================================
+``dense_entry``            every factored dense-block kernel (max pair, max-abs, real, absolute,
+                           entropy): one entry of ``J = diag(d) + u vᵀ``
+``pair_times``             the signed max pair's ⊗ (contraction, dense block, scale)
+``improves``               the selection rule: strictly better in a direction, ties keep the
+                           lower position
+``select_row``             ``select_last``: the best of a row and its first position
+``finite_or_zero``,        the two-pass log-sum-exp (its shift, and one row: ``logsumexp_last``)
+``logsumexp_row``
+``sorted_insert``,         k-best lists: insertion into a sorted list, one candidate into the top
+``kbest_push``,            and bottom lists, the output (top list, then the bottom entries not on
+``kbest_finish``           top)
+``kbest_select_row``,      the three k-best selections: over a row of candidates, over the
+``kbest_select_products``, products of a contraction, over a segment of a scatter
+``kbest_select_segment``
+=========================  ======================================================================
 
 The helpers run as plain Python too, which is how the examples below (and the CUDA simulator)
 run them:
@@ -25,13 +34,11 @@ run them:
 >>> pair_times(3.0, -2.0, -0.5)
 (1.0, -1.5)
 >>> import numpy as np
+>>> cand = np.array([1.0, 5.0, -2.0])
 >>> tv, tp = np.empty(2), np.empty(2, np.int64)
->>> bv, bp = np.empty(4), np.empty(4, np.int64)
->>> cnt = np.zeros(2, np.int64)
->>> for pos, v in enumerate([1.0, 5.0, -2.0]):
-...     kbest_push(v, pos, 2, True, tv, tp, bv, bp, cnt)
+>>> bv, bp, cnt = np.empty(4), np.empty(4, np.int64), np.empty(2, np.int64)
 >>> ov, op = np.empty(4), np.empty(4, np.int64)
->>> kbest_finish(2, True, tv, tp, bv, bp, cnt, ov, op)
+>>> kbest_select_row(cand, np.isfinite(cand), 2, True, tv, tp, bv, bp, cnt, ov, op)
 >>> ov.tolist(), op.tolist()
 ([5.0, 1.0, -2.0, inf], [1, 0, 2, -1])
 
@@ -42,20 +49,45 @@ own file for changes, so after editing this module clear the Numba cache (the ``
 
 from __future__ import annotations
 
+import functools
 import math
+import types
+
+HELPERS = ("dense_entry", "pair_times", "improves", "select_row", "finite_or_zero", "logsumexp_row",
+           "sorted_insert", "kbest_push", "kbest_finish", "kbest_select_row", "kbest_select_products",
+           "kbest_select_segment")
 
 
-def for_cpu(fn):
-    """``fn`` compiled for the CPU kernels: ``numba.njit(inline="always")``."""
+def _compile(jit) -> types.SimpleNamespace:
+    """Every helper compiled with ``jit``; calls between helpers go to the compiled twins."""
+    namespace = dict(globals())
+    for name in HELPERS:
+        fn = globals()[name]
+        twin = types.FunctionType(fn.__code__, namespace, fn.__name__, fn.__defaults__, fn.__closure__)
+        twin.__qualname__, twin.__doc__ = fn.__qualname__, fn.__doc__
+        namespace[name] = jit(twin)
+    return types.SimpleNamespace(**{name: namespace[name] for name in HELPERS})
+
+
+@functools.lru_cache(maxsize=None)
+def on_cpu() -> types.SimpleNamespace:
+    """The helpers compiled for the CPU kernels: ``numba.njit(inline="always")``, inlined at
+    Numba IR level (a real call would pass array structures and count their references on every
+    call, which in a scan loop costs several times the work).
+
+    >>> on_cpu().pair_times.py_func.__code__ is pair_times.__code__
+    True
+    """
     from numba import njit
-    return njit(inline="always")(fn)
+    return _compile(njit(inline="always"))
 
 
-def for_cuda(fn):
-    """``fn`` compiled for the CUDA kernels: ``numba.cuda.jit(device=True)`` (a plain call in the
-    Numba CUDA simulator)."""
+@functools.lru_cache(maxsize=None)
+def on_cuda() -> types.SimpleNamespace:
+    """The helpers compiled for the CUDA kernels: ``numba.cuda.jit(device=True)`` (a plain call
+    in the Numba CUDA simulator)."""
     from numba import cuda
-    return cuda.jit(device=True)(fn)
+    return _compile(cuda.jit(device=True))
 
 
 def dense_entry(d, u, v, b, r, c):
@@ -89,48 +121,75 @@ def improves(v, best, sign):
     return v > best if sign > 0 else v < best
 
 
+def select_row(x, sign):
+    """The max (``sign`` > 0) or min of the 1-D ``x`` and its first position; ``∓inf`` at 0 when
+    ``x`` is empty.
+
+    >>> import numpy as np
+    >>> best, pos = select_row(np.array([1.0, 3.0, 3.0]), 1)
+    >>> float(best), pos
+    (3.0, 1)
+    """
+    N = x.shape[0]
+    best = -math.inf if sign > 0 else math.inf
+    pos = 0
+    if N > 0:
+        best = x[0]
+    for n in range(1, N):
+        if improves(x[n], best, sign):
+            best = x[n]
+            pos = n
+    return best, pos
+
+
 def finite_or_zero(x):
     """The shift of a two-pass log-sum-exp: the running maximum, or 0 where it is ±inf or NaN
     (as the numpy reference's ``np.where(np.isfinite(m), m, 0.0)``)."""
     return x if math.isfinite(x) else 0.0
 
 
+def logsumexp_row(x):
+    """``log Σ_n exp(x[n])`` of the 1-D ``x`` in two passes (max, then Σ exp(x - max)), exact
+    for -inf entries; -inf when ``x`` is empty or all -inf."""
+    m = -math.inf
+    for n in range(x.shape[0]):
+        if x[n] > m:
+            m = x[n]
+    safe = finite_or_zero(m)
+    s = 0.0
+    for n in range(x.shape[0]):
+        s += math.exp(x[n] - safe)
+    return safe + math.log(s) if s > 0.0 else -math.inf
+
+
+def sorted_insert(vals, poss, n, cap, v, pos, sign):
+    """Insert ``(v, pos)`` into the sorted list ``vals``/``poss`` (descending for ``sign`` > 0,
+    else ascending) of ``n`` entries and at most ``cap``: behind every entry it does not
+    :func:`improves` on, so equal values keep their arrival order; dropped when it would land
+    beyond ``cap``. Returns the new length."""
+    i = n
+    while i > 0 and improves(v, vals[i - 1], sign):
+        i -= 1
+    if i >= cap:
+        return n
+    j = n if n < cap else cap - 1
+    while j > i:
+        vals[j] = vals[j - 1]
+        poss[j] = poss[j - 1]
+        j -= 1
+    vals[i] = v
+    poss[i] = pos
+    return n + 1 if n < cap else n
+
+
 def kbest_push(v, pos, k, signed, tv, tp, bv, bp, cnt):
     """Insert candidate ``(v, pos)`` into the top list ``tv``/``tp`` (descending, ``cnt[0]``
     filled, at most ``k``) and, when ``signed``, into the bottom list ``bv``/``bp`` (ascending,
     ``cnt[1]`` filled, at most ``2k``: the k smallest candidates not on top are among the 2k
-    smallest). Candidates arrive in ascending position and only a strictly better one moves ahead
-    of an equal one, so ties keep the lower position."""
-    nt = cnt[0]
-    i = nt
-    while i > 0 and tv[i - 1] < v:
-        i -= 1
-    if i < k:
-        j = nt if nt < k else k - 1
-        while j > i:
-            tv[j] = tv[j - 1]
-            tp[j] = tp[j - 1]
-            j -= 1
-        tv[i] = v
-        tp[i] = pos
-        if nt < k:
-            cnt[0] = nt + 1
+    smallest). Candidates arrive in ascending position, so ties keep the lower position first."""
+    cnt[0] = sorted_insert(tv, tp, cnt[0], k, v, pos, 1)
     if signed:
-        nb = cnt[1]
-        k2 = 2 * k
-        i = nb
-        while i > 0 and bv[i - 1] > v:
-            i -= 1
-        if i < k2:
-            j = nb if nb < k2 else k2 - 1
-            while j > i:
-                bv[j] = bv[j - 1]
-                bp[j] = bp[j - 1]
-                j -= 1
-            bv[i] = v
-            bp[i] = pos
-            if nb < k2:
-                cnt[1] = nb + 1
+        cnt[1] = sorted_insert(bv, bp, cnt[1], 2 * k, v, pos, -1)
 
 
 def kbest_finish(k, signed, tv, tp, bv, bp, cnt, ov, op):
@@ -164,3 +223,44 @@ def kbest_finish(k, signed, tv, tp, bv, bp, cnt, ov, op):
             ov[k + r] = math.inf
             op[k + r] = -1
             r += 1
+
+
+def kbest_select_row(cand, pres, k, signed, tv, tp, bv, bp, cnt, ov, op):
+    """The k-best value of the 1-D ``cand`` (candidates where ``pres``, at their index) into
+    ``ov``/``op``; ``tv``... ``cnt`` are the lists' storage (``k``, ``k``, ``2k``, ``2k``, 2)."""
+    cnt[0] = 0
+    cnt[1] = 0
+    for j in range(cand.shape[0]):
+        if pres[j]:
+            kbest_push(cand[j], j, k, signed, tv, tp, bv, bp, cnt)
+    kbest_finish(k, signed, tv, tp, bv, bp, cnt, ov, op)
+
+
+def kbest_select_products(x, w, col, k, signed, tv, tp, bv, bp, cnt, ov, op):
+    """The k-best value of one contraction output: the candidates ``x[n, c]·w[n, col]`` over
+    the finite ``x[n, c]`` of ``x (N, C)``, at position ``n·C + c``."""
+    cnt[0] = 0
+    cnt[1] = 0
+    C = x.shape[1]
+    for n in range(x.shape[0]):
+        wv = w[n, col]
+        for c in range(C):
+            xv = x[n, c]
+            if math.isfinite(xv):
+                kbest_push(xv * wv, n * C + c, k, signed, tv, tp, bv, bp, cnt)
+    kbest_finish(k, signed, tv, tp, bv, bp, cnt, ov, op)
+
+
+def kbest_select_segment(cand, order, lo, hi, k, signed, tv, tp, bv, bp, cnt, ov, op):
+    """The k-best value of one scatter segment: the finite ``cand[j, c]`` for ``j`` in
+    ``order[lo:hi]`` (ascending), at position ``j·C + c``."""
+    cnt[0] = 0
+    cnt[1] = 0
+    C = cand.shape[1]
+    for t in range(lo, hi):
+        j = order[t]
+        for c in range(C):
+            xv = cand[j, c]
+            if math.isfinite(xv):
+                kbest_push(xv, j * C + c, k, signed, tv, tp, bv, bp, cnt)
+    kbest_finish(k, signed, tv, tp, bv, bp, cnt, ov, op)
