@@ -17,7 +17,7 @@ from graphengine.kernels import cuda as cuda_backend
 from graphengine.kernels.dispatch import on_device
 from graphengine.semirings import get_semiring
 
-from kernel_cases import ALL, EXACT, assert_same, check_all_methods
+from kernel_cases import ALL, EXACT, assert_same, check_all_methods, check_nan_propagates
 from test_oracle import random_program
 
 pytestmark = pytest.mark.skipif(not cuda_backend.available(), reason="numba.cuda simulator not available")
@@ -30,6 +30,10 @@ def test_cuda_kernels_match_the_reference(name):
 
 def test_cuda_back_end_implements_the_interface():
     assert backend.missing(cuda_backend) == []
+
+
+def test_cuda_nan_in_gives_nan_out_through_the_log_kernels():
+    check_nan_propagates(lambda sr: on_device(sr, "cuda"))
 
 
 def test_cuda_kbest_beyond_local_list_size_runs_on_cpu_kernels():

@@ -14,7 +14,7 @@ from graphengine.kernels import backend, cpu
 from graphengine.kernels.dispatch import DeviceError, on_device
 from graphengine.semirings import get_semiring
 
-from kernel_cases import ALL, check_all_methods
+from kernel_cases import ALL, check_all_methods, check_nan_propagates
 
 
 @pytest.mark.parametrize("name", ALL)
@@ -89,3 +89,7 @@ def test_cpu_matmul_sum_contracts_through_the_batch_maps():
     cpu.matmul_sum(a, w, ia, iw, o)
     want = np.einsum("bmn,bnk->bmk", a[ia], w[iw])
     np.testing.assert_allclose(o, want, rtol=1e-13, atol=1e-13)
+
+
+def test_nan_in_gives_nan_out_through_the_log_kernels():
+    check_nan_propagates(lambda sr: on_device(sr, "cpu"))

@@ -24,6 +24,7 @@ from .scalar import on_cpu
 
 _entry = on_cpu().dense_entry
 _shift = on_cpu().finite_or_zero
+_shifted_log = on_cpu().shifted_log
 _logsumexp_row = on_cpu().logsumexp_row
 
 
@@ -63,7 +64,7 @@ def matmul_log(l, h, lw, hw, ia, iw, with_h, ol, oh):
             for k in range(K):
                 s[k] += math.exp(x[n] + W[n, k] - safe[k])
         for k in range(K):
-            out = safe[k] + math.log(s[k]) if s[k] > 0.0 else -np.inf
+            out = _shifted_log(safe[k], s[k])
             ol[b, m, k] = out
             safe[k] = _shift(out)
         if not with_h:

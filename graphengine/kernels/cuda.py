@@ -85,6 +85,7 @@ if cuda is not None:
     _improves = scalar.on_cuda().improves
     _select_row = scalar.on_cuda().select_row
     _shift = scalar.on_cuda().finite_or_zero
+    _shifted_log = scalar.on_cuda().shifted_log
     _logsumexp_row = scalar.on_cuda().logsumexp_row
     _kbest_select_row = scalar.on_cuda().kbest_select_row
     _kbest_select_products = scalar.on_cuda().kbest_select_products
@@ -299,7 +300,7 @@ if cuda is not None:
             if x[n] == -math.inf:
                 continue
             s += math.exp(x[n] + W[n, k] - safe)
-        out = safe + math.log(s) if s > 0.0 else -math.inf
+        out = _shifted_log(safe, s)
         ol[b, m, k] = out
         if with_h:
             fin = math.isfinite(out)

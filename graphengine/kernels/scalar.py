@@ -18,7 +18,8 @@ helper                     used by
 ``improves``               the selection rule: strictly better in a direction, ties keep the
                            lower position
 ``select_row``             ``select_last``: the best of a row and its first position
-``finite_or_zero``,        the two-pass log-sum-exp (its shift, and one row: ``logsumexp_last``)
+``finite_or_zero``,        the two-pass log-sum-exp (its shift, its result, and one row:
+``shifted_log``,           ``logsumexp_last``)
 ``logsumexp_row``
 ``sorted_insert``,         k-best lists: insertion into a sorted list, one candidate into the top
 ``kbest_push``,            and bottom lists, the output (top list, then the bottom entries not on
@@ -53,7 +54,7 @@ import functools
 import math
 import types
 
-HELPERS = ("dense_entry", "pair_times", "improves", "select_row", "finite_or_zero", "logsumexp_row",
+HELPERS = ("dense_entry", "pair_times", "improves", "select_row", "finite_or_zero", "shifted_log", "logsumexp_row",
            "sorted_insert", "kbest_push", "kbest_finish", "kbest_select_row", "kbest_select_products",
            "kbest_select_segment")
 
@@ -148,9 +149,20 @@ def finite_or_zero(x):
     return x if math.isfinite(x) else 0.0
 
 
+def shifted_log(safe, s):
+    """The result of a two-pass log-sum-exp, ``safe + log s``: -inf for an empty sum (``s`` = 0)
+    and NaN when a NaN term made ``s`` NaN (NaN in gives NaN out, as in the reference; the max
+    pass skips NaN, so only the sum sees it).
+
+    >>> shifted_log(1.0, 1.0), shifted_log(0.0, 0.0), shifted_log(0.0, float("nan"))
+    (1.0, -inf, nan)
+    """
+    return -math.inf if s <= 0.0 else safe + math.log(s)
+
+
 def logsumexp_row(x):
     """``log Σ_n exp(x[n])`` of the 1-D ``x`` in two passes (max, then Σ exp(x - max)), exact
-    for -inf entries; -inf when ``x`` is empty or all -inf."""
+    for -inf entries; -inf when ``x`` is empty or all -inf, NaN when it holds a NaN."""
     m = -math.inf
     for n in range(x.shape[0]):
         if x[n] > m:
@@ -159,7 +171,7 @@ def logsumexp_row(x):
     s = 0.0
     for n in range(x.shape[0]):
         s += math.exp(x[n] - safe)
-    return safe + math.log(s) if s > 0.0 else -math.inf
+    return shifted_log(safe, s)
 
 
 def sorted_insert(vals, poss, n, cap, v, pos, sign):
