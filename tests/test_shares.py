@@ -57,3 +57,34 @@ def test_a_graph_without_attention_blocks_is_refused():
     g = Graph(); x = g.input("x", (2, 3)); g.call("sum", g.call("tanh", x), name="s")
     with pytest.raises(KQVError, match="no branch point"):
         branch_shares(g, forward(g, {"x": np.zeros((2, 3))}), select("s", ()))
+
+
+def test_cli_analyze_shares_prints_and_writes_them(tiny, tmp_path, capsys):
+    import json
+
+    import graphengine as ge
+    from graphengine.cli import main
+
+    g, _ = tiny
+    path = tmp_path / "bert.ge"
+    ge.save(g, str(path))
+    out = tmp_path / "r.json"
+    rc = main(["analyze", str(path), "--qoi", "logits[0,1]", "--input", "input_ids=[[5, 7]]",
+               "--input", "token_type_ids=[[0, 0]]", "--semiring", "max", "--shares", "-o", str(out)])
+    text = capsys.readouterr().out
+    assert rc == 0 and "branch shares" in text and "L0.key" in text
+    doc = json.loads(out.read_text())
+    want = branch_shares(g, forward(g, bert_feeds(np.array([[5, 7]]))), select("logits", (0, 1)))
+    np.testing.assert_allclose(doc["branch_shares"]["share"]["L0.key"], want.share[0, :, 1], rtol=1e-12)
+
+
+def test_cli_analyze_shares_on_a_graph_without_layers_is_one_line(tmp_path, capsys):
+    import graphengine as ge
+    from graphengine.cli import main
+
+    g = Graph(); x = g.input("x", (1, 2)); g.call("tanh", x, name="s")
+    ge.save(g, str(tmp_path / "g.ge"))
+    rc = main(["analyze", str(tmp_path / "g.ge"), "--qoi", "s[0,1]", "--input", "x=[[1, 2]]",
+               "--shares"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "no branch point" in err and len(err.strip().splitlines()) == 1

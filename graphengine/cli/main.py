@@ -7,7 +7,8 @@
     graphengine grad  FILE --qoi "logits[0,3,1] - logits[0,3,0]" [--inputs ...] [--input ...]
                       [--wrt NAME ...] [-o OUT.npz]
     graphengine analyze FILE --qoi QOI --semiring max,entropy,kbest:5 [--granularity scalar|paper]
-                      [--nodes NAME ...] [--from NAME ...] [--inputs ...] [--input ...] [-o OUT.json]
+                      [--nodes NAME ...] [--from NAME ...] [--shares] [--inputs ...] [--input ...]
+                      [-o OUT.json]
     graphengine demo [--model auto|minilm|builtin] [--text "..."]
     graphengine export torch|hf|onnx ...   (see graphengine.cli.export)
     graphengine experiment NAME [--out DIR] [--quick] [--seed S] [--no-progress] [NAME's options]
@@ -364,6 +365,10 @@ def _analyze(args, out) -> int:
         raise CLIError(f"--granularity paper: {', '.join(scalar_only)} is defined at scalar granularity only")
     acts = forward(g, _feeds(args))
     report = analyze(g, acts, qoi, names, args.granularity, nodes=args.nodes, starts=args.starts)
+    if args.shares:
+        from ..analysis.shares import branch_shares
+
+        report["branch_shares"] = branch_shares(g, acts, qoi, start=(args.starts or [None])[0]).to_dict()
     w = out.write
     w(f"QoI {args.qoi} = {_fmt(report['qoi']['value'])}   granularity {report['granularity']}\n")
     for name, entry in report["nodes"].items():
@@ -388,10 +393,21 @@ def _analyze(args, out) -> int:
             for st in path["steps"]:
                 d = "" if st["local_derivative"] is None else f"  x {_fmt(st['local_derivative'])}"
                 w(f"  {st['name']}{st['element']}  [{st['scope']}]{d}\n")
+    if args.shares:
+        _write_shares(w, report["branch_shares"])
     if args.output:
         files.write_json(args.output, {"file": args.file, **report}, default=_json_default)
         w(f"wrote {args.output}\n")
     return 0
+
+
+def _write_shares(w, shares: Dict) -> None:
+    cols = shares["columns"]
+    w(f"branch shares of the path mass from each token of {shares['start']} (p ∝ |Π w|):\n")
+    w("  token  " + "  ".join(f"{c:>11}" for c in cols) + "   E[length]  sd(length)\n")
+    for t, idx in enumerate(np.ndindex(*shares["token_shape"])):
+        vals = [shares["share"][c][t] for c in cols] + [shares["length_mean"][t], shares["length_sd"][t]]
+        w(f"  {','.join(map(str, idx)):<6} " + "  ".join(f"{'-' if v is None else _fmt(v):>11}" for v in vals) + "\n")
 
 
 # ----------------------------------------------------------------------------- demo
@@ -474,6 +490,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="node whose best element starts the reported paths (repeatable)")
     p.add_argument("--inputs", metavar="FEEDS.npz", help=".npz of input values keyed by input name")
     p.add_argument("--input", action="append", metavar="NAME=JSON", help="one input value as JSON (repeatable)")
+    p.add_argument("--shares", action="store_true",
+                   help="also the exact share of each token's path mass through every layer's Q/K/V/skip and MLP "
+                        "branches, and the expected path length (from the first --from node, default the "
+                        "residual stream entering layer 0)")
     p.add_argument("-o", "--output", metavar="OUT.json", help="write the report as JSON (atomically)")
 
     p = sub.add_parser("demo", help="analyze a sentence with all-MiniLM-L6-v2 (or the built-in model)")
