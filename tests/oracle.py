@@ -104,6 +104,7 @@ def statistics(paths) -> Dict[str, float]:
         "count": float(n),
         "logcount": math.log(n) if n else -math.inf,
         "bool": n > 0,
+        "signedmass": float(p[p > 0].sum()),
         "pathlength": float(np.sum(a * lengths(paths)) / Z) if Z > 0 else math.nan,
     }
 
