@@ -11,6 +11,8 @@
                       [-o OUT.json]
     graphengine demo [--model auto|minilm|builtin] [--text "..."]
     graphengine export torch|hf|onnx ...   (see graphengine.cli.export)
+    graphengine audit FILE --qoi QOI --node NAME (--token I,J ... | --future) [--strict] [-o OUT.json]
+                      (see graphengine.cli.audit)
     graphengine experiment NAME [--out DIR] [--quick] [--seed S] [--no-progress] [NAME's options]
                       (see graphengine.cli.experiment; 'graphengine experiment --help' lists them)
 
@@ -439,6 +441,12 @@ def _export(args, out) -> int:
     return run_export(args, out)
 
 
+def _audit(args, out) -> int:
+    from .audit import run as run_audit
+
+    return run_audit(args, out)
+
+
 # ----------------------------------------------------------------------------- experiment
 def _experiment(args, out) -> int:
     from .experiment import run as run_experiment
@@ -508,11 +516,15 @@ def build_parser() -> argparse.ArgumentParser:
     from .experiment import add_parser as add_experiment_parser
 
     add_experiment_parser(sub)
+
+    from .audit import add_parser as add_audit_parser
+
+    add_audit_parser(sub)
     return parser
 
 
 COMMANDS = {"info": _info, "run": _run, "grad": _grad, "analyze": _analyze, "demo": _demo, "export": _export,
-            "experiment": _experiment}
+            "experiment": _experiment, "audit": _audit}
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
