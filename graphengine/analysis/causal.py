@@ -46,7 +46,7 @@ from ..errors import GraphEngineError
 from ..ir import Graph
 from ..paths import Path, PathSampler, k_best_paths
 
-__all__ = ["MODES", "CausalCheck", "path_interventions", "path_effect", "causal_check"]
+__all__ = ["MODES", "CausalCheck", "qoi_value", "path_interventions", "path_effect", "causal_check"]
 
 MODES = ("zero", "mean", "counterfactual")
 
@@ -55,7 +55,8 @@ class CausalError(GraphEngineError):
     """A bad intervention request (unknown mode, missing counterfactual input)."""
 
 
-def _qoi_value(graph: Graph, acts, qoi: QoI) -> float:
+def qoi_value(graph: Graph, acts, qoi: QoI) -> float:
+    """Σ c·y of ``qoi`` on the activations ``acts``."""
     node = graph.node(qoi.node)
     coef, mask = qoi.coefficients(node.shape)
     return float(np.sum(coef[mask] * np.asarray(acts[node.id], np.float64)[mask]))
@@ -98,7 +99,7 @@ def path_effect(graph: Graph, feeds: Mapping[str, np.ndarray], qoi: Union[QoI, s
     if mode == "counterfactual" and counterfactual_acts is None and counterfactual is not None:
         counterfactual_acts = forward(graph, counterfactual)
     hooks = path_interventions(graph, path, mode, clean, counterfactual_acts)
-    return _qoi_value(graph, forward(graph, feeds, hooks), qoi) - _qoi_value(graph, clean, qoi)
+    return qoi_value(graph, forward(graph, feeds, hooks), qoi) - qoi_value(graph, clean, qoi)
 
 
 @dataclass
@@ -151,5 +152,5 @@ def causal_check(graph: Graph, feeds: Mapping[str, np.ndarray], qoi: Union[QoI, 
     kb = backward(graph, clean, qoi, semirings=[f"kbestabs:{k}"], retain=[start.node])
     best = np.array([effect(p) for p in k_best_paths(kb, start.node, start.element)])
     pct = float(np.mean(np.abs(rand) <= abs(own))) if rand.size else float("nan")
-    return CausalCheck(mode, _qoi_value(graph, clean, qoi), own, rand, best, pct,
+    return CausalCheck(mode, qoi_value(graph, clean, qoi), own, rand, best, pct,
                        1 + int(np.sum(np.abs(best) > abs(own) * (1 + 1e-12))), len(path.steps))

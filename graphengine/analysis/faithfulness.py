@@ -46,6 +46,7 @@ import numpy as np
 from ..engine import backward, forward
 from ..engine.qoi import QoI, parse
 from ..errors import GraphEngineError
+from .causal import qoi_value
 
 __all__ = ["METHODS", "FaithfulnessError", "integrated_gradients", "token_scores", "ranking", "curves",
            "FaithfulnessTable", "faithfulness"]
@@ -55,12 +56,6 @@ METHODS = ("gradient", "grad_input", "integrated_gradients", "max", "mass", "ran
 
 class FaithfulnessError(GraphEngineError):
     """A bad request: an unknown method, a node that is not [B, T, d], a bad replacement."""
-
-
-def _qoi_value(graph, acts, qoi: QoI) -> float:
-    node = graph.node(qoi.node)
-    coef, mask = qoi.coefficients(node.shape)
-    return float(np.sum(coef[mask] * np.asarray(acts[node.id], np.float64)[mask]))
 
 
 def _replace_with(value: np.ndarray):
@@ -149,7 +144,7 @@ def curves(graph, feeds, qoi: Union[QoI, str], node, order: Sequence[int], examp
     def qoi_with(replaced) -> float:
         v = e.copy()
         v[example, list(replaced)] = rep
-        return _qoi_value(graph, forward(graph, feeds, {nid: _replace_with(v)}), qoi)
+        return qoi_value(graph, forward(graph, feeds, {nid: _replace_with(v)}), qoi)
     order = [int(t) for t in order]
     deletion = np.array([qoi_with(order[:k]) for k in range(T + 1)])
     insertion = np.array([qoi_with(order[k:]) for k in range(T + 1)])
