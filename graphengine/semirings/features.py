@@ -35,7 +35,7 @@ the expected number of edges of a path and its variance (a path through k ops ha
 >>> r.components("x", through_a.name)["mean:via_a"]   # x[1]: weights 3 (via a) and 1 (skip)
 array([0.5 , 0.75])
 >>> r.components("x", "pathlength")["mean:length"]   # 4 edges via a, 2 by the skip
-array([2.5 , 2.75])
+array([3. , 3.5])
 """
 
 from __future__ import annotations
