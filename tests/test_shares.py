@@ -53,6 +53,12 @@ def test_shares_of_one_branch_point_add_up_and_table_and_json(tiny):
     assert s.to_dict()["columns"] == s.columns and len(s.to_markdown().splitlines()) == 2 + 2
 
 
+def test_a_start_without_a_hidden_axis_is_refused(tiny):
+    g, acts = tiny
+    with pytest.raises(KQVError, match="input_ids"):
+        branch_shares(g, acts, select("logits", (0, 0)), start="input_ids")
+
+
 def test_a_graph_without_attention_blocks_is_refused():
     g = Graph(); x = g.input("x", (2, 3)); g.call("sum", g.call("tanh", x), name="s")
     with pytest.raises(KQVError, match="no branch point"):

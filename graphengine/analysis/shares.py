@@ -46,6 +46,7 @@ import numpy as np
 from ..engine import backward
 from ..engine.qoi import QoI, parse
 from ..ir import Graph
+from ..ir.dtypes import is_float
 from ..semirings import FeatureExpectation, PathLength
 from ..semirings.features import pooled_moments
 from .kqv import DEFAULT_PATTERNS, KQVError, LayerInput, find_branch_points
@@ -122,7 +123,13 @@ def branch_shares(graph: Graph, activations, qoi: Union[QoI, str], start=None,
     if isinstance(qoi, str):
         qoi = parse(qoi)
     points = branch_points(graph, groups)
-    start_node = graph.node(start if start is not None else points[0].node)
+    try:
+        start_node = graph.node(start if start is not None else points[0].node)
+    except KeyError as e:
+        raise KQVError(f"branch shares: {e.args[0]}") from None
+    if not is_float(start_node.dtype) or not start_node.shape:
+        raise KQVError(f"branch shares start from a floating-point node with a hidden axis; '{start_node.name}' is "
+                       f"{start_node.dtype} of shape {list(start_node.shape)}")
     feats = FeatureExpectation(branch_features(points), order=1, name="branch_shares")
     r = backward(graph, activations, qoi, semirings=[feats, PathLength()], retain=[start_node.id], device=device,
                  prune=True)
