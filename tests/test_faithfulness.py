@@ -57,8 +57,9 @@ def _planted(T=5, d=3, heavy=2):
 
 def test_a_planted_token_ranks_first_and_curves_have_the_right_ends():
     g, feeds, q = _planted()
-    scores = token_scores(g, feeds, q, "e")
-    for m in ("gradient", "grad_input", "integrated_gradients", "max", "mass"):
+    methods = ("gradient", "grad_input", "integrated_gradients", "max", "mass", "random")
+    scores = token_scores(g, feeds, q, "e", methods=methods)
+    for m in methods[:-1]:
         assert ranking(scores[m])[0] == 2, m
     c = curves(g, feeds, q, "e", ranking(scores["gradient"]))
     clean = float(forward(g, feeds)[g["q"].id][0])
@@ -78,3 +79,30 @@ def test_bad_requests():
         curves(g, feeds, q, "e", [0, 1], replacement=np.zeros(7))
     with pytest.raises(FaithfulnessError, match="batch, tokens, hidden"):
         token_scores(g, feeds, q, "q")
+
+
+def test_attention_rollout_equals_rollout_of_the_transformers_attentions(tmp_path):
+    transformers = pytest.importorskip("transformers")
+    from graphengine.analysis.faithfulness import attention_rollout
+    from graphengine.frontends.hf import from_hf_dir
+
+    torch.manual_seed(0)
+    cfg = transformers.BertConfig(vocab_size=30, hidden_size=8, num_hidden_layers=2, num_attention_heads=2,
+                                  intermediate_size=16, max_position_embeddings=16,
+                                  attn_implementation="eager")   # sdpa returns no attention probabilities
+    model = transformers.BertModel(cfg).eval()
+    model.save_pretrained(tmp_path)
+    ids = np.array([[2, 7, 5, 9, 3]])
+    g, feeds, _ = from_hf_dir(tmp_path, input_ids=ids, dtype="float64")
+    ours = attention_rollout(g, forward(g, feeds))
+    with torch.no_grad():
+        att = model.double()(torch.tensor(ids), output_attentions=True).attentions
+    want = np.eye(5)
+    assert len(att) == 2
+    for a in att:                       # independent: transformers' own attention probabilities
+        a = 0.5 * np.eye(5) + 0.5 * a[0].numpy().mean(axis=0)
+        want = (a / a.sum(-1, keepdims=True)) @ want
+    np.testing.assert_allclose(ours, want, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(ours.sum(-1), 1.0, rtol=1e-12)
+    with pytest.raises(FaithfulnessError, match="no attention softmax"):
+        attention_rollout(_planted()[0], forward(*_planted()[:2]))

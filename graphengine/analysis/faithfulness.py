@@ -13,6 +13,8 @@ higher ranks first):
 - ``max``: the largest M⁺ over the token's units (the max-product semiring, the paper's choice);
 - ``mass``: the token's path mass Z = Σ |Π w| over all its paths (a share of the total once
   normalised);
+- ``attention_rollout``: row ``position`` of the attention rollout (:func:`attention_rollout`;
+  ``position`` 0, the [CLS] row a BERT classifier pools, by default);
 - ``random``: a seeded random order (the baseline every method should beat).
 
 Curves (``replacement``: zeros, or a vector such as the [MASK]/pad embedding): *deletion*
@@ -48,10 +50,13 @@ from ..engine.qoi import QoI, parse
 from ..errors import GraphEngineError
 from .causal import qoi_value
 
-__all__ = ["METHODS", "FaithfulnessError", "integrated_gradients", "token_scores", "ranking", "curves",
+__all__ = ["METHODS", "ATTENTION_SCOPE", "FaithfulnessError", "integrated_gradients", "attention_rollout", "token_scores", "ranking", "curves",
            "FaithfulnessTable", "faithfulness"]
 
-METHODS = ("gradient", "grad_input", "integrated_gradients", "max", "mass", "random")
+METHODS = ("gradient", "grad_input", "integrated_gradients", "max", "mass", "attention_rollout", "random")
+
+#: The attention probabilities of layer L: a softmax in the scope of ``…layer.L.attention.self``.
+ATTENTION_SCOPE = r"(?:^|\.)layer\.(?P<layer>\d+)\.attention\.self(?:\.|$)"
 
 
 class FaithfulnessError(GraphEngineError):
@@ -82,6 +87,32 @@ def integrated_gradients(graph, feeds, qoi: Union[QoI, str], node, steps: int = 
     return (e - e0) * total / steps
 
 
+def attention_rollout(graph, activations, example: int = 0, residual: float = 0.5) -> np.ndarray:
+    """Attention rollout [T, T] of ``example``: per layer (in order) the head-averaged attention
+    probabilities A, mixed with the identity for the residual stream,
+    ``Â = residual·I + (1 − residual)·A`` renormalised by row, multiplied from the first layer
+    up: ``R = Â_L ⋯ Â_1``. Row t says how much each input token flows into position t. The
+    probabilities are the softmax nodes in ``…layer.L.attention.self`` scopes."""
+    import re
+
+    rx = re.compile(ATTENTION_SCOPE)
+    layers = []
+    for n in graph.nodes:
+        m = rx.search(n.scope)
+        if n.op == "softmax" and m and len(n.shape) == 4:
+            layers.append((int(m.group("layer")), n.id))
+    if not layers:
+        raise FaithfulnessError("attention rollout: no attention softmax found (a softmax of shape [B, heads, T, T] "
+                                "in a '...layer.L.attention.self' scope; the 'paper' decomposition removes it)")
+    R = None
+    for _, nid in sorted(layers):
+        A = np.asarray(activations[nid], np.float64)[example].mean(axis=0)
+        A = residual * np.eye(A.shape[-1]) + (1.0 - residual) * A
+        A = A / A.sum(axis=-1, keepdims=True)
+        R = A if R is None else A @ R
+    return R
+
+
 def _check_node(graph, node) -> Tuple[int, Tuple[int, ...]]:
     n = graph.node(node)
     if len(n.shape) != 3:
@@ -91,7 +122,7 @@ def _check_node(graph, node) -> Tuple[int, Tuple[int, ...]]:
 
 
 def token_scores(graph, feeds, qoi: Union[QoI, str], node, methods: Sequence[str] = METHODS, example: int = 0,
-                 ig_steps: int = 32, seed: int = 0) -> Dict[str, np.ndarray]:
+                 ig_steps: int = 32, seed: int = 0, position: int = 0) -> Dict[str, np.ndarray]:
     """Per method, one score per token of ``example`` (see the module docstring)."""
     qoi = parse(qoi) if isinstance(qoi, str) else qoi
     unknown = [m for m in methods if m not in METHODS]
@@ -119,6 +150,8 @@ def token_scores(graph, feeds, qoi: Union[QoI, str], node, methods: Sequence[str
             out[m] = np.where(np.isfinite(v), v, -np.inf).max(axis=-1)
         elif m == "mass":
             out[m] = at("absolute").sum(axis=-1)
+        elif m == "attention_rollout":
+            out[m] = attention_rollout(graph, acts, example)[position]
         else:
             out[m] = np.random.default_rng(seed).permutation(shape[1]).astype(np.float64)
     return out
@@ -177,13 +210,13 @@ class FaithfulnessTable:
 
 def faithfulness(graph, examples: Sequence[Tuple[Mapping[str, np.ndarray], Union[QoI, str]]], node,
                  methods: Sequence[str] = METHODS, example: int = 0, ig_steps: int = 32,
-                 replacement: Optional[np.ndarray] = None, seed: int = 0) -> FaithfulnessTable:
+                 replacement: Optional[np.ndarray] = None, seed: int = 0, position: int = 0) -> FaithfulnessTable:
     """Deletion/insertion areas of every method's ranking on every ``(feeds, qoi)`` example."""
     dele = np.zeros((len(examples), len(methods)))
     ins = np.zeros_like(dele)
     kept = []
     for i, (feeds, qoi) in enumerate(examples):
-        scores = token_scores(graph, feeds, qoi, node, methods, example, ig_steps, seed + i)
+        scores = token_scores(graph, feeds, qoi, node, methods, example, ig_steps, seed + i, position)
         per = {}
         for j, m in enumerate(methods):
             c = curves(graph, feeds, qoi, node, ranking(scores[m]), example, replacement)
