@@ -106,3 +106,22 @@ def test_attention_rollout_equals_rollout_of_the_transformers_attentions(tmp_pat
     np.testing.assert_allclose(ours.sum(-1), 1.0, rtol=1e-12)
     with pytest.raises(FaithfulnessError, match="no attention softmax"):
         attention_rollout(_planted()[0], forward(*_planted()[:2]))
+
+
+def test_batched_faithfulness_equals_one_example_at_a_time():
+    from graphengine.analysis.faithfulness import batch_faithfulness
+    from graphengine.engine import batch, weighted
+
+    rng = np.random.default_rng(4)
+    g = Graph(); e = g.input("e", (2, 4, 3))
+    w = g.constant(rng.normal(size=(2, 4, 3)))
+    h = g.call("tanh", g.call("sum", g.call("mul", e, w), axes=[2], keepdim=True), name="h")
+    g.call("sum", h, axes=[1, 2], name="q")
+    feeds = {"e": rng.normal(size=(2, 4, 3))}
+    methods = ("gradient", "grad_input", "integrated_gradients", "max", "mass")
+    both = batch_faithfulness(g, feeds, batch([select("q", (0,)), select("q", (1,))]), "e", methods, ig_steps=4,
+                              replacement=np.ones(3))
+    for b in range(2):
+        one = faithfulness(g, [(feeds, select("q", (b,)))], "e", methods, example=b, ig_steps=4, replacement=np.ones(3))
+        np.testing.assert_allclose(both.deletion_area[b], one.deletion_area[0], rtol=1e-12, atol=1e-15)
+        np.testing.assert_allclose(both.insertion_area[b], one.insertion_area[0], rtol=1e-12, atol=1e-15)

@@ -51,7 +51,7 @@ from ..errors import GraphEngineError
 from .causal import qoi_value
 
 __all__ = ["METHODS", "ATTENTION_SCOPE", "FaithfulnessError", "integrated_gradients", "attention_rollout", "token_scores", "ranking", "curves",
-           "FaithfulnessTable", "faithfulness"]
+           "FaithfulnessTable", "faithfulness", "batch_faithfulness"]
 
 METHODS = ("gradient", "grad_input", "integrated_gradients", "max", "mass", "attention_rollout", "random")
 
@@ -121,22 +121,20 @@ def _check_node(graph, node) -> Tuple[int, Tuple[int, ...]]:
     return n.id, n.shape
 
 
-def token_scores(graph, feeds, qoi: Union[QoI, str], node, methods: Sequence[str] = METHODS, example: int = 0,
-                 ig_steps: int = 32, seed: int = 0, position: int = 0) -> Dict[str, np.ndarray]:
-    """Per method, one score per token of ``example`` (see the module docstring)."""
-    qoi = parse(qoi) if isinstance(qoi, str) else qoi
+def _all_scores(graph, feeds, acts, qoi: QoI, nid: int, methods, ig_steps: int, seed: int,
+                position: int) -> Dict[str, np.ndarray]:
+    """Per method, the scores [B, T] of every example (one batched backward pass)."""
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise FaithfulnessError(f"unknown attribution method(s) {', '.join(unknown)} (known: {', '.join(METHODS)})")
-    nid, shape = _check_node(graph, node)
-    acts = forward(graph, feeds)
-    e = np.asarray(acts[nid], np.float64)[example]
+    e = np.asarray(acts[nid], np.float64)
+    B, T = e.shape[:2]
     sems = [s for m, s in (("gradient", "real"), ("grad_input", "real"), ("max", "max"), ("mass", "absolute"))
             if m in methods]
     r = backward(graph, acts, qoi, semirings=list(dict.fromkeys(sems)), retain=[nid], prune=True) if sems else None
 
     def at(sem):
-        return np.asarray(r.get(nid, sem), np.float64)[example] if nid in r.retained(sem) else np.zeros(e.shape)
+        return np.asarray(r.get(nid, sem), np.float64) if nid in r.retained(sem) else np.zeros(e.shape)
     out: Dict[str, np.ndarray] = {}
     for m in methods:
         if m == "gradient":
@@ -144,17 +142,27 @@ def token_scores(graph, feeds, qoi: Union[QoI, str], node, methods: Sequence[str
         elif m == "grad_input":
             out[m] = np.abs(np.sum(at("real") * e, axis=-1))
         elif m == "integrated_gradients":
-            out[m] = np.abs(integrated_gradients(graph, feeds, qoi, nid, ig_steps)[example].sum(axis=-1))
+            out[m] = np.abs(integrated_gradients(graph, feeds, qoi, nid, ig_steps).sum(axis=-1))
         elif m == "max":
             v = at("max")
             out[m] = np.where(np.isfinite(v), v, -np.inf).max(axis=-1)
         elif m == "mass":
             out[m] = at("absolute").sum(axis=-1)
         elif m == "attention_rollout":
-            out[m] = attention_rollout(graph, acts, example)[position]
+            out[m] = np.stack([attention_rollout(graph, acts, b)[position] for b in range(B)])
         else:
-            out[m] = np.random.default_rng(seed).permutation(shape[1]).astype(np.float64)
+            out[m] = np.stack([np.random.default_rng(seed + b).permutation(T) for b in range(B)]).astype(np.float64)
     return out
+
+
+def token_scores(graph, feeds, qoi: Union[QoI, str], node, methods: Sequence[str] = METHODS, example: int = 0,
+                 ig_steps: int = 32, seed: int = 0, position: int = 0) -> Dict[str, np.ndarray]:
+    """Per method, one score per token of ``example`` (see the module docstring; the random
+    order of example b uses seed ``seed + b``)."""
+    qoi = parse(qoi) if isinstance(qoi, str) else qoi
+    nid, _ = _check_node(graph, node)
+    scores = _all_scores(graph, feeds, forward(graph, feeds), qoi, nid, methods, ig_steps, seed, position)
+    return {m: v[example] for m, v in scores.items()}
 
 
 def ranking(scores: np.ndarray) -> np.ndarray:
@@ -216,11 +224,54 @@ def faithfulness(graph, examples: Sequence[Tuple[Mapping[str, np.ndarray], Union
     ins = np.zeros_like(dele)
     kept = []
     for i, (feeds, qoi) in enumerate(examples):
-        scores = token_scores(graph, feeds, qoi, node, methods, example, ig_steps, seed + i, position)
+        scores = token_scores(graph, feeds, qoi, node, methods, example, ig_steps, seed + i - example, position)
         per = {}
         for j, m in enumerate(methods):
             c = curves(graph, feeds, qoi, node, ranking(scores[m]), example, replacement)
             dele[i, j], ins[i, j] = c["deletion_area"], c["insertion_area"]
             per[m] = c["deletion"]
         kept.append(per)
+    return FaithfulnessTable(list(methods), dele, ins, kept)
+
+
+def _per_example(graph, acts, qoi: QoI) -> np.ndarray:
+    """The QoI's terms summed per example (index 0 of the QoI node)."""
+    node = graph.node(qoi.node)
+    coef, mask = qoi.coefficients(node.shape)
+    y = np.where(mask, np.asarray(acts[node.id], np.float64), 0.0)
+    return (coef * y).reshape(node.shape[0], -1).sum(axis=1)
+
+
+def batch_faithfulness(graph, feeds, qoi: Union[QoI, str], node, methods: Sequence[str] = METHODS,
+                       ig_steps: int = 32, replacement: Optional[np.ndarray] = None, seed: int = 0,
+                       position: int = 0) -> FaithfulnessTable:
+    """:func:`faithfulness` for every example of one batch at once: ``qoi`` seeds one term (or
+    several) per example (index 0 of the QoI node is the example, as index 0 of ``node``), so
+    one batched backward pass gives every example's scores (no path joins two examples) and
+    each point of a curve is one forward pass replacing every example's top-k tokens."""
+    qoi = parse(qoi) if isinstance(qoi, str) else qoi
+    nid, (B, T, d) = _check_node(graph, node)
+    rep = np.zeros(d) if replacement is None else np.asarray(replacement, np.float64)
+    if rep.shape != (d,):
+        raise FaithfulnessError(f"replacement must have shape [{d}] (one hidden vector), got {list(rep.shape)}")
+    acts = forward(graph, feeds)
+    e = np.asarray(acts[nid], np.float64)
+    scores = _all_scores(graph, feeds, acts, qoi, nid, methods, ig_steps, seed, position)
+    orders = {m: np.stack([ranking(row) for row in v]) for m, v in scores.items()}
+
+    def run(keep_first: bool, order, k):
+        v = e.copy()
+        for b in range(B):
+            v[b, order[b, :k] if keep_first else order[b, k:]] = rep
+        return _per_example(graph, forward(graph, feeds, {nid: _replace_with(v)}), qoi)
+    x = np.linspace(0.0, 1.0, T + 1)
+    dele = np.zeros((B, len(methods)))
+    ins = np.zeros_like(dele)
+    kept = [dict() for _ in range(B)]
+    for j, m in enumerate(methods):
+        dc = np.stack([run(True, orders[m], k) for k in range(T + 1)], axis=1)
+        ic = np.stack([run(False, orders[m], k) for k in range(T + 1)], axis=1)
+        dele[:, j], ins[:, j] = np.trapezoid(dc, x, axis=1), np.trapezoid(ic, x, axis=1)
+        for b in range(B):
+            kept[b][m] = dc[b]
     return FaithfulnessTable(list(methods), dele, ins, kept)
