@@ -54,11 +54,11 @@ def main(argv=None) -> int:
     shares = branch_shares(g, acts, qoi)
     t_shares = time.perf_counter() - t0
     res = backward(g, acts, qoi, semirings=["max"], retain=kqv_retain(g))
-    top = kqv_summary(kqv_credits(res), subsets={"all": np.ones(x.shape, bool), **first_token_roles(split)})
     roles = {"all": np.ones(x.shape, bool), **first_token_roles(split)}
-    rows, doc = [], {"graph": args.graph, "sentences": int(len(y)), "accuracy": float((logits.argmax(-1) == y).mean()),
-                     "columns": shares.columns, "seconds_shares": t_shares, "mass_share": {}, "top_share": {},
-                     "length_mean": {}}
+    top = kqv_summary(kqv_credits(res), subsets=roles)
+    doc = {"graph": args.graph, "sentences": int(len(y)), "accuracy": float((logits.argmax(-1) == y).mean()),
+           "columns": shares.columns, "seconds_shares": t_shares, "mass_share": {}, "top_share": {},
+           "length_mean": {}}
     for role, mask in roles.items():
         for label in (None, 0, 1):
             sel = mask & (np.ones_like(mask) if label is None else (y == label)[:, None])

@@ -110,7 +110,7 @@ def test_attention_rollout_equals_rollout_of_the_transformers_attentions(tmp_pat
 
 def test_batched_faithfulness_equals_one_example_at_a_time():
     from graphengine.analysis.faithfulness import batch_faithfulness
-    from graphengine.engine import batch, weighted
+    from graphengine.engine import batch
 
     rng = np.random.default_rng(4)
     g = Graph(); e = g.input("e", (2, 4, 3))

@@ -74,7 +74,7 @@ def test_pooled_moments_are_those_of_the_union_of_paths():
 def test_expectations_are_nan_where_no_path_has_weight_and_run_on_every_device():
     from graphengine.ir import Graph
     g = Graph(); x = g.input("x", (3,))
-    y = g.call("relu", x, name="y"); s = g.call("sum", y, name="s")
+    g.call("sum", g.call("relu", x, name="y"), name="s")
     acts = forward(g, {"x": np.array([-1.0, 2.0, np.nan])})
     r = backward(g, acts, weighted("s", np.array(1.0)), semirings=["pathlength"])
     mean = r.components("x", "pathlength")["mean:length"]

@@ -40,7 +40,7 @@ array([3. , 3.5])
 
 from __future__ import annotations
 
-from typing import Callable, Dict, Mapping, Optional, Tuple, Union
+from typing import Callable, Dict, Mapping, Optional, Union
 
 import numpy as np
 
