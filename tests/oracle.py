@@ -104,4 +104,22 @@ def statistics(paths) -> Dict[str, float]:
         "count": float(n),
         "logcount": math.log(n) if n else -math.inf,
         "bool": n > 0,
+        "signedmass": float(p[p > 0].sum()),
+        "pathlength": float(np.sum(a * lengths(paths)) / Z) if Z > 0 else math.nan,
     }
+
+
+def lengths(paths) -> np.ndarray:
+    """The number of edges of each enumerated path."""
+    return np.array([len(seq) - 1 for _, seq in paths], dtype=np.float64)
+
+
+def feature_moments(paths, feature) -> Tuple[float, float]:
+    """Mean and variance of the additive feature ``Σ feature(u, v)`` over consecutive vertices,
+    under p(path) ∝ |product| (NaN where no path has a non-zero product)."""
+    a = np.abs([q for q, _ in paths])
+    if a.sum() == 0:
+        return math.nan, math.nan
+    F = np.array([sum(feature(u, v) for u, v in zip(seq, seq[1:])) for _, seq in paths], dtype=np.float64)
+    mean = float(np.sum(a * F) / a.sum())
+    return mean, float(np.sum(a * (F - mean) ** 2) / a.sum())

@@ -47,6 +47,8 @@ def _close(a, b):
         return len(a) == len(b) and all(_close(x, y) for x, y in zip(a, b))
     if isinstance(a, bool) or isinstance(b, bool):
         return a == b
+    if math.isnan(a) or math.isnan(b):  # an expectation where no path has a non-zero product
+        return math.isnan(a) and math.isnan(b)
     if math.isinf(a) or math.isinf(b):
         return a == b
     return abs(a - b) <= 1e-9 * max(1.0, abs(a), abs(b))

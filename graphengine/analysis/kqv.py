@@ -73,7 +73,7 @@ from ..ir.dtypes import is_float
 from ..semirings import get_semiring
 
 __all__ = ["BRANCHES", "COLUMNS", "SHORT", "DEFAULT_PATTERNS", "KQVError", "LayerInput", "find_layer_inputs",
-           "kqv_retain", "path_crossings", "KQVCredits", "kqv_credits", "KQVSummary", "kqv_summary"]
+           "find_branch_points", "kqv_retain", "path_crossings", "KQVCredits", "kqv_credits", "KQVSummary", "kqv_summary"]
 
 BRANCHES = ("query", "key", "value", "skip")
 COLUMNS = BRANCHES + ("other",)
@@ -143,12 +143,12 @@ class LayerInput:
         return self.branches.get(int(consumer))
 
 
-def _compile(patterns: Optional[Mapping[str, str]]):
+def _compile(patterns: Optional[Mapping[str, str]], branches: Sequence[str] = BRANCHES):
     patterns = DEFAULT_PATTERNS if patterns is None else patterns
-    if set(patterns) != set(BRANCHES):
-        raise KQVError(f"patterns must name exactly the branches {BRANCHES}, got {sorted(patterns)}")
+    if set(patterns) != set(branches):
+        raise KQVError(f"patterns must name exactly the branches {tuple(branches)}, got {sorted(patterns)}")
     out = []
-    for b in BRANCHES:
+    for b in branches:
         try:
             rx = re.compile(patterns[b])
         except re.error as e:
@@ -172,7 +172,22 @@ def find_layer_inputs(graph: Graph, patterns: Optional[Mapping[str, str]] = None
 
     Raises :class:`KQVError` when no node qualifies or two qualify for one layer.
     """
-    compiled = _compile(patterns)
+    _compile(patterns)  # exactly the four branches
+    found = find_branch_points(graph, patterns if patterns is not None else DEFAULT_PATTERNS, "attention layer")
+    if not found:
+        raise KQVError("no attention layer input found: expected a node consumed by nodes in the scopes "
+                       "'...layer.L.attention.self.query', '.key', '.value' and '...layer.L.attention.output'")
+    return found
+
+
+def find_branch_points(graph: Graph, patterns: Mapping[str, str], what: str = "branch point") -> List[LayerInput]:
+    """Per layer, the node whose consumers include one node of every branch in ``patterns``
+    (branch name → scope regular expression with a ``layer`` group), sorted by layer; consumers
+    matching no branch of that layer are branch ``other``. The attention inputs
+    (:func:`find_layer_inputs`) are the case :data:`DEFAULT_PATTERNS`; the MLP input of a BERT
+    layer is another (:data:`graphengine.analysis.shares.MLP_PATTERNS`). Raises
+    :class:`KQVError` when two nodes qualify for one layer; returns [] when none does."""
+    compiled = _compile(patterns, tuple(patterns))
     consumers = graph.consumers()
     found: Dict[int, LayerInput] = {}
     for node in graph.nodes:
@@ -186,16 +201,13 @@ def find_layer_inputs(graph: Graph, patterns: Optional[Mapping[str, str]] = None
             if lab is not None:
                 per_layer[lab[1]].add(lab[0])
         for layer, branches in per_layer.items():
-            if branches != set(BRANCHES):
+            if branches != set(patterns):
                 continue
             if layer in found:
-                raise KQVError(f"two nodes look like the input of attention layer {layer}: "
+                raise KQVError(f"two nodes look like the input of {what} {layer}: "
                                f"'{graph.nodes[found[layer].node].name}' and '{node.name}'")
             bmap = {cid: (lab[0] if lab is not None and lab[1] == layer else "other") for cid, lab in labels.items()}
             found[layer] = LayerInput(layer, node.id, node.name, bmap)
-    if not found:
-        raise KQVError("no attention layer input found: expected a node consumed by nodes in the scopes "
-                       "'...layer.L.attention.self.query', '.key', '.value' and '...layer.L.attention.output'")
     return [found[k] for k in sorted(found)]
 
 

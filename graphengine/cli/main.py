@@ -7,11 +7,13 @@
     graphengine grad  FILE --qoi "logits[0,3,1] - logits[0,3,0]" [--inputs ...] [--input ...]
                       [--wrt NAME ...] [-o OUT.npz]
     graphengine analyze FILE [--qoi QOI] --semiring max,entropy,kbest:5 [--granularity scalar|paper]
-                      [--nodes NAME ...] [--from NAME ...] [--inputs ...] [--input ...] [-o OUT.json]
-                      [--html REPORT.html] [--graph-json GRAPH.json] [--dot GRAPH.dot]
+                      [--nodes NAME ...] [--from NAME ...] [--shares] [--inputs ...] [--input ...]
+                      [-o OUT.json] [--html REPORT.html] [--graph-json GRAPH.json] [--dot GRAPH.dot]
                       [--tokens TOKENS | --tokenizer DIR|minilm]   (see graphengine.report.cli)
     graphengine demo [--model auto|minilm|builtin] [--text "..."]
     graphengine export torch|hf|onnx ...   (see graphengine.cli.export)
+    graphengine audit FILE --qoi QOI --node NAME (--token I,J ... | --future) [--strict] [-o OUT.json]
+                      (see graphengine.cli.audit)
     graphengine experiment NAME [--out DIR] [--quick] [--seed S] [--no-progress] [NAME's options]
                       (see graphengine.cli.experiment; 'graphengine experiment --help' lists them)
 
@@ -420,6 +422,10 @@ def _analyze(args, out) -> int:
         raise CLIError(f"--granularity paper: {', '.join(scalar_only)} is defined at scalar granularity only")
     acts = forward(g, _feeds(args))
     report = analyze(g, acts, qoi, names, args.granularity, nodes=args.nodes, starts=args.starts)
+    if args.shares:
+        from ..analysis.shares import branch_shares
+
+        report["branch_shares"] = branch_shares(g, acts, qoi, start=(args.starts or [None])[0]).to_dict()
     w = out.write
     w(f"QoI {args.qoi} = {_fmt(report['qoi']['value'])}   granularity {report['granularity']}\n")
     for name, entry in report["nodes"].items():
@@ -444,6 +450,8 @@ def _analyze(args, out) -> int:
             for st in path["steps"]:
                 d = "" if st["local_derivative"] is None else f"  x {_fmt(st['local_derivative'])}"
                 w(f"  {st['name']}{st['element']}  [{st['scope']}]{d}\n")
+    if args.shares:
+        _write_shares(w, report["branch_shares"])
     if args.output:
         files.write_json(args.output, {"file": args.file, **report}, default=_json_default)
         w(f"wrote {args.output}\n")
@@ -453,6 +461,15 @@ def _analyze(args, out) -> int:
         for line in write_outputs(args, g, acts, qoi, files.write_text):
             w(line + "\n")
     return 0
+
+
+def _write_shares(w, shares: Dict) -> None:
+    cols = shares["columns"]
+    w(f"branch shares of the path mass from each token of {shares['start']} (p ∝ |Π w|):\n")
+    w("  token  " + "  ".join(f"{c:>11}" for c in cols) + "   E[length]  sd(length)\n")
+    for t, idx in enumerate(np.ndindex(*shares["token_shape"])):
+        vals = [shares["share"][c][t] for c in cols] + [shares["length_mean"][t], shares["length_sd"][t]]
+        w(f"  {','.join(map(str, idx)):<6} " + "  ".join(f"{'-' if v is None else _fmt(v):>11}" for v in vals) + "\n")
 
 
 # ----------------------------------------------------------------------------- demo
@@ -482,6 +499,12 @@ def _export(args, out) -> int:
     from .export import run_export
 
     return run_export(args, out)
+
+
+def _audit(args, out) -> int:
+    from .audit import run as run_audit
+
+    return run_audit(args, out)
 
 
 # ----------------------------------------------------------------------------- experiment
@@ -541,6 +564,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="node whose best element starts the reported paths (repeatable)")
     p.add_argument("--inputs", metavar="FEEDS.npz", help=".npz of input values keyed by input name")
     p.add_argument("--input", action="append", metavar="NAME=JSON", help="one input value as JSON (repeatable)")
+    p.add_argument("--shares", action="store_true",
+                   help="also the exact share of each token's path mass through every layer's Q/K/V/skip and MLP "
+                        "branches, and the expected path length (from the first --from node, default the "
+                        "residual stream entering layer 0)")
     p.add_argument("-o", "--output", metavar="OUT.json", help="write the report as JSON (atomically)")
     from ..report.cli import add_arguments as add_report_arguments
 
@@ -558,11 +585,15 @@ def build_parser() -> argparse.ArgumentParser:
     from .experiment import add_parser as add_experiment_parser
 
     add_experiment_parser(sub)
+
+    from .audit import add_parser as add_audit_parser
+
+    add_audit_parser(sub)
     return parser
 
 
 COMMANDS = {"info": _info, "run": _run, "grad": _grad, "analyze": _analyze, "demo": _demo, "export": _export,
-            "experiment": _experiment}
+            "experiment": _experiment, "audit": _audit}
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

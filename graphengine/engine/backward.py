@@ -164,6 +164,9 @@ def backward(graph: Graph, activations: Mapping[int, np.ndarray], qoi: Union[QoI
                 for s in srs:
                     start = Adjoint(state[s.name].value, start_idx[s.name])
                     contrib = propagate(structure, start, in_shape, inner[s.name])
+                    factor = s.edge_factor(node, slot)
+                    if factor is not None:
+                        contrib = Adjoint(s.times(contrib.value, factor), contrib.idx)
                     _accumulate(adjoints, pointers, inp, outer[s.name], contrib, nid, slot)
     return result
 

@@ -10,7 +10,7 @@ array([1., 1., 1.])
 
 from __future__ import annotations
 
-from typing import Dict, Mapping, Optional
+from typing import Callable, Dict, Mapping, Optional, Union
 
 import numpy as np
 
@@ -40,21 +40,49 @@ def check_feeds(graph: Graph, feeds: Mapping[str, np.ndarray]) -> Dict[int, np.n
     return out
 
 
-def forward(graph: Graph, feeds: Mapping[str, np.ndarray]) -> Activations:
+Intervention = Callable[[np.ndarray], np.ndarray]
+
+
+def forward(graph: Graph, feeds: Mapping[str, np.ndarray],
+            interventions: Optional[Mapping[Union[int, str], Intervention]] = None) -> Activations:
     """Evaluate every node; returns ``{node id: value}`` for all nodes (the backward pass needs
-    the inputs and outputs of every op it differentiates)."""
+    the inputs and outputs of every op it differentiates).
+
+    ``interventions`` maps a node (name or id) to a function of its computed value returning
+    the value that replaces it for every later node (causal interventions: zero or mean
+    ablation, patching in another input's activation; :mod:`graphengine.analysis.causal`). The
+    function gets a copy it may modify; its result must keep the node's shape.
+
+    >>> from graphengine.ir import Graph
+    >>> g = Graph(); x = g.input("x", (2,)); y = g.call("exp", x, name="y"); z = g.call("sum", y, name="z")
+    >>> def zero_first(v): v[0] = 0.0; return v
+    >>> float(forward(g, {"x": np.zeros(2)}, {"y": zero_first})[z.id])
+    1.0
+    """
     acts: Activations = dict(check_feeds(graph, feeds))
+    hooks = {}
+    for ref, fn in (interventions or {}).items():
+        try:
+            hooks[graph.node(ref).id] = fn
+        except KeyError as e:
+            raise GraphEngineError(f"intervention on {ref!r}: {e.args[0]}") from None
     for node in graph.nodes:
         if node.op == "input":
-            continue
-        if node.op in ("parameter", "constant"):
+            pass
+        elif node.op in ("parameter", "constant"):
             acts[node.id] = graph.arrays[node.id]
-            continue
-        opdef = get_op(node.op)
-        try:
-            with np.errstate(all="ignore"):
-                value = opdef.forward([acts[i] for i in node.inputs], node.attrs)
-        except (IndexError, ValueError) as e:
-            raise GraphEngineError(f"{node.where()}: forward failed: {e}") from None
-        acts[node.id] = np.asarray(value).astype(node.dtype, copy=False)
+        else:
+            opdef = get_op(node.op)
+            try:
+                with np.errstate(all="ignore"):
+                    value = opdef.forward([acts[i] for i in node.inputs], node.attrs)
+            except (IndexError, ValueError) as e:
+                raise GraphEngineError(f"{node.where()}: forward failed: {e}") from None
+            acts[node.id] = np.asarray(value).astype(node.dtype, copy=False)
+        if node.id in hooks:
+            new = np.asarray(hooks[node.id](np.array(acts[node.id], copy=True)))
+            if new.shape != tuple(node.shape):
+                raise GraphEngineError(f"{node.where()}: an intervention returned shape {list(new.shape)}, "
+                                       f"expected {list(node.shape)}")
+            acts[node.id] = new.astype(node.dtype, copy=False)
     return acts

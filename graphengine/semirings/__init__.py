@@ -11,6 +11,8 @@ maxabs         the largest |path product| (backpointers)
 maxplus        max over paths of Σ log|w| (backpointers, log space)
 entropy        entropy of the path distribution p ∝ Π|w| (nats), with Z and R
 logentropy     the same in log space
+signedmass     ⟨Z⁺, Z⁻⟩: the mass of the positive and of the negative path products
+pathlength     expected number of edges of a path (p ∝ Π|w|) and its variance
 count          number of paths (float64)
 logcount       log number of paths
 bool           reachability (backpointers)
@@ -45,6 +47,8 @@ from .absolute import Absolute, LogAbsolute
 from .base import Semiring, Value
 from .counting import Boolean, Counting, LogCounting
 from .expectation import Entropy, LogEntropy
+from .features import FeatureExpectation, PathLength
+from .signedmass import SignedMass
 from .families import LinearSemiring, LogLinearSemiring, SelectiveSemiring
 from .kbest import KBestAbs, KBestSigned
 from .maxproduct import MaxAbs, MaxPlus, SignedMaxPair
@@ -100,12 +104,13 @@ def get_semiring(spec) -> Semiring:
 
 
 for _cls in (Real, Absolute, LogAbsolute, SignedMaxPair, MaxAbs, MaxPlus, Entropy, LogEntropy, Counting,
-             LogCounting, Boolean):
+             LogCounting, Boolean, PathLength, SignedMass):
     register_semiring(_cls)
 register_semiring(KBestSigned, "kbest", parametric=True)
 register_semiring(KBestAbs, "kbestabs", parametric=True)
 
 __all__ = ["Semiring", "Value", "LinearSemiring", "LogLinearSemiring", "SelectiveSemiring", "Real", "Absolute",
            "LogAbsolute", "SignedMaxPair", "MaxAbs", "MaxPlus", "Entropy", "LogEntropy", "KBestSigned", "KBestAbs",
+           "FeatureExpectation", "PathLength", "SignedMass",
            "Counting", "LogCounting", "Boolean", "NoPointers", "ElementPointers", "RankedPointers", "Backpointers",
            "SEMIRINGS", "PARAMETRIC", "get_semiring", "register_semiring", "unregister_semiring"]

@@ -168,6 +168,14 @@ class Semiring:
             raise ValueError(f"semiring '{self.name}' has no paper-granularity meaning; use granularity='scalar'")
         return self
 
+    def edge_factor(self, node, slot: int) -> Optional[Value]:
+        """A value that every edge into ``node`` through input ``slot`` carries besides
+        ``lift(w)``: the walk ⊗-multiplies the consumer's contribution to that input by it
+        (per-component scalars). ``None`` (the default): an edge is its weight alone. Semirings
+        of additive edge features (:mod:`graphengine.semirings.features`) use it, so that the
+        walk needs no op- or semiring-specific code."""
+        return None
+
     def next_component(self, component: int, w: float) -> int:
         """Which component of the consumer a path continues in, after an edge of weight ``w``
         (the signed max pair swaps M⁺/M⁻ on negative edges)."""
