@@ -1,4 +1,4 @@
-"""The synthetic data sets (PAPER.md §3, §5, §6): every labelling rule is re-checked on every
+"""The synthetic data sets (Du et al. (2023) §3, §5, §6): every labelling rule is re-checked on every
 generated example by a plain-Python check written here, independently of the generators."""
 
 import json

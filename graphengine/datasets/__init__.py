@@ -1,4 +1,4 @@
-"""Synthetic data sets of the paper (PAPER.md §3, §5, §6), generated deterministically.
+"""Synthetic data sets of the paper (Du et al. (2023) §3, §5, §6), generated deterministically.
 
 >>> from graphengine.datasets import get_dataset
 >>> d = get_dataset("first_token_repeated_once")

@@ -59,7 +59,7 @@ class Splits:
 
     ``name`` is the registry name (``"contains_token_set:5"``), ``info`` a JSON-able dict with
     the generator parameters (``seed``, ``sizes``, ``length``, ``vocab_size`` ...), the
-    PAPER.md section and a description of the construction.
+    section of the paper (Du et al., ACL 2023; docs/method.md) and a description of the construction.
     """
 
     name: str

@@ -1,4 +1,4 @@
-"""A subject–verb agreement grammar (PAPER.md §4 on data we can make): English-like sentences
+"""A subject–verb agreement grammar (Du et al. (2023) §4 on data we can make): English-like sentences
 with singular and plural nouns and verbs (one word each), the exact positions of the subject,
 the attractors and the target verb, and whole constructions held out for testing.
 
@@ -314,7 +314,7 @@ def sva_grammar(seed: int = 0, sizes: Sequence[int] = (20000, 2000, 4000), max_a
     order = rng.permutation(len(test))
     test, test_held = [test[i] for i in order], [test_held[i] for i in order]
     width = max(len(s["words"]) for s in train + val + test)
-    info = {"source": "PAPER.md §4 (grammar standing in for the natural sentences)", "seed": seed,
+    info = {"source": "Du et al. (2023) §4 (grammar standing in for the natural sentences)", "seed": seed,
             "sizes": list(sizes), "max_attractors": max_attractors, "held_out": list(held),
             "held_out_fraction": float(held_out_fraction), "train_attractor_decay": train_attractor_decay,
             "constructions": list(CONSTRUCTIONS),
@@ -333,7 +333,7 @@ def sentence_words(split: Split, i: int, vocab: Sequence[str] = VOCAB) -> List[s
 
 
 def tsv_rows(split: Split, vocab: Sequence[str] = VOCAB) -> List[List[str]]:
-    """Rows of the grammar's TSV: the five columns of PAPER.md §4 (``n_attractors``, sentence,
+    """Rows of the grammar's TSV: the five columns of Du et al. (2023) §4 (``n_attractors``, sentence,
     masked sentence with ``***mask***``, good verb, bad verb) then ``subject`` (word index),
     ``attractors`` (comma-separated word indices, ``-`` if none) and ``construction``."""
     rows = []

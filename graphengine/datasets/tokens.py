@@ -1,4 +1,4 @@
-"""Generators for the paper's synthetic token tasks and for FFOOM (PAPER.md §3, §5, §6).
+"""Generators for the paper's synthetic token tasks and for FFOOM (Du et al. (2023) §3, §5, §6).
 
 Every generator is a plain function of keyword arguments, deterministic in ``seed`` (one
 ``numpy.random.default_rng(seed)`` stream, drawn in a fixed order), and returns a
@@ -10,7 +10,7 @@ balanced label distribution (the first ``n // 2`` examples positive for the bina
 the pool with one permutation and cuts it into consecutive train / val / test parts — what the
 authors' code did (a balanced pool, then a random split), so each split is balanced only up to
 sampling noise (the paper's FirstTokenRepeatedOnce validation set has 476 positives of 1,000).
-Where PAPER.md does not say how the examples of a class are drawn, the construction follows the
+Where the paper does not say how the examples of a class are drawn, the construction follows the
 authors' generator and is stated in the function's docstring.
 
 >>> d = first_token_repeated_once(seed=0)
@@ -55,7 +55,7 @@ def _common(seed, sizes, length, vocab_size, min_length: int = 2):
 
 
 def _info(section: str, seed: int, sizes, description: str, **params) -> Dict:
-    return {"source": f"PAPER.md {section}", "seed": seed, "sizes": list(sizes), "description": description,
+    return {"source": f"Du et al. (2023) {section}", "seed": seed, "sizes": list(sizes), "description": description,
             **{k: (list(v) if isinstance(v, tuple) else v) for k, v in params.items()}}
 
 
@@ -83,7 +83,7 @@ def _reject(rng, n: int, draw, bad) -> np.ndarray:
 # ------------------------------------------------------------------ §3 (§5.1 of the paper)
 def first_token_repeated_once(seed: int = 0, sizes=(7000, 1000, 2000), length: int = 10,
                               vocab_size: int = 20) -> Splits:
-    """FirstTokenRepeatedOnce (PAPER.md §3): label 1 iff the first token occurs again.
+    """FirstTokenRepeatedOnce (Du et al. (2023) §3): label 1 iff the first token occurs again.
 
     Every example: ``x[0]`` uniform over 1..V-1. Label 1 (half of the pool): ``x[0]`` appears
     exactly once more, at a position uniform over ``1 .. length-1``; every other position is
@@ -117,7 +117,7 @@ def first_token_repeated_once(seed: int = 0, sizes=(7000, 1000, 2000), length: i
 
 
 def first_token_roles(split: Split) -> Dict[str, np.ndarray]:
-    """Boolean masks [n, length] of the token groups of PAPER.md §3 for a FirstTokenRepeatedOnce
+    """Boolean masks [n, length] of the token groups of Du et al. (2023) §3 for a FirstTokenRepeatedOnce
     split: ``FirstToken`` (position 0), ``RepeatToken`` (the later occurrence, label-1 examples
     only) and ``OtherToken`` (the rest) — ready for ``kqv_summary(..., subsets=...)``.
 
@@ -169,7 +169,7 @@ def first_token_repeated_immediately(seed: int = 0, sizes=SECTION5_SIZES, length
 
     ``x[0]`` uniform. Positives: ``x[1] = x[0]``, positions 2.. uniform over the vocabulary minus
     ``x[0]``. Negatives: ``x[1]`` uniform over the vocabulary minus ``x[0]``, positions 2..
-    uniform over the whole vocabulary. (PAPER.md gives only the rule; the class-conditional
+    uniform over the whole vocabulary. (the paper gives only the rule; the class-conditional
     distributions are the authors' generator's, including its asymmetry: only negatives may
     contain ``x[0]`` again after position 1.)
 
@@ -231,7 +231,7 @@ def adjacent_duplicate(seed: int = 0, sizes=SECTION5_SIZES, length: int = 36, vo
     Positives: all positions uniform, then a position ``i`` uniform over ``0 .. length-2`` and a
     token uniform over the vocabulary, written at ``i`` and ``i+1`` (other duplicates may occur
     by chance). Negatives: uniform sequences drawn by rejection until one has no adjacent
-    duplicate (PAPER.md: "negatives by rejection").
+    duplicate (the paper: "negatives by rejection").
 
     >>> d = adjacent_duplicate(seed=0, sizes=(8, 2, 2))
     >>> x = d.train.x
@@ -397,7 +397,7 @@ def bin_count_ones(num_classes: int = 2, seed: int = 0, sizes=SECTION5_SIZES, le
 
 # ------------------------------------------------------------------ §6 (appendix B.1)
 def ffoom(seed: int = 0, sizes=(14000, 2000, 4000), num_features: int = 4) -> Splits:
-    """FFOOM ("four features, only one matters", PAPER.md §6): ``x ~ U[0,1)^4`` (float64),
+    """FFOOM ("four features, only one matters", Du et al. (2023) §6): ``x ~ U[0,1)^4`` (float64),
     ``y = 1[x0 > 0.5]``; 20,000 points split 70/10/20. Labels are not balanced by construction.
 
     >>> d = ffoom(seed=0, sizes=(10, 5, 5))
