@@ -43,7 +43,7 @@ from ...datasets.base import Split
 from ...datasets.sva_grammar import CONSTRUCTIONS, VOCAB, sva_grammar, verb_number, write_tsv
 from ...models import BertConfig, random_bert_weights
 from .accuracy import accuracy_table
-from .models import SVAModel, save_model
+from .models import SVAModel, ir_parity, save_model
 
 __all__ = ["ModelAConfig", "tiny_model", "train_model_a", "hf_config"]
 
@@ -235,19 +235,12 @@ def _ir_parity(sva: SVAModel, model, ids, lengths) -> float:
     """Max |IR logits − torch logits| over a few test sentences (each at its own length)."""
     import torch
 
-    from ...engine import forward
-
-    worst = 0.0
     m64 = model.double().eval()
-    for i in range(len(ids)):
-        x = ids[i:i + 1, :lengths[i]]
-        g = sva.graph(1, x.shape[1])
-        acts = forward(g, sva.feeds(x))
+    try:
         with torch.no_grad():
-            ref = m64(input_ids=torch.from_numpy(x)).logits.numpy()
-        worst = max(worst, float(np.abs(acts[g.node("logits").id] - ref).max()))
-    model.float()
-    return worst
+            return ir_parity(sva, ids, lengths, lambda x: m64(input_ids=torch.from_numpy(x)).logits.numpy())
+    finally:
+        model.float()
 
 
 # ------------------------------------------------------------------ ``graphengine experiment sva-train-a``

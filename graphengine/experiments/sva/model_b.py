@@ -35,7 +35,7 @@ from ...models.bert import read_hf_checkpoint
 from ...models.minilm import minilm_path
 from .accuracy import accuracy_table
 from .data import SVAItem, read_tsv
-from .models import SVAModel, save_model
+from .models import SVAModel, ir_parity, save_model
 
 __all__ = ["ModelBConfig", "finetune_model_b", "pretrained", "split_rows"]
 
@@ -268,21 +268,16 @@ def _write_rows(src: str, rows: set, dst: str) -> None:
 
 
 def _ir_parity(sva: SVAModel, enc: _Encoder, ids, lengths) -> float:
+    """Max |IR logits − torch logits| over a few test sentences (each at its own length)."""
     import torch
 
-    from ...engine import forward
-
-    worst = 0.0
     enc.bert.eval()
-    for i in range(len(ids)):
-        x = ids[i:i + 1, :lengths[i]]
-        g = sva.graph(1, x.shape[1])
-        acts = forward(g, sva.feeds(x))
+
+    def torch_logits(x):
         with torch.no_grad():
-            h = enc.bert(input_ids=torch.from_numpy(x)).last_hidden_state
-            ref = enc.head(h).double().numpy()
-        worst = max(worst, float(np.abs(acts[g.node("logits").id] - ref).max()))
-    return worst
+            return enc.head(enc.bert(input_ids=torch.from_numpy(x)).last_hidden_state).double().numpy()
+
+    return ir_parity(sva, ids, lengths, torch_logits)
 
 
 # ------------------------------------------------------------------ ``graphengine experiment sva-train-b``

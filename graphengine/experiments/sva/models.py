@@ -47,7 +47,7 @@ from ...models.bert import BertConfig, build_bert
 from ...ir import Graph
 from .data import SVAItem
 
-__all__ = ["SVAModelError", "Encoded", "SVAModel", "GraphModel", "load_model", "save_model", "export_ge",
+__all__ = ["SVAModelError", "Encoded", "SVAModel", "GraphModel", "load_model", "save_model", "export_ge", "ir_parity",
            "MODEL_FORMAT", "KINDS"]
 
 MODEL_FORMAT = 1
@@ -264,6 +264,20 @@ class GraphModel:
 
 
 # ------------------------------------------------------------------ files
+def ir_parity(sva: SVAModel, ids, lengths, torch_logits) -> float:
+    """Max |IR logits − torch logits| over sentences ``ids[i, :lengths[i]]``, each run at its own
+    length; ``torch_logits(x)`` gives torch's logits (as float64 numpy) for one int64 batch ``x``."""
+    from ...engine import forward
+
+    worst = 0.0
+    for i in range(len(ids)):
+        x = ids[i:i + 1, :lengths[i]]
+        g = sva.graph(1, x.shape[1])
+        acts = forward(g, sva.feeds(x))
+        worst = max(worst, float(np.abs(acts[g.node("logits").id] - torch_logits(x)).max()))
+    return worst
+
+
 def save_model(model: SVAModel, path: str) -> None:
     """Write ``model`` to the directory ``path`` (created; files replaced)."""
     os.makedirs(path, exist_ok=True)
