@@ -44,6 +44,7 @@ from ..ir import Graph, get_op
 from ..ir.dtypes import is_float
 from ..kernels.dispatch import on_device
 from ..semirings import Semiring, get_semiring
+from .budget import check_backward
 from .propagate import Adjoint, propagate
 from .qoi import QoI, parse
 from .result import Backpointers, BackwardResult
@@ -125,6 +126,7 @@ def backward(graph: Graph, activations: Mapping[int, np.ndarray], qoi: Union[QoI
     keep = _retained_ids(graph, retain)
     if prune:
         needs = needs & _upstream_of(graph, keep)
+    check_backward(graph, srs, keep, needs, keep_backpointers)
     result = BackwardResult(graph, qnode.id, srs, granularity, activations)
     result.qoi_coefficients = result_coef
 
