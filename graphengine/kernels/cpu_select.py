@@ -11,7 +11,7 @@ Conventions shared by every kernel here (and by :mod:`graphengine.kernels.cuda_s
 - ties keep the lowest index (candidates are scanned in ascending order and only a strictly
   better one replaces the incumbent); a reduction over nothing but 0̄ gives 0̄ at position 0,
   exactly as ``numpy.argmax`` does in the reference;
-- 0̄ (``-inf``; ``+inf`` for M⁻) entries of the adjoint are skipped, so ``-inf · 0`` never
+- 0̄ (``-inf``; ``⟨-inf, +inf⟩`` for the pair, whose ``⟨-inf, -inf⟩`` is a path) entries of the adjoint are skipped, so ``-inf · 0`` never
   produces NaN (the reference masks them the same way);
 - no fastmath: the products are the same IEEE operations as the numpy reference, so values and
   positions are bit-identical to it.
@@ -54,7 +54,7 @@ def matmul_pair(a0, a1, w, ia, iw, o0, o1, p0, p1):
         live = np.empty(N, np.int64)
         L = 0
         for n in range(N):
-            if x0[n] != -np.inf:
+            if x0[n] != -np.inf or x1[n] != np.inf:  # ⟨−∞, −∞⟩ is a path of weight −∞
                 live[L] = n
                 L += 1
         hb = np.empty(KTILE)
@@ -292,9 +292,9 @@ def block_pair(a0, a1, d, u, v, o0, o1, p0, p1):
             p1[b, c] = 0
         for r in range(n):
             h = a0[b, r]
-            if h == -np.inf:
-                continue
             lo = a1[b, r]
+            if h == -np.inf and lo == np.inf:
+                continue
             for c in range(n):
                 jv = d[b, r] if r == c else 0.0
                 for t in range(R):
@@ -336,7 +336,7 @@ def block_maxabs(a, d, u, v, o, p):
 @vectorize(["float64(float64, float64, float64)"], cache=True)
 def scale_pair_hi(hi, lo, w):
     """M⁺ of ``⟨hi, lo⟩ ⊗ w`` (a numpy ufunc: broadcasts like the reference)."""
-    if hi == -math.inf:
+    if hi == -math.inf and lo == math.inf:
         return -math.inf
     return (hi if w >= 0.0 else lo) * w
 
@@ -344,6 +344,6 @@ def scale_pair_hi(hi, lo, w):
 @vectorize(["float64(float64, float64, float64)"], cache=True)
 def scale_pair_lo(hi, lo, w):
     """M⁻ of ``⟨hi, lo⟩ ⊗ w``."""
-    if hi == -math.inf:
+    if hi == -math.inf and lo == math.inf:
         return math.inf
     return (lo if w >= 0.0 else hi) * w

@@ -92,9 +92,9 @@ if cuda is not None:
         hb, lb, hp, lp = -math.inf, math.inf, 0, 0
         for n in range(a0.shape[2]):
             h = x0[n]
-            if h == -math.inf:
-                continue
             lo = x1[n]
+            if h == -math.inf and lo == math.inf:
+                continue
             wv = W[n, k]
             s = wv >= 0.0
             u = (h if s else lo) * wv
@@ -170,9 +170,9 @@ if cuda is not None:
         hb, lb, hp, lp = -math.inf, math.inf, 0, 0
         for r in range(n):
             h = a0[b, r]
-            if h == -math.inf:
-                continue
             lo = a1[b, r]
+            if h == -math.inf and lo == math.inf:
+                continue
             jv = _jentry(d, u, v, b, r, c)
             s = jv >= 0.0
             x = (h if s else lo) * jv
@@ -206,7 +206,7 @@ if cuda is not None:
         if i >= hi.shape[0]:
             return
         h = a0[i]
-        if h == -math.inf:
+        if h == -math.inf and a1[i] == math.inf:
             hi[i], lo[i] = -math.inf, math.inf
             return
         wv = w[i]

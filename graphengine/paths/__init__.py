@@ -5,6 +5,6 @@ with the local derivative of the edge leaving it; its weight is the product of t
 derivatives and the QoI coefficient.
 """
 
-from .top import Path, PathStep, best_input_path, k_best_paths, local_derivative, top_path
+from .top import Path, PathStep, best_input_path, best_start, k_best_paths, local_derivative, top_path
 
-__all__ = ["Path", "PathStep", "top_path", "best_input_path", "k_best_paths", "local_derivative"]
+__all__ = ["Path", "PathStep", "top_path", "best_input_path", "best_start", "k_best_paths", "local_derivative"]

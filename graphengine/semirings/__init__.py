@@ -48,7 +48,7 @@ from .expectation import Entropy, LogEntropy
 from .families import LinearSemiring, LogLinearSemiring, SelectiveSemiring
 from .kbest import KBestAbs, KBestSigned
 from .maxproduct import MaxAbs, MaxPlus, SignedMaxPair
-from .pointers import Backpointers, ElementPointers, NoPointers, RankedPointers
+from .pointers import Backpointers, ElementPointers, NoPointers, PairPointers, RankedPointers
 from .real import Real
 
 SEMIRINGS: Dict[str, Callable[[], Semiring]] = {}
@@ -107,5 +107,5 @@ register_semiring(KBestAbs, "kbestabs", parametric=True)
 
 __all__ = ["Semiring", "Value", "LinearSemiring", "LogLinearSemiring", "SelectiveSemiring", "Real", "Absolute",
            "LogAbsolute", "SignedMaxPair", "MaxAbs", "MaxPlus", "Entropy", "LogEntropy", "KBestSigned", "KBestAbs",
-           "Counting", "LogCounting", "Boolean", "NoPointers", "ElementPointers", "RankedPointers", "Backpointers",
+           "Counting", "LogCounting", "Boolean", "NoPointers", "ElementPointers", "PairPointers", "RankedPointers", "Backpointers",
            "SEMIRINGS", "PARAMETRIC", "get_semiring", "register_semiring", "unregister_semiring"]
