@@ -160,7 +160,7 @@ def forward_report(graph, activations) -> Dict[str, object]:
 
 def semiring_report(result, nodes: Sequence) -> Dict[str, List[Dict[str, object]]]:
     """Per semiring of ``result``: the retained ``nodes`` whose values hold NaN or ±inf where a
-    path exists (0̄ itself, −∞ in a max semiring, is not counted), with ``nan``/``inf`` counts
+    path exists (a component at its own 0̄ value, −∞ in a max list, is not counted), with ``nan``/``inf`` counts
     of elements and ``of`` elements with a path."""
     out: Dict[str, List[Dict[str, object]]] = {}
     for name in result.semirings:
@@ -174,10 +174,10 @@ def semiring_report(result, nodes: Sequence) -> Dict[str, List[Dict[str, object]
             alive = ~np.asarray(sres.semiring.is_zero(value))
             nan = np.zeros(alive.shape, bool)
             inf = np.zeros(alive.shape, bool)
-            for c in value:
+            for c, zero in zip(value, sres.semiring.zero_elements):
                 c = np.asarray(c, np.float64)
                 nan |= np.isnan(c)
-                inf |= np.isinf(c)
+                inf |= np.isinf(c) & (c != zero)   # a component's own 0̄ (a missing k-best entry) is no overflow
             nan &= alive
             inf &= alive & ~nan
             if nan.any() or inf.any():

@@ -378,7 +378,7 @@ def _analyze(args, out) -> int:
             if st.get("finite"):
                 w(f"  {s:<12} {headline}: max {_fmt(st['max'])} at {st['argmax']}  mean {_fmt(st['mean'])}{extra}\n")
             else:
-                w(f"  {s:<12} {headline}: no finite values\n")
+                w(f"  {s:<12} {headline}: no finite values{extra}\n")
     for s, paths in report["paths"].items():
         if not paths:
             note = report["path_notes"].get(s)
@@ -387,8 +387,8 @@ def _analyze(args, out) -> int:
         for rank, path in enumerate(paths, 1):
             label = f"{s} path {rank}" if len(paths) > 1 else f"{s} top path"
             value = "" if path["value"] is None else \
-                f"value {_fmt(path['value'])}{' = log|weight|' if log_space else ''}, "
-            w(f"{label} ({path['component']}), {value}weight {_fmt(path['weight'])}:\n")
+                f", value {_fmt(path['value'])}{' = log|weight|' if log_space else ''}"
+            w(f"{label} ({path['component']}), weight {_fmt(path['weight'])}{value}:\n")
             for st in path["steps"]:
                 d = "" if st["local_derivative"] is None else f"  x {_fmt(st['local_derivative'])}"
                 w(f"  {st['name']}{st['element']}  [{st['scope']}]{d}\n")
