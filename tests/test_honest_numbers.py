@@ -299,3 +299,18 @@ def test_backward_checks_its_estimate_against_the_budget():
         with pytest.raises(ResourceLimitError, match="backward in real, max needs an estimated"):
             backward(g, acts, select("y", (0, 0)), semirings=["real", "max"])
     backward(g, acts, select("y", (0, 0)), semirings=["real", "max"])
+
+
+def test_cli_refuses_over_budget_graphs_and_passes(tmp_path, capsys):
+    g = ge.Graph()
+    g.mark_output(g.call("exp", g.input("x", (10**12, 4)), name="y"))
+    big = tmp_path / "big.ge"
+    ge.save(g, big)
+    for command in ("grad", "analyze"):
+        assert_one_line_error(capsys, command, big, "--qoi", "y[0,0]", "--input", "x=[[1, 2, 3, 4]]",
+                              match="29.1 TiB), over the memory budget")
+    path = tmp_path / "mlp.ge"
+    ge.save(mlp(), path)
+    with limits(memory_budget=2000):
+        assert_one_line_error(capsys, "analyze", path, "--qoi", "y[0,0]", "--input", "x=[[1, 2, 3]]",
+                              "--semiring", "max,kbest:4", match="backward in max, kbest:4 (K = 4: 8 values per element)")

@@ -8,7 +8,9 @@ consumer's path each one extends.
   and no path is ever counted twice.
 - :class:`KBestAbs` (``kbestabs:K``) — the k largest |path products|.
 
-Missing entries (fewer than k paths) are −∞ in top lists and +∞ in rest lists. Ties keep the
+Missing entries (fewer than k paths) are −∞ in top lists and +∞ in rest lists, so a path of
+weight ±∞ cannot be told from a missing one here (use ``max``, whose pair keeps −∞ paths);
+an element with a path through a NaN has NaN in every component (``backward``'s NaN rule). Ties keep the
 lower candidate position (stable sort).
 
 K is at most ``graphengine.io.LIMITS.max_k`` (4096 by default; :func:`graphengine.io.limits`
