@@ -126,8 +126,8 @@ def limits(**changes: int) -> Iterator[Limits]:
 def format_bytes(n: int) -> str:
     """``1536`` → ``'1.5 KiB'``.
 
-    >>> format_bytes(10), format_bytes(8 << 30), format_bytes(32 * 10**12)
-    ('10 B', '8 GiB', '29.1 TiB')
+    >>> format_bytes(10), format_bytes(8 << 30), format_bytes(32 * 10**12), format_bytes(1000 << 20)
+    ('10 B', '8 GiB', '29.1 TiB', '1000 MiB')
     """
     if n < 1024:
         return f"{n} B"
@@ -135,7 +135,7 @@ def format_bytes(n: int) -> str:
         n /= 1024
         if n < 1024 or unit == "EiB":
             break
-    return f"{n:.3g} {unit}"
+    return f"{n:.3g} {unit}" if n < 1000 else f"{n:.0f} {unit}"
 
 
 # ============================================================================ writing

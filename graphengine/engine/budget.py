@@ -1,7 +1,8 @@
 """What a backward pass will hold, estimated from the graph's declared shapes before it starts.
 
 The walk holds, per semiring, the adjoint of every node it has reached and not yet pushed, the
-values of the retained nodes and (selective semirings) the backpointers of every reached node;
+values of the retained nodes (one array per component: a k-best value is 2K arrays, whose
+object overhead dominates on small tensors) and (selective semirings) the backpointers of every reached node;
 an ⊕ briefly holds two operands and the result, and a k-best ⊕ also sorts 2·(2K) candidates per
 element. :func:`backward_estimate` adds these up from the declared shapes (a lower bound of the
 real peak: the activations, already allocated, are not counted) and :func:`check_backward`
@@ -12,7 +13,7 @@ refuses a pass whose estimate exceeds ``graphengine.io.LIMITS.memory_budget`` wi
 >>> from graphengine.semirings import get_semiring
 >>> g = Graph(); x = g.input("x", (1000, 100)); y = g.call("exp", x, name="y")
 >>> backward_estimate(g, [get_semiring("real")], keep={0})
-3200000
+3200512
 >>> from graphengine.io import limits
 >>> with limits(memory_budget=10**6):
 ...     check_backward(g, [get_semiring("kbest:8")], keep={0})
@@ -35,6 +36,7 @@ VALUE_BYTES = 8                  # float64 per component
 POINTER_BYTES = 4 + 2 + 8        # consumer node (int32), slot (int16), element (int64) per component
 RANK_BYTES = 2                   # k-best: the consumer path's rank (int16)
 SORT_BYTES = 8 + 1 + 8           # a k-best candidate: value, presence flag, sort position
+ARRAY_BYTES = 128                # one numpy array object: k-best keeps 2K arrays per value, 4 per backpointer
 
 
 def per_element(sr) -> dict:
@@ -44,6 +46,13 @@ def per_element(sr) -> dict:
     pointers = n * (POINTER_BYTES + (RANK_BYTES if sr.cross_components else 0)) if sr.selective else 0
     working = 3 * n * VALUE_BYTES + (2 * n * SORT_BYTES if sr.cross_components else 0)
     return {"value": n * VALUE_BYTES, "pointers": pointers, "working": working}
+
+
+def per_tensor(sr) -> dict:
+    """Bytes per tensor of one semiring whatever its size: the array objects of a ``value``
+    (one per component) and of its ``pointers`` (four per component)."""
+    n = len(sr.components)
+    return {"value": n * ARRAY_BYTES, "pointers": 4 * n * ARRAY_BYTES if sr.selective else 0}
 
 
 def backward_estimate(graph, semirings: Sequence, keep: Collection[int], reached: Optional[np.ndarray] = None,
@@ -56,11 +65,11 @@ def backward_estimate(graph, semirings: Sequence, keep: Collection[int], reached
     largest = max((sizes[i] for i in live), default=0)
     total = 0
     for sr in semirings:
-        b = per_element(sr)
-        total += largest * b["working"]
-        total += sum(sizes[i] for i in keep) * b["value"]
+        b, t = per_element(sr), per_tensor(sr)
+        total += largest * b["working"] + 3 * t["value"]
+        total += sum(sizes[i] * b["value"] + t["value"] for i in keep)
         if keep_backpointers:
-            total += sum(sizes[i] for i in live) * b["pointers"]
+            total += sum(sizes[i] * b["pointers"] + t["pointers"] for i in live)
     return total
 
 
