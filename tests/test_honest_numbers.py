@@ -172,6 +172,23 @@ def test_minus_inf_weight_path_is_a_path(device):
     assert rep["paths"]["maxplus"][0]["value"] == math.inf
 
 
+def test_infinite_paths_through_a_contraction_agree_on_every_device():
+    """z = −log(W x) with (W x)[0] = 0: x[0] has a path of weight −∞, x[1] one of +∞; the
+    contraction W must carry the ⟨−∞, −∞⟩ adjoint of h[0] (a path, not 0̄)."""
+    g = ge.Graph()
+    x = g.input("x", (1, 2))
+    h = g.call("linear", x, g.parameter("W", np.array([[1.0, -1.0], [1.0, 1.0]])), name="h")
+    g.mark_output(g.call("neg", g.call("log", h, name="l"), name="z"))
+    acts = forward(g, {"x": np.ones((1, 2))})
+    values = {}
+    for device in ("reference", "cpu"):
+        r = backward(g, acts, select("z", (0, 0)), semirings=["max"], device=device)
+        values[device] = [c.tolist() for c in r.raw("x", "max")]
+        assert top_path(r, "x", (0, 0), "max").weight == -math.inf
+        assert top_path(r, "x", (0, 1), "max").weight == math.inf
+    assert values["reference"] == values["cpu"] == [[[-math.inf, math.inf]], [[-math.inf, math.inf]]]
+
+
 def test_minus_inf_path_cli_prints_path_and_value(tmp_path, capsys):
     path = tmp_path / "neglog.ge"
     ge.save(neg_log(), path)
