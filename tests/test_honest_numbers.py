@@ -14,7 +14,7 @@ from graphengine.cli.main import main
 from graphengine.engine import backward, forward, select
 from graphengine.errors import FeedError, GraphValidationError, ResourceLimitError
 from graphengine.io import LIMITS, limits
-from graphengine.paths import best_input_path, top_path
+from graphengine.paths import best_input_path, k_best_paths, top_path
 from graphengine.semirings import get_semiring
 
 from oracle import enumerate_paths, scalar_graph
@@ -132,6 +132,8 @@ def test_nan_input_gives_nan_in_every_weighted_semiring_and_no_finite_top_path(d
         best_input_path(r, "max")
     with pytest.raises(ValueError, match="NaN"):
         top_path(r, "x", (0, 1), "max")
+    with pytest.raises(ValueError, match="NaN"):
+        k_best_paths(r, "x", (0, 1), "kbest:2")
 
 
 def test_nan_elsewhere_leaves_clean_elements_exact():

@@ -138,7 +138,8 @@ def top_path(result: BackwardResult, node, index: Sequence[int], semiring: Optio
 
 def k_best_paths(result: BackwardResult, node, index: Sequence[int], semiring: Optional[str] = None) -> List[Path]:
     """The k best paths from ``node[index]`` to the QoI, best first, from a ``kbest:K`` (signed)
-    or ``kbestabs:K`` (magnitude) result; fewer when fewer paths exist."""
+    or ``kbestabs:K`` (magnitude) result; fewer when fewer paths exist. Raises ``ValueError``
+    where the values are NaN (a path through a NaN), as :func:`top_path` does."""
     sres = result.semiring_result(semiring)
     if not getattr(sres.semiring, "cross_components", False):
         raise ValueError(f"semiring '{sres.semiring.name}' is not a k-best semiring (use kbest:K or kbestabs:K)")
@@ -150,7 +151,7 @@ def k_best_paths(result: BackwardResult, node, index: Sequence[int], semiring: O
         bp = sres.backpointers.get(nid)
         if bp is None or (nid != result.qoi_node and bp.node[rank].flat[flat] < 0):
             break
-        if top is not None and not np.isfinite(top[rank].flat[flat]):
+        if top is not None and np.isinf(top[rank].flat[flat]):   # a missing entry (NaN: top_path raises)
             break
         out.append(top_path(result, nid, index, sres.semiring.name, component=rank))
     return out
