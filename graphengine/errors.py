@@ -30,6 +30,12 @@ class QoIError(GraphEngineError):
     """A quantity of interest names a missing node or an out-of-range element."""
 
 
+class ResourceLimitError(GraphEngineError):
+    """A computation would need more than a configured limit allows (the memory budget, the
+    largest k of a k-best semiring): refused before anything is allocated. The limits are the
+    fields of :data:`graphengine.io.LIMITS`."""
+
+
 class WriteError(GraphEngineError):
     """A file cannot be written: a missing directory, a read-only or full file system, no
     permission, or an output path that is also an input."""

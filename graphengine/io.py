@@ -76,7 +76,8 @@ _MAX_NPY_HEADER = 1 << 16       # numpy itself writes headers of a few hundred b
 
 @dataclasses.dataclass
 class Limits:
-    """Resource limits of the readers; change :data:`LIMITS` (or use :func:`limits`) for more.
+    """Resource limits (the one place for them); change :data:`LIMITS` (or use :func:`limits`)
+    for more.
 
     ``max_json_bytes``: decompressed size of a graph file's ``graph.json``.
     ``max_member_bytes``: decompressed size of any other archive member: one array of an
@@ -84,12 +85,17 @@ class Limits:
     beyond 32 MiB, so memory holds the arrays once).
     ``memory_budget``: bytes of the arrays one file may make the reader allocate, and of the
     tensors a loaded graph declares (the sum of every node's shape × item size, a lower bound
-    of what ``forward`` holds); checked before anything is allocated.
+    of what ``forward`` holds); checked before anything is allocated: by the readers, by
+    ``forward`` against the graph's declared shapes, and by ``backward`` against its estimate of
+    the semiring values it will hold (:mod:`graphengine.engine.budget`).
+    ``max_k``: the largest K of ``kbest:K`` / ``kbestabs:K`` (each element then carries up to 2K
+    float64 values and their backpointers).
     """
 
     max_json_bytes: int = 64 * MiB
     max_member_bytes: int = 4 * GiB
     memory_budget: int = 8 * GiB
+    max_k: int = 4096
 
 
 LIMITS = Limits()
@@ -120,8 +126,8 @@ def limits(**changes: int) -> Iterator[Limits]:
 def format_bytes(n: int) -> str:
     """``1536`` → ``'1.5 KiB'``.
 
-    >>> format_bytes(10), format_bytes(8 << 30), format_bytes(32 * 10**12)
-    ('10 B', '8 GiB', '29.1 TiB')
+    >>> format_bytes(10), format_bytes(8 << 30), format_bytes(32 * 10**12), format_bytes(1000 << 20)
+    ('10 B', '8 GiB', '29.1 TiB', '1000 MiB')
     """
     if n < 1024:
         return f"{n} B"
@@ -129,7 +135,7 @@ def format_bytes(n: int) -> str:
         n /= 1024
         if n < 1024 or unit == "EiB":
             break
-    return f"{n:.3g} {unit}"
+    return f"{n:.3g} {unit}" if n < 1000 else f"{n:.0f} {unit}"
 
 
 # ============================================================================ writing

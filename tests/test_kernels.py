@@ -47,7 +47,8 @@ def test_ties_go_to_the_lowest_index_and_all_dead_gives_zero_at_zero():
     assert p[1].tolist() == [[0, 0, 0]] and np.all(o[1] == -np.inf)
     hi, lo = np.empty((2, 1, 3)), np.empty((2, 1, 3))
     ph, pl = np.empty((2, 1, 3), np.int64), np.empty((2, 1, 3), np.int64)
-    cpu.matmul_pair(a, -np.abs(a), -w, np.arange(2), np.zeros(2, np.int64), hi, lo, ph, pl)
+    dead_lo = np.where(np.isneginf(a), np.inf, -np.abs(a))   # the pair's 0̄ is ⟨−∞, +∞⟩; ⟨−∞, −∞⟩ is a path
+    cpu.matmul_pair(a, dead_lo, -w, np.arange(2), np.zeros(2, np.int64), hi, lo, ph, pl)
     assert ph[0].tolist() == [[1, 1, 1]] and pl[0].tolist() == [[1, 1, 1]]
     assert np.all(hi[1] == -np.inf) and np.all(lo[1] == np.inf)
 

@@ -1,13 +1,18 @@
-"""Numerical health of a backward result: which semirings under- or overflowed.
+"""Numerical health of a forward and backward pass: where NaN and inf appeared, and which
+semirings under- or overflowed.
 
 Products of many local derivatives leave float64 on deep graphs (``0.01**200 == 0.0``). The
 log-space semirings (``log``, ``logentropy``, ``maxplus``, ``logcount``) do not; where one of them
-says that a path exists, a plain semiring reporting 0, ±inf or NaN has lost the value.
+says that a path exists, a plain semiring reporting 0, ±inf or NaN has lost the value
+(:func:`underflow_report`). :func:`forward_report` names the nodes whose forward values hold NaN
+or ±inf, and the ones where they *appeared* (from finite inputs); :func:`numerics_report`
+gathers both with the NaN/inf counts of every semiring's values, for ``graphengine analyze``
+(which prints it instead of numpy's warnings).
 """
 
 from __future__ import annotations
 
-from typing import Dict, Optional
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
@@ -106,3 +111,96 @@ def underflow_report(result, node) -> Dict[str, Dict[str, object]]:
         })
         out[name] = {"degenerate": entry.pop("degenerate"), **entry}
     return out
+
+
+MAX_LISTED = 20  # nodes listed per category; the rest are counted
+
+
+def _nonfinite(a) -> Optional[Dict[str, int]]:
+    a = np.asarray(a)
+    if not np.issubdtype(a.dtype, np.floating):
+        return None
+    nan, inf = int(np.isnan(a).sum()), int(np.isinf(a).sum())
+    return {"nan": nan, "inf": inf, "of": int(a.size)} if nan or inf else None
+
+
+def forward_report(graph, activations) -> Dict[str, object]:
+    """Nodes whose forward values hold NaN or ±inf: ``nodes`` (each with ``name``, ``op``,
+    ``scope``, ``nan``, ``inf``, ``of`` and ``origin``: True where they appeared: NaN from inputs
+    without NaN, or inf from finite inputs; fed inputs and parameters are origins), the first :data:`MAX_LISTED` of them in topological order, origins
+    first; ``count`` of all such nodes.
+
+    >>> import numpy as np
+    >>> from graphengine import Graph, forward
+    >>> g = Graph(); x = g.input("x", (2,)); y = g.call("log", x, name="y"); z = g.call("exp", y, name="z")
+    >>> rep = forward_report(g, forward(g, {"x": np.array([-1.0, 0.0])}))
+    >>> rep["count"], [(n["name"], n["nan"], n["inf"], n["origin"]) for n in rep["nodes"]]
+    (2, [('y', 1, 1, True), ('z', 1, 0, False)])
+    >>> rep = forward_report(g, forward(g, {"x": np.array([np.inf, 1.0])}))
+    >>> [(n["name"], n["nan"], n["inf"], n["origin"]) for n in rep["nodes"]]
+    [('x', 0, 1, True), ('y', 0, 1, False), ('z', 0, 1, False)]
+    """
+    bad = {}
+    for node in graph.nodes:
+        if node.id in activations:
+            counts = _nonfinite(activations[node.id])
+            if counts is not None:
+                bad[node.id] = counts
+    rows = []
+    for nid, counts in bad.items():
+        node = graph.nodes[nid]
+        feeding = [bad[i] for i in node.inputs if i in bad]
+        nan_here = counts["nan"] and not any(f["nan"] for f in feeding)   # NaN appeared here
+        inf_here = counts["inf"] and not feeding                          # inf from finite inputs
+        rows.append({"name": node.name, "op": node.op, "scope": node.scope, **counts,
+                     "origin": bool(nan_here or inf_here)})
+    rows.sort(key=lambda r: not r["origin"])  # stable: topological order within each group
+    return {"count": len(rows), "nodes": rows[:MAX_LISTED]}
+
+
+def semiring_report(result, nodes: Sequence) -> Dict[str, List[Dict[str, object]]]:
+    """Per semiring of ``result``: the retained ``nodes`` whose values hold NaN or ±inf where a
+    path exists (a component at its own 0̄ value, −∞ in a max list, is not counted), with ``nan``/``inf`` counts
+    of elements and ``of`` elements with a path."""
+    out: Dict[str, List[Dict[str, object]]] = {}
+    for name in result.semirings:
+        sres = result.semiring_result(name)
+        rows = []
+        for node in nodes:
+            nid = result.graph.node(node).id
+            if nid not in sres.values:
+                continue
+            value = sres.values[nid]
+            alive = ~np.asarray(sres.semiring.is_zero(value))
+            nan = np.zeros(alive.shape, bool)
+            inf = np.zeros(alive.shape, bool)
+            for c, zero in zip(value, sres.semiring.zero_elements):
+                c = np.asarray(c, np.float64)
+                nan |= np.isnan(c)
+                inf |= np.isinf(c) & (c != zero)   # a component's own 0̄ (a missing k-best entry) is no overflow
+            nan &= alive
+            inf &= alive & ~nan
+            if nan.any() or inf.any():
+                rows.append({"name": result.graph.nodes[nid].name, "nan": int(nan.sum()), "inf": int(inf.sum()),
+                             "of": int(alive.sum())})
+        if rows:
+            out[name] = rows[:MAX_LISTED]
+    return out
+
+
+def numerics_report(result, activations, nodes: Sequence) -> Dict[str, object]:
+    """:func:`forward_report`, :func:`semiring_report` of ``nodes``, and the degenerate entries
+    of :func:`underflow_report` at each of ``nodes`` (``underflow[semiring]``: a list of
+    ``{"name", "elements", "of", "underflow", "overflow", "nan", "reference"}``)."""
+    under: Dict[str, List[Dict[str, object]]] = {}
+    for node in nodes:
+        nid = result.graph.node(node).id
+        if not all(nid in result.semiring_result(n).values for n in result.semirings):
+            continue
+        for name, entry in underflow_report(result, nid).items():
+            if entry["degenerate"] and entry["underflow"]:
+                under.setdefault(name, []).append({"name": result.graph.nodes[nid].name,
+                                                   **{k: entry[k] for k in ("elements", "of", "underflow",
+                                                                            "overflow", "nan", "reference")}})
+    return {"forward": forward_report(result.graph, activations), "semirings": semiring_report(result, nodes),
+            "underflow": under}

@@ -21,8 +21,9 @@ import numpy as np
 from ..engine import backward
 from ..engine.qoi import QoI, parse
 from ..ir.dtypes import is_float
-from ..paths import Path, k_best_paths, top_path
+from ..paths import Path, best_start, k_best_paths, top_path
 from ..semirings import get_semiring
+from .numerics import numerics_report
 
 
 def _finite_stats(a: np.ndarray) -> Dict[str, float]:
@@ -37,26 +38,9 @@ def _finite_stats(a: np.ndarray) -> Dict[str, float]:
 
 def path_to_dict(path: Path) -> Dict:
     return {"semiring": path.semiring, "component": path.component, "weight": float(path.weight),
+            "value": None if path.value is None else float(path.value),
             "steps": [{"node": st.node, "name": st.name, "scope": st.scope, "element": list(st.element),
                        "local_derivative": st.local_derivative} for st in path.steps]}
-
-
-def _best_start(result, name: str, starts: List[int]):
-    """(node id, index) of the start element with the best headline value (largest, or smallest
-    for a semiring whose first component ⊕ minimizes), or None."""
-    sres = result.semiring_result(name)
-    sign = -1.0 if sres.semiring.directions[:1] == ("min",) else 1.0
-    best = None
-    for nid in starts:
-        if nid not in sres.values:
-            continue
-        v = sign * np.asarray(sres.values[nid][0], dtype=np.float64)
-        if v.size == 0:
-            continue
-        i = int(np.argmax(v))
-        if sign * v.flat[i] != sres.semiring.zero_elements[0] and (best is None or v.flat[i] > best[0]):
-            best = (v.flat[i], nid, np.unravel_index(i, v.shape))
-    return None if best is None else best[1:]
 
 
 def default_nodes(graph) -> List[int]:
@@ -86,7 +70,16 @@ def analyze(graph, activations, qoi, semirings: Sequence[str], granularity: str 
 
     ``nodes``: nodes to summarize (default: :func:`default_nodes`); ``starts``: nodes whose
     elements may start a reported path (default: float inputs, else every summarized node).
+
+    ``paths[semiring]`` is empty when no start element has a path, or when one has the value
+    NaN (the best path is then undefined; ``path_notes[semiring]`` says why). ``numerics`` is
+    :func:`graphengine.analysis.numerics.numerics_report` of the pass.
     """
+    with np.errstate(all="ignore"):
+        return _analyze(graph, activations, qoi, semirings, granularity, nodes, starts)
+
+
+def _analyze(graph, activations, qoi, semirings, granularity, nodes, starts) -> Dict:
     if isinstance(qoi, str):
         qoi = parse(qoi)
     srs = [get_semiring(s) for s in semirings]
@@ -101,7 +94,8 @@ def analyze(graph, activations, qoi, semirings: Sequence[str], granularity: str 
     coef, mask = qoi.coefficients(qnode.shape)
     report = {"qoi": {"node": qnode.name, "terms": [[list(i), c] for i, c in qoi.terms],
                       "value": float(np.sum(coef[mask] * np.asarray(activations[qnode.id], np.float64)[mask]))},
-              "granularity": granularity, "semirings": [s.name for s in srs], "nodes": {}, "paths": {}}
+              "granularity": granularity, "semirings": [s.name for s in srs], "nodes": {}, "paths": {},
+              "path_notes": {}}
     for nid in summarized:
         node = graph.nodes[nid]
         entry = {"scope": node.scope, "shape": list(node.shape)}
@@ -121,7 +115,13 @@ def analyze(graph, activations, qoi, semirings: Sequence[str], granularity: str 
         for s in srs:
             if not s.selective:
                 continue
-            start = _best_start(result, s.name, start_ids)
+            sign = -1.0 if s.directions[:1] == ("min",) else 1.0
+            try:
+                start = best_start(result, start_ids, s.name, sign)
+            except ValueError as e:
+                report["paths"][s.name] = []
+                report["path_notes"][s.name] = str(e)
+                continue
             if start is None:
                 report["paths"][s.name] = []
                 continue
@@ -130,4 +130,5 @@ def analyze(graph, activations, qoi, semirings: Sequence[str], granularity: str 
             else:
                 paths = [top_path(result, start[0], start[1], s.name)]
             report["paths"][s.name] = [path_to_dict(p) for p in paths]
+    report["numerics"] = numerics_report(result, activations, summarized)
     return report

@@ -440,18 +440,23 @@ def _analyze(args, out) -> int:
             if st.get("finite"):
                 w(f"  {s:<12} {headline}: max {_fmt(st['max'])} at {st['argmax']}  mean {_fmt(st['mean'])}{extra}\n")
             else:
-                w(f"  {s:<12} {headline}: no finite values\n")
+                w(f"  {s:<12} {headline}: no finite values{extra}\n")
     for s, paths in report["paths"].items():
         if not paths:
-            w(f"{s}: no path from the chosen start nodes\n")
+            note = report["path_notes"].get(s)
+            w(f"{s}: {note}\n" if note else f"{s}: no path from the chosen start nodes\n")
+        log_space = get_semiring(s).log_space
         for rank, path in enumerate(paths, 1):
             label = f"{s} path {rank}" if len(paths) > 1 else f"{s} top path"
-            w(f"{label} ({path['component']}), weight {_fmt(path['weight'])}:\n")
+            value = "" if path["value"] is None else \
+                f", value {_fmt(path['value'])}{' = log|weight|' if log_space else ''}"
+            w(f"{label} ({path['component']}), weight {_fmt(path['weight'])}{value}:\n")
             for st in path["steps"]:
                 d = "" if st["local_derivative"] is None else f"  x {_fmt(st['local_derivative'])}"
                 w(f"  {st['name']}{st['element']}  [{st['scope']}]{d}\n")
     if args.shares:
         _write_shares(w, report["branch_shares"])
+    _write_numerics(w, report["numerics"])
     if args.output:
         files.write_json(args.output, {"file": args.file, **report}, default=_json_default)
         w(f"wrote {args.output}\n")
@@ -470,6 +475,26 @@ def _write_shares(w, shares: Dict) -> None:
     for t, idx in enumerate(np.ndindex(*shares["token_shape"])):
         vals = [shares["share"][c][t] for c in cols] + [shares["length_mean"][t], shares["length_sd"][t]]
         w(f"  {','.join(map(str, idx)):<6} " + "  ".join(f"{'-' if v is None else _fmt(v):>11}" for v in vals) + "\n")
+
+
+def _write_numerics(w, numerics) -> None:
+    """The short ``numerics`` section of ``analyze``: where NaN/inf appeared, semiring values
+    that hold them, underflow that a log-space twin exposes (the full lists are in the JSON)."""
+    fwd, sems, under = numerics["forward"], numerics["semirings"], numerics["underflow"]
+    if not (fwd["count"] or sems or under):
+        w("numerics: every forward and semiring value is finite\n")
+        return
+    w("numerics:\n")
+    if fwd["count"]:
+        shown = [f"{n['name']} ({n['op']}: {n['nan']} NaN, {n['inf']} inf of {n['of']})" for n in fwd["nodes"]
+                 if n["origin"]][:3]
+        w(f"  forward: {fwd['count']} node(s) hold NaN or inf; they appear at {', '.join(shown)}\n")
+    for s, rows in sems.items():
+        shown = ", ".join(f"{r['name']} ({r['nan']} NaN, {r['inf']} inf of {r['of']})" for r in rows[:3])
+        w(f"  {s}: non-finite values at {shown}\n")
+    for s, rows in under.items():
+        shown = ", ".join(f"{r['name']} ({r['underflow']} of {r['of']})" for r in rows[:3])
+        w(f"  {s}: underflow to 0 where {rows[0]['reference']} still has a path, at {shown}\n")
 
 
 # ----------------------------------------------------------------------------- demo

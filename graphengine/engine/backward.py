@@ -19,6 +19,12 @@ semiring methods. All three give the same values and backpointers (bit-identical
 selective and counting semirings, equal up to summation order otherwise); see
 :mod:`graphengine.kernels`.
 
+NaN: a weighted semiring's value is NaN at every element with a path to the QoI through a NaN
+(a NaN local derivative, or an element whose forward value is NaN), never 0 and never a finite
+winner; structural semirings (count, logcount, bool) are unaffected
+(:mod:`graphengine.engine.nan_paths`). Floating-point warnings are not emitted: inf and NaN are
+values, and :mod:`graphengine.analysis.numerics` reports where they are.
+
 Granularity: ``"scalar"`` (default) is exact: every ⊕ is over individual scalar edges.
 ``"paper"`` reproduces the original implementation (docs/granularity.md): inside one op (contractions,
 broadcast reductions, scatters such as embedding lookups) path weights are *summed*, ⊕ is taken
@@ -44,6 +50,8 @@ from ..ir import Graph, get_op
 from ..ir.dtypes import is_float
 from ..kernels.dispatch import on_device
 from ..semirings import Semiring, get_semiring
+from .budget import check_backward
+from .nan_paths import NaNReach, any_nan, poison, taint_at
 from .propagate import Adjoint, propagate
 from .qoi import QoI, parse
 from .result import Backpointers, BackwardResult
@@ -107,6 +115,11 @@ def backward(graph: Graph, activations: Mapping[int, np.ndarray], qoi: Union[QoI
     if granularity not in GRANULARITIES:
         raise ValueError(f"granularity must be one of {GRANULARITIES}, got {granularity!r}")
     srs = [get_semiring(s) for s in semirings]
+    with np.errstate(all="ignore"):
+        return _walk(graph, activations, qoi, srs, retain, granularity, keep_backpointers, device, prune)
+
+
+def _walk(graph, activations, qoi, srs, retain, granularity, keep_backpointers, device, prune) -> BackwardResult:
     outer = {s.name: on_device(s, device) for s in srs}  # each semiring wrapped once per call
     inner = {s.name: (on_device(s.paper_view(), device) if granularity == "paper" else outer[s.name]) for s in srs}
     if len({s.name for s in srs}) != len(srs):
@@ -125,8 +138,14 @@ def backward(graph: Graph, activations: Mapping[int, np.ndarray], qoi: Union[QoI
     keep = _retained_ids(graph, retain)
     if prune:
         needs = needs & _upstream_of(graph, keep)
+    check_backward(graph, srs, keep, needs, keep_backpointers)
     result = BackwardResult(graph, qnode.id, srs, granularity, activations)
     result.qoi_coefficients = result_coef
+    reach = NaNReach() if any_nan(activations) else None
+    reach_values: Dict[int, np.ndarray] = {}
+    if reach is not None:
+        outer[reach.name] = inner[reach.name] = reach
+        srs = srs + [reach]
 
     adjoints: Dict[int, Dict[str, Adjoint]] = {}
     pointers: Dict[int, Dict[str, Backpointers]] = {}
@@ -140,7 +159,13 @@ def backward(graph: Graph, activations: Mapping[int, np.ndarray], qoi: Union[QoI
         if state is None:
             continue
         node = graph.nodes[nid]
+        if reach is not None:
+            state[reach.name] = Adjoint(taint_at(state[reach.name].value, activations[nid]))
+            if nid in keep:
+                reach_values[nid] = state[reach.name].value[0]
         for s in srs:
+            if s is reach:
+                continue
             if nid in keep:
                 result.by_semiring[s.name].values[nid] = state[s.name].value
             if nid in keep or keep_backpointers:
@@ -168,6 +193,11 @@ def backward(graph: Graph, activations: Mapping[int, np.ndarray], qoi: Union[QoI
                     if factor is not None:
                         contrib = Adjoint(s.times(contrib.value, factor), contrib.idx)
                     _accumulate(adjoints, pointers, inp, outer[s.name], contrib, nid, slot)
+    if reach is not None:
+        for s in srs[:-1]:
+            kept = result.by_semiring[s.name].values
+            for nid in kept:
+                kept[nid] = poison(s, kept[nid], reach_values[nid])
     return result
 
 

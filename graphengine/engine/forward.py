@@ -6,6 +6,21 @@
 >>> acts = forward(g, {"x": np.zeros(3)})
 >>> acts[y.id]
 array([1., 1., 1.])
+
+Before anything is allocated, the graph's declared shapes are checked against
+``graphengine.io.LIMITS.memory_budget`` (:func:`graphengine.ir.budget.check_declared`):
+
+>>> big = Graph(); _ = big.input("x", (10**12, 4))
+>>> forward(big, {"x": np.zeros(1)})
+Traceback (most recent call last):
+graphengine.errors.ResourceLimitError: node 0 'x' (op input) declares [1000000000000, 4] float64 (29.1 TiB), over the memory budget of 8 GiB (graphengine.io.LIMITS.memory_budget)
+
+A boolean input (a mask) takes booleans only: integers, floats or NaN are refused, not cast:
+
+>>> m = Graph(); _ = m.input("mask", (2,), dtype="bool")
+>>> forward(m, {"mask": np.array([1, 0])})
+Traceback (most recent call last):
+graphengine.errors.FeedError: feed 'mask' must be booleans (bool), got int64: a mask is not cast from numbers
 """
 
 from __future__ import annotations
@@ -14,8 +29,9 @@ from typing import Callable, Dict, Mapping, Optional, Union
 
 import numpy as np
 
-from ..errors import FeedError, GraphEngineError
+from ..errors import FeedError, GraphEngineError, ResourceLimitError
 from ..ir import Graph, get_op
+from ..ir.budget import check_declared
 
 Activations = Dict[int, np.ndarray]
 
@@ -36,6 +52,9 @@ def check_feeds(graph: Graph, feeds: Mapping[str, np.ndarray]) -> Dict[int, np.n
             raise FeedError(f"feed '{node.name}' has shape {list(value.shape)}, the graph expects {list(node.shape)}")
         if node.dtype.startswith("int") and not np.issubdtype(value.dtype, np.integer):
             raise FeedError(f"feed '{node.name}' must be integers ({node.dtype}), got {value.dtype}")
+        if node.dtype == "bool" and value.dtype != np.bool_:
+            raise FeedError(f"feed '{node.name}' must be booleans (bool), got {value.dtype}: "
+                            "a mask is not cast from numbers")
         out[node.id] = value.astype(node.dtype, copy=False)
     return out
 
@@ -58,7 +77,12 @@ def forward(graph: Graph, feeds: Mapping[str, np.ndarray],
     >>> def zero_first(v): v[0] = 0.0; return v
     >>> float(forward(g, {"x": np.zeros(2)}, {"y": zero_first})[z.id])
     1.0
-    """
+
+    The declared shapes must fit ``graphengine.io.LIMITS.memory_budget`` (else
+    :class:`~graphengine.errors.ResourceLimitError`, before any allocation). Floating-point
+    exceptions (overflow, 0/0, log 0) give inf/NaN values without numpy warnings;
+    :func:`graphengine.analysis.numerics.forward_report` says where they appeared."""
+    check_declared(graph, ResourceLimitError)
     acts: Activations = dict(check_feeds(graph, feeds))
     hooks = {}
     for ref, fn in (interventions or {}).items():

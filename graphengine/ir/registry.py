@@ -26,6 +26,8 @@ array([ 0., 12.])
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -74,12 +76,17 @@ _KINDS: Dict[str, Callable[[Any], bool]] = {
 
 @dataclass(frozen=True)
 class Attr:
-    """Specification of one attribute: its kind, whether it is required, its default."""
+    """Specification of one attribute: its kind, whether it is required, its default.
+
+    A ``float`` attribute must be finite (NaN or ±inf in an attribute makes every value of the
+    op NaN or inf); ``positive=True`` also requires it to be > 0 (an epsilon).
+    """
 
     kind: str
     required: bool = False
     default: Any = None
     choices: Optional[Sequence[Any]] = None
+    positive: bool = False
 
 
 @dataclass(frozen=True)
@@ -119,6 +126,10 @@ class OpDef:
             value = attrs[key]
             if not _KINDS[spec.kind](value):
                 raise AttrError(f"attribute '{key}' of op '{self.name}' must be {spec.kind}, got {value!r}")
+            if spec.kind == "float" and not math.isfinite(value):
+                raise AttrError(f"attribute '{key}' of op '{self.name}' must be a finite number, got {value!r}")
+            if spec.positive and not value > 0:
+                raise AttrError(f"attribute '{key}' of op '{self.name}' must be > 0, got {value!r}")
             if spec.choices is not None and value not in spec.choices:
                 raise AttrError(f"attribute '{key}' of op '{self.name}' must be one of {list(spec.choices)}, got {value!r}")
             if isinstance(value, tuple):

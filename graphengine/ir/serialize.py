@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import io
 import json
-import math
 import zipfile
 from typing import Any, Dict
 
@@ -27,6 +26,7 @@ import numpy as np
 
 from .. import io as files
 from ..errors import GraphEngineError, GraphFormatError, name_some
+from .budget import check_declared
 from .graph import Graph, Node
 
 FORMAT = "graphengine.graph"
@@ -99,34 +99,15 @@ def _node(pos: int, nd: Any) -> Node:
 
 
 def check_memory_budget(graph: Graph) -> None:
-    """Refuse a graph whose declared tensors do not fit ``graphengine.io.LIMITS.memory_budget``:
-    one node's shape × item size, or all nodes' together (what ``forward`` would hold).
+    """Refuse a loaded graph whose declared tensors do not fit ``graphengine.io.LIMITS.memory_budget``
+    (:func:`graphengine.ir.budget.check_declared` with the file error type).
 
     >>> g = Graph(); _ = g.input("x", (10**12, 4))
     >>> check_memory_budget(g)
     Traceback (most recent call last):
     graphengine.errors.GraphFormatError: node 0 'x' (op input) declares [1000000000000, 4] float64 (29.1 TiB), over the memory budget of 8 GiB (graphengine.io.LIMITS.memory_budget)
     """
-    budget = files.LIMITS.memory_budget
-    total, big = 0, []
-    for node in graph.nodes:
-        try:
-            itemsize = np.dtype(node.dtype).itemsize
-        except TypeError:
-            itemsize = 8  # an unknown dtype name: validation reports it
-        nbytes = math.prod(node.shape) * itemsize
-        total += nbytes
-        if nbytes > budget:
-            big.append((node, nbytes))
-    setting = f"the memory budget of {files.format_bytes(budget)} (graphengine.io.LIMITS.memory_budget)"
-    if big:
-        node, nbytes = big[0]
-        more = f" (and {len(big) - 1:,} more nodes)" if len(big) > 1 else ""
-        raise GraphFormatError(f"{node.where()} declares {list(node.shape)} {node.dtype} "
-                               f"({files.format_bytes(nbytes)}), over {setting}{more}")
-    if total > budget:
-        raise GraphFormatError(f"the graph's {len(graph.nodes):,} tensors declare {files.format_bytes(total)} in "
-                               f"all, over {setting}")
+    check_declared(graph, GraphFormatError)
 
 
 def from_document(doc: Any, arrays: Dict[str, np.ndarray]) -> Graph:

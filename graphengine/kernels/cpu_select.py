@@ -11,7 +11,7 @@ Conventions shared by every kernel here (and by the CUDA back end, :mod:`graphen
 - ties keep the lowest index (candidates are scanned in ascending order and only a strictly
   better one replaces the incumbent); a reduction over nothing but 0̄ gives 0̄ at position 0,
   exactly as ``numpy.argmax`` does in the reference;
-- 0̄ (``-inf``; ``+inf`` for M⁻) entries of the adjoint are skipped, so ``-inf · 0`` never
+- 0̄ (``-inf``; ``⟨-inf, +inf⟩`` for the pair, whose ``⟨-inf, -inf⟩`` is a path) entries of the adjoint are skipped, so ``-inf · 0`` never
   produces NaN (the reference masks them the same way);
 - no fastmath: the products are the same IEEE operations as the numpy reference, so values and
   positions are bit-identical to it.
@@ -44,8 +44,21 @@ KTILE = 512  # output columns per tile: the running best and its positions stay 
 
 _entry = on_cpu().dense_entry
 _pair = on_cpu().pair_times
+_reached = on_cpu().pair_reached
 _improves = on_cpu().improves
 _select_row = on_cpu().select_row
+
+
+@njit(inline="always")
+def _live_pair(x0, x1):
+    """The positions of the pair entries ``⟨x0, x1⟩`` that are not 0̄, ascending, and their count."""
+    live = np.empty(x0.shape[0], np.int64)
+    L = 0
+    for n in range(x0.shape[0]):
+        if _reached(x0[n], x1[n]):
+            live[L] = n
+            L += 1
+    return live, L
 
 
 @njit(inline="always")
@@ -85,7 +98,7 @@ def matmul_pair(a0, a1, w, ia, iw, o0, o1, p0, p1):
         x0 = a0[ia[b], m]
         x1 = a1[ia[b], m]
         W = w[iw[b]]
-        live, L = _live(x0)
+        live, L = _live_pair(x0, x1)
         hb = np.empty(KTILE)
         lb = np.empty(KTILE)
         hp = np.empty(KTILE, np.int64)
@@ -227,9 +240,9 @@ def block_pair(a0, a1, d, u, v, o0, o1, p0, p1):
             p1[b, c] = 0
         for r in range(n):
             h = a0[b, r]
-            if h == -np.inf:
-                continue
             lo = a1[b, r]
+            if not _reached(h, lo):
+                continue
             for c in range(n):
                 x, y = _pair(h, lo, _entry(d, u, v, b, r, c))
                 if x > o0[b, c]:
@@ -262,7 +275,7 @@ def block_maxabs(a, d, u, v, o, p):
 @vectorize(["float64(float64, float64, float64)"], cache=True)
 def scale_pair_hi(hi, lo, w):
     """M⁺ of ``⟨hi, lo⟩ ⊗ w`` (a numpy ufunc: broadcasts like the reference)."""
-    if hi == -math.inf:
+    if not _reached(hi, lo):
         return -math.inf
     return _pair(hi, lo, w)[0]
 
@@ -270,6 +283,6 @@ def scale_pair_hi(hi, lo, w):
 @vectorize(["float64(float64, float64, float64)"], cache=True)
 def scale_pair_lo(hi, lo, w):
     """M⁻ of ``⟨hi, lo⟩ ⊗ w``."""
-    if hi == -math.inf:
+    if not _reached(hi, lo):
         return math.inf
     return _pair(hi, lo, w)[1]

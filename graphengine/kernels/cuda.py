@@ -82,6 +82,7 @@ def _run(kernel, n, args, outs):
 if cuda is not None:
     _entry = scalar.on_cuda().dense_entry
     _pair = scalar.on_cuda().pair_times
+    _reached = scalar.on_cuda().pair_reached
     _improves = scalar.on_cuda().improves
     _select_row = scalar.on_cuda().select_row
     _shift = scalar.on_cuda().finite_or_zero
@@ -107,9 +108,10 @@ if cuda is not None:
         hb, lb, hp, lp = -math.inf, math.inf, 0, 0
         for n in range(a0.shape[2]):
             h = x0[n]
-            if h == -math.inf:
+            lo = x1[n]
+            if not _reached(h, lo):
                 continue
-            u, v = _pair(h, x1[n], W[n, k])
+            u, v = _pair(h, lo, W[n, k])
             if u > hb:
                 hb, hp = u, n
             if v < lb:
@@ -165,9 +167,10 @@ if cuda is not None:
         hb, lb, hp, lp = -math.inf, math.inf, 0, 0
         for r in range(n):
             h = a0[b, r]
-            if h == -math.inf:
+            lo = a1[b, r]
+            if not _reached(h, lo):
                 continue
-            x, y = _pair(h, a1[b, r], _entry(d, u, v, b, r, c))
+            x, y = _pair(h, lo, _entry(d, u, v, b, r, c))
             if x > hb:
                 hb, hp = x, r
             if y < lb:
@@ -197,7 +200,7 @@ if cuda is not None:
         if i >= hi.shape[0]:
             return
         h = a0[i]
-        if h == -math.inf:
+        if not _reached(h, a1[i]):
             hi[i], lo[i] = -math.inf, math.inf
             return
         hi[i], lo[i] = _pair(h, a1[i], w[i])

@@ -14,7 +14,8 @@ helper                     used by
 =========================  ======================================================================
 ``dense_entry``            every factored dense-block kernel (max pair, max-abs, real, absolute,
                            entropy): one entry of ``J = diag(d) + u vᵀ``
-``pair_times``             the signed max pair's ⊗ (contraction, dense block, scale)
+``pair_times``,            the signed max pair's ⊗ (contraction, dense block, scale) and its
+``pair_reached``           0̄ test (``⟨-inf, +inf⟩``; ``⟨-inf, -inf⟩`` is a path of weight -inf)
 ``improves``               the selection rule: strictly better in a direction, ties keep the
                            lower position
 ``select_row``             ``select_last``: the best of a row and its first position
@@ -54,7 +55,7 @@ import functools
 import math
 import types
 
-HELPERS = ("dense_entry", "pair_times", "improves", "select_row", "finite_or_zero", "shifted_log", "logsumexp_row",
+HELPERS = ("dense_entry", "pair_times", "pair_reached", "improves", "select_row", "finite_or_zero", "shifted_log", "logsumexp_row",
            "sorted_insert", "kbest_push", "kbest_finish", "kbest_select_row", "kbest_select_products",
            "kbest_select_segment")
 
@@ -108,11 +109,21 @@ def dense_entry(d, u, v, b, r, c):
 
 
 def pair_times(hi, lo, w):
-    """``⟨hi, lo⟩ ⊗ w`` in the signed max pair ⟨M⁺, M⁻⟩ for a live source (``hi`` not 0̄): a
-    negative weight swaps which extreme becomes the new maximum. Callers skip 0̄ sources
-    themselves, so ``-inf · 0`` is never formed."""
+    """``⟨hi, lo⟩ ⊗ w`` in the signed max pair ⟨M⁺, M⁻⟩ for a reached source (see
+    :func:`pair_reached`): a negative weight swaps which extreme becomes the new maximum.
+    Callers skip 0̄ sources themselves, so ``0̄ · 0`` is never formed."""
     s = w >= 0.0
     return (hi if s else lo) * w, (lo if s else hi) * w
+
+
+def pair_reached(hi, lo):
+    """Whether ``⟨hi, lo⟩`` is a path value rather than the pair's 0̄ ``⟨-inf, +inf⟩``: a path of
+    weight -inf is ``⟨-inf, -inf⟩`` and counts.
+
+    >>> pair_reached(-math.inf, math.inf), pair_reached(-math.inf, -math.inf)
+    (False, True)
+    """
+    return not (hi == -math.inf and lo == math.inf)
 
 
 def improves(v, best, sign):

@@ -8,7 +8,7 @@ derivatives and the QoI coefficient.
 """
 
 from .sample import PathSampler, SamplingError, sample_paths
-from .top import Path, PathStep, best_input_path, k_best_paths, local_derivative, top_path
+from .top import Path, PathStep, best_input_path, best_start, k_best_paths, local_derivative, top_path
 
-__all__ = ["Path", "PathStep", "top_path", "best_input_path", "k_best_paths", "local_derivative",
+__all__ = ["Path", "PathStep", "top_path", "best_input_path", "best_start", "k_best_paths", "local_derivative",
            "PathSampler", "SamplingError", "sample_paths"]

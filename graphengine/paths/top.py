@@ -8,8 +8,15 @@
 >>> from graphengine.engine import select
 >>> r = backward(g, forward(g, {"x": np.ones(2)}), select("s", ()), semirings=["max"])
 >>> p = top_path(r, "x", (1,))
->>> [st.name for st in p.steps], p.weight
-(['x', 'y', 's'], -3.0)
+>>> [st.name for st in p.steps], p.weight, p.value
+(['x', 'y', 's'], -3.0, -3.0)
+
+``weight`` is the product of the local derivatives along the path and ``value`` the semiring's
+stored value where the path starts (when that node was retained); they agree through the
+semiring's lift: ``value == lift(weight)`` in the path's component (``maxplus``: ``log|weight|``,
+``maxabs``: ``|weight|``). Infinite weights are paths like any other: ``−log x`` at ``x = 0``
+has a path of weight −∞. An element whose stored value is NaN (a path through a NaN, see
+:mod:`graphengine.engine.nan_paths`) has no best path: asking for one raises ``ValueError``.
 """
 
 from __future__ import annotations
@@ -35,9 +42,10 @@ class PathStep:
 @dataclass
 class Path:
     steps: List[PathStep]
-    weight: float
+    weight: float      # the product of the local derivatives (and the QoI coefficient)
     semiring: str
     component: str
+    value: Optional[float] = None  # the semiring's stored value at the start (None: not retained)
 
     def __len__(self):
         return len(self.steps)
@@ -61,15 +69,25 @@ def local_derivative(result: BackwardResult, consumer: int, slot: int, y: int, x
     """∂consumer[y] / ∂input[x] for the input in ``slot`` (flat indices): the ``entry`` of the
     op's declared Jacobian structure (:mod:`graphengine.ir.jacobian`) at the stored activations.
 
-    0.0 when that element pair is not an edge of the graph.
+    0.0 when that element pair is not an edge of the graph; NaN when either end's forward value
+    is NaN (the rule of :mod:`graphengine.engine.nan_paths`, whatever the op's formula gives).
     """
     graph, acts = result.graph, result.activations
     node = graph.nodes[consumer]
     xs = [acts[i] for i in node.inputs]
-    structure = get_op(node.op).jacobian(slot, xs, acts[consumer], node.attrs)
-    if structure is None:
-        return 0.0
-    return structure.entry(y, x, node.shape, graph.nodes[node.inputs[slot]].shape)
+    with np.errstate(all="ignore"):
+        structure = get_op(node.op).jacobian(slot, xs, acts[consumer], node.attrs)
+        if structure is None:
+            return 0.0
+        w = structure.entry(y, x, node.shape, graph.nodes[node.inputs[slot]].shape)
+    if _is_nan(acts[consumer], y) or _is_nan(xs[slot], x):
+        return float("nan")
+    return w
+
+
+def _is_nan(a, flat: int) -> bool:
+    a = np.asarray(a)
+    return bool(np.issubdtype(a.dtype, np.floating) and np.isnan(a.reshape(-1)[flat]))
 
 
 def top_path(result: BackwardResult, node, index: Sequence[int], semiring: Optional[str] = None,
@@ -91,6 +109,10 @@ def top_path(result: BackwardResult, node, index: Sequence[int], semiring: Optio
     x = int(np.ravel_multi_index(tuple(index), graph.nodes[u].shape)) if graph.nodes[u].shape else 0
     qnode = graph.nodes[result.qoi_node]
     coef = result.qoi_coefficients
+    value = float(np.asarray(sres.values[u][component]).reshape(-1)[x]) if u in sres.values else None
+    if value is not None and np.isnan(value):
+        raise ValueError(f"no best path from {graph.nodes[u].name}{list(index)} in {sr.name}: its value is NaN "
+                         "(a path from it passes through a NaN)")
     steps: List[PathStep] = []
     weight, c = 1.0, component
     while True:
@@ -98,7 +120,8 @@ def top_path(result: BackwardResult, node, index: Sequence[int], semiring: Optio
         elem = tuple(int(i) for i in np.unravel_index(x, n.shape)) if n.shape else ()
         if u == qnode.id:
             steps.append(PathStep(u, n.name, n.scope, elem, None))
-            weight *= float(coef.flat[x])
+            with np.errstate(all="ignore"):
+                weight *= float(coef.flat[x])
             break
         bp = sres.backpointers.get(u)
         if bp is None or bp.node[c].flat[x] < 0:
@@ -106,15 +129,17 @@ def top_path(result: BackwardResult, node, index: Sequence[int], semiring: Optio
         v, slot, y = int(bp.node[c].flat[x]), int(bp.slot[c].flat[x]), int(bp.element[c].flat[x])
         w = local_derivative(result, v, slot, y, x)
         steps.append(PathStep(u, n.name, n.scope, elem, w))
-        weight *= w
+        with np.errstate(all="ignore"):
+            weight *= w
         c = int(bp.rank[c].flat[x]) if bp.rank is not None else sr.next_component(c, w)
         u, x = v, y
-    return Path(steps, weight, sr.name, sr.components[component])
+    return Path(steps, weight, sr.name, sr.components[component], value)
 
 
 def k_best_paths(result: BackwardResult, node, index: Sequence[int], semiring: Optional[str] = None) -> List[Path]:
     """The k best paths from ``node[index]`` to the QoI, best first, from a ``kbest:K`` (signed)
-    or ``kbestabs:K`` (magnitude) result; fewer when fewer paths exist."""
+    or ``kbestabs:K`` (magnitude) result; fewer when fewer paths exist. Raises ``ValueError``
+    where the values are NaN (a path through a NaN), as :func:`top_path` does."""
     sres = result.semiring_result(semiring)
     if not getattr(sres.semiring, "cross_components", False):
         raise ValueError(f"semiring '{sres.semiring.name}' is not a k-best semiring (use kbest:K or kbestabs:K)")
@@ -126,7 +151,7 @@ def k_best_paths(result: BackwardResult, node, index: Sequence[int], semiring: O
         bp = sres.backpointers.get(nid)
         if bp is None or (nid != result.qoi_node and bp.node[rank].flat[flat] < 0):
             break
-        if top is not None and not np.isfinite(top[rank].flat[flat]):
+        if top is not None and np.isinf(top[rank].flat[flat]):   # a missing entry (NaN: top_path raises)
             break
         out.append(top_path(result, nid, index, sres.semiring.name, component=rank))
     return out
@@ -140,16 +165,33 @@ def best_input_path(result: BackwardResult, semiring: Optional[str] = None, node
     graph = result.graph
     ids = [graph.node(n).id for n in nodes] if nodes is not None else \
         [n.id for n in graph.nodes if n.op == "input" and n.id in sres.values]
-    best = None
     sign = 1.0 if sres.semiring.zero_elements[component] == -np.inf or component == 0 else -1.0
-    for nid in ids:
-        v = sign * np.asarray(sres.values[nid][component], dtype=np.float64)
-        if v.size == 0:
-            continue
-        i = int(np.argmax(v))
-        if best is None or v.flat[i] > best[0]:
-            best = (v.flat[i], nid, i)
-    if best is None or not np.isfinite(best[0]):
+    start = best_start(result, ids, semiring, sign, component)
+    if start is None:
         raise ValueError("no input reaches the QoI")
-    nid = best[1]
-    return top_path(result, nid, np.unravel_index(best[2], graph.nodes[nid].shape), semiring, component)
+    return top_path(result, start[0], start[1], semiring, component)
+
+
+def best_start(result: BackwardResult, ids, semiring: Optional[str] = None, sign: float = 1.0, component: int = 0):
+    """``(node id, index)`` of the element of the nodes ``ids`` with the largest ``sign`` × value
+    in ``component`` among the elements that have a path (the semiring's ``is_zero`` is false:
+    a path of weight ±∞ counts), or None when none has one. Raises ``ValueError`` when one of
+    them is NaN: the best over a set of paths including a NaN one is not defined."""
+    sres = result.semiring_result(semiring)
+    best = None
+    for nid in ids:
+        if nid not in sres.values:
+            continue
+        value = sres.values[nid]
+        v = sign * np.asarray(value[component], dtype=np.float64).reshape(-1)
+        alive = ~np.asarray(sres.semiring.is_zero(value)).reshape(-1)
+        if np.isnan(v[alive]).any():
+            raise ValueError(f"no best path in {sres.semiring.name}: {int(np.isnan(v[alive]).sum()):,} element(s) "
+                             f"of '{result.graph.nodes[nid].name}' have the value NaN (a path through a NaN)")
+        if not alive.any():
+            continue
+        i = int(np.flatnonzero(alive)[np.argmax(v[alive])])
+        shape = np.shape(value[component])
+        if best is None or v[i] > best[0]:
+            best = (v[i], nid, np.unravel_index(i, shape) if shape else ())
+    return None if best is None else best[1:]

@@ -52,7 +52,7 @@ from .signedmass import SignedMass
 from .families import LinearSemiring, LogLinearSemiring, SelectiveSemiring
 from .kbest import KBestAbs, KBestSigned
 from .maxproduct import MaxAbs, MaxPlus, SignedMaxPair
-from .pointers import Backpointers, ElementPointers, NoPointers, RankedPointers
+from .pointers import Backpointers, ElementPointers, NoPointers, PairPointers, RankedPointers
 from .real import Real
 
 SEMIRINGS: Dict[str, Callable[[], Semiring]] = {}
@@ -112,5 +112,6 @@ register_semiring(KBestAbs, "kbestabs", parametric=True)
 __all__ = ["Semiring", "Value", "LinearSemiring", "LogLinearSemiring", "SelectiveSemiring", "Real", "Absolute",
            "LogAbsolute", "SignedMaxPair", "MaxAbs", "MaxPlus", "Entropy", "LogEntropy", "KBestSigned", "KBestAbs",
            "FeatureExpectation", "PathLength", "SignedMass",
-           "Counting", "LogCounting", "Boolean", "NoPointers", "ElementPointers", "RankedPointers", "Backpointers",
+           "Counting", "LogCounting", "Boolean", "NoPointers", "ElementPointers", "PairPointers", "RankedPointers",
+           "Backpointers",
            "SEMIRINGS", "PARAMETRIC", "get_semiring", "register_semiring", "unregister_semiring"]

@@ -4,7 +4,9 @@ A path of weight p = Π|w| has probability p/Z. An edge lifts to ⟨|w|, −|w| 
 products are ⟨p, −p log p⟩, and the sum over paths is ⟨Z, R⟩; the entropy is
 H = R/Z + log Z in nats. ``0 log 0 = 0`` everywhere, so exact zeros (dead ReLUs, zeroed
 embedding rows, masked attention) never produce NaN; where Z = 0 (no path of non-zero weight)
-H is reported as 0.
+H is reported as 0. NaN is never reported as 0: a NaN ``Z`` or ``R`` gives a NaN entropy
+(:func:`graphengine.analysis.entropy.pooled_entropy`, the one formula), and so do an infinite
+``Z`` and, in log space, ``log_Z`` = NaN or +inf.
 
 :class:`LogEntropy` keeps ⟨ℓ, h⟩ = ⟨log Z, R/Z⟩ instead, which neither under- nor overflows on
 deep graphs: ⟨ℓ₁,h₁⟩⊗⟨ℓ₂,h₂⟩ = ⟨ℓ₁+ℓ₂, h₁+h₂⟩ and ⊕ is log-sum-exp on ℓ with an
@@ -14,12 +16,17 @@ exp(ℓᵢ−ℓ)-weighted mean of h.
 >>> v = e.plus(e.lift(np.array(0.5)), e.lift(np.array(0.5)))[0]   # two paths of weight 1/2
 >>> round(float(e.finalize(v)["entropy"]), 12) == round(float(np.log(2)), 12)
 True
+>>> e.finalize((np.array([np.nan, 0.0]), np.array([np.nan, 0.0])))["entropy"]
+array([nan,  0.])
+>>> LogEntropy().finalize((np.array([np.nan, -np.inf, np.inf]), np.zeros(3)))["entropy"]
+array([nan,  0., nan])
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from ..analysis.entropy import pooled_entropy
 from .families import LinearSemiring, LogLinearSemiring
 from .reductions import safe_log_abs, xlogx_neg
 
@@ -47,8 +54,8 @@ class Entropy(LinearSemiring):
     def finalize(self, v):
         Z, R = v
         with np.errstate(divide="ignore", invalid="ignore"):
-            H = np.where(Z > 0, R / np.where(Z > 0, Z, 1.0) + np.log(np.where(Z > 0, Z, 1.0)), 0.0)
-        return {"entropy": H, "Z": Z, "R": R}
+            H = np.asarray(pooled_entropy(Z, R, axis=()), np.float64)
+        return {"entropy": np.where(np.isinf(Z), np.nan, H), "Z": Z, "R": R}
 
     def path_magnitude(self, finalized):  # H may legitimately be 0; Z may not
         ok = np.isfinite(finalized["R"]) & np.isfinite(finalized["entropy"])
@@ -73,4 +80,6 @@ class LogEntropy(LogLinearSemiring):
 
     def finalize(self, v):
         l, h = v
-        return {"entropy": np.where(np.isfinite(l), h + l, 0.0), "log_Z": l, "mean_neg_log_p": h}
+        none = np.where(np.isnan(h), np.nan, 0.0)  # no path: 0, as Entropy reports Z = 0
+        return {"entropy": np.where(l == -np.inf, none, np.where(np.isfinite(l), h + l, np.nan)), "log_Z": l,
+                "mean_neg_log_p": h}

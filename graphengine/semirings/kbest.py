@@ -8,8 +8,16 @@ consumer's path each one extends.
   and no path is ever counted twice.
 - :class:`KBestAbs` (``kbestabs:K``) — the k largest |path products|.
 
-Missing entries (fewer than k paths) are −∞ in top lists and +∞ in rest lists. Ties keep the
+Missing entries (fewer than k paths) are −∞ in top lists and +∞ in rest lists, so a path of
+weight ±∞ cannot be told from a missing one here (use ``max``, whose pair keeps −∞ paths);
+an element with a path through a NaN has NaN in every component (``backward``'s NaN rule). Ties keep the
 lower candidate position (stable sort).
+
+K is at most ``graphengine.io.LIMITS.max_k`` (4096 by default; :func:`graphengine.io.limits`
+raises it): every element carries up to 2K values, so a larger K is refused with one line
+naming K, the bytes per element and the limit, before anything is allocated. ``backward``
+then checks its estimate for the whole graph against the memory budget
+(:mod:`graphengine.engine.budget`).
 
 Component values come from several source components, so these semirings record their winners
 with :class:`~graphengine.semirings.pointers.RankedPointers`: reduction positions encode
@@ -28,11 +36,32 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import io as files
+from ..errors import ResourceLimitError
 from .base import Semiring
 from .pointers import RANKED_POINTERS
 from .reductions import CHUNK_ELEMENTS
 
 NEG, POS = -np.inf, np.inf
+
+
+def check_k(k: int, signed: bool = True) -> None:
+    """Refuse a K over ``graphengine.io.LIMITS.max_k`` (one line naming K, the estimate, the limit).
+
+    >>> check_k(10**9)
+    Traceback (most recent call last):
+    graphengine.errors.ResourceLimitError: kbest:1000000000: K = 1,000,000,000 is over the limit of 4,096 (graphengine.io.LIMITS.max_k); each tensor element would carry an estimated 44.7 GiB of values and backpointers
+    """
+    limit = files.LIMITS.max_k
+    if k > limit:
+        name = "kbest" if signed else "kbestabs"
+        per = (2 if signed else 1) * k * BYTES_PER_COMPONENT
+        raise ResourceLimitError(f"{name}:{k}: K = {k:,} is over the limit of {limit:,} (graphengine.io.LIMITS.max_k); "
+                                 f"each tensor element would carry an estimated {files.format_bytes(per)} of values "
+                                 "and backpointers")
+
+
+BYTES_PER_COMPONENT = 8 + 4 + 2 + 8 + 2  # value, backpointer node, slot, element, rank
 
 
 class _KBest(Semiring):
@@ -43,6 +72,7 @@ class _KBest(Semiring):
     def __init__(self, k: int = 3):
         if int(k) < 1:
             raise ValueError(f"k must be at least 1, got {k}")
+        check_k(int(k), self.signed)
         self.k = int(k)
         tops = tuple(f"top{i + 1}" for i in range(self.k))
         rests = tuple(f"rest{i + 1}" for i in range(self.k)) if self.signed else ()

@@ -5,7 +5,10 @@
 - :class:`MaxAbs` — the largest |path product|.
 - :class:`MaxPlus` — the same in log space: max over paths of Σ log|w| (no underflow).
 
-0̄ (no path) is −∞ (and +∞ for M⁻); a path whose product is exactly 0 is still a path. In
+0̄ (no path) is −∞ (and +∞ for M⁻); a path whose product is exactly 0 is still a path, and so
+is a path of weight ±∞ (an edge of infinite local derivative, like d(−log x)/dx at 0): the
+pair has no path only where M⁺ = −∞ *and* M⁻ = +∞, so a −∞ path is ⟨−∞, −∞⟩ (see
+:class:`~graphengine.semirings.pointers.PairPointers`). In
 :class:`MaxPlus` a zero-weight edge has log-weight −∞ and so is indistinguishable from no edge.
 """
 
@@ -15,10 +18,15 @@ import numpy as np
 
 from .base import Semiring
 from .families import LogLinearSemiring, SelectiveSemiring
-from .pointers import NO_POINTERS
+from .pointers import NO_POINTERS, PAIR_POINTERS
 from .reductions import contract, safe_log_abs
 
 NEG, POS = -np.inf, np.inf
+
+
+def _dead(pair) -> np.ndarray:
+    """No path: ⟨−∞, +∞⟩ (⟨−∞, −∞⟩ is a path of weight −∞)."""
+    return (pair[0] == NEG) & (pair[1] == POS)
 
 
 class SignedMaxPair(SelectiveSemiring):
@@ -37,6 +45,7 @@ class SignedMaxPair(SelectiveSemiring):
     one_elements = (1.0, 1.0)
     directions = ("max", "min")
     log_twin = "maxplus"
+    pointers = PAIR_POINTERS
 
     def lift(self, w):
         w = np.asarray(w, dtype=self.dtype)
@@ -47,20 +56,20 @@ class SignedMaxPair(SelectiveSemiring):
         with np.errstate(invalid="ignore"):  # 0̄ · 0 is NaN here; the dead mask below restores 0̄
             hi = np.where(w >= 0, a[0], a[1]) * w
             lo = np.where(w >= 0, a[1], a[0]) * w
-        dead = a[0] == NEG
+        dead = _dead(a)
         return (np.where(dead, NEG, hi), np.where(dead, POS, lo))
 
     def times(self, a, b):
         with np.errstate(invalid="ignore"):
             c = [a[i] * b[j] for i in (0, 1) for j in (0, 1)]
-        dead = (a[0] == NEG) | (b[0] == NEG)
+        dead = _dead(a) | _dead(b)
         return (np.where(dead, NEG, np.maximum.reduce(c)), np.where(dead, POS, np.minimum.reduce(c)))
 
     @staticmethod
     def _products(parts, w, high):
         hi, lo = parts
         src = np.where(w >= 0, hi, lo) if high else np.where(w >= 0, lo, hi)
-        dead = hi == NEG
+        dead = _dead(parts)
         with np.errstate(invalid="ignore"):
             return np.where(dead, NEG if high else POS, src * w)
 
@@ -166,7 +175,7 @@ class _SummingView(_View):
         self.signed = signed
 
     def _split(self, a):
-        reached = a[0] != self.zero_elements[0]
+        reached = ~self.base.is_zero(a)
         return [np.where(reached, c, 0.0) for c in a], reached
 
     def _join(self, sums, reached):

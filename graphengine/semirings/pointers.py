@@ -10,6 +10,7 @@ the policy; what the indices encode is the policy's business:
 - :class:`ElementPointers`: component ``c`` of a value came from component ``c`` of one
   consumer element (max, maxabs, maxplus, bool). Positions returned by a reduction pick, per
   component, the winning index along the reduced axis.
+- :class:`PairPointers`: element pointers for the signed max pair, where a −∞ path is a path.
 - :class:`RankedPointers`: a component's value may come from *any* component of the consumer
   (k-best: top-3 at an input may extend the consumer's 1st path). Indices encode
   ``element * n_components + component`` and reduction positions ``n * n_components + source
@@ -146,6 +147,37 @@ class ElementPointers(NoPointers):
         return Backpointers(*(tuple(p[j] for p in parts) for j in range(3)))
 
 
+class PairPointers(ElementPointers):
+    """:class:`ElementPointers` for the signed max pair ⟨M⁺, M⁻⟩, where a path of weight −∞ is a
+    path: M⁺ = −∞ is 0̄ of its component, so an element has no path only where *both*
+    components are 0̄ (M⁺ = −∞ and M⁻ = +∞). Where one component sits at its 0̄ value although
+    paths exist (M⁺ = −∞: every path from there weighs −∞, so M⁻ = −∞ too; likewise M⁻ = +∞),
+    that component's best path is the other component's, and its record is copied from it.
+
+    >>> import numpy as np
+    >>> bp = PairPointers().first(7, 0, (np.array([0, 1]), np.array([2, 3])), (2,), 2)
+    >>> out = PairPointers().finish((np.array([-np.inf, -np.inf]), np.array([-np.inf, np.inf])), (-np.inf, np.inf), bp)
+    >>> out.element   # element 0 has a path of weight -inf (M⁺ takes M⁻'s record); element 1 none
+    (array([ 2, -1]), array([ 2, -1]))
+    """
+
+    def finish(self, value, zero_elements, record):
+        at_zero = [np.asarray(v) == z for v, z in zip(value, zero_elements)]
+        dead = np.logical_and.reduce(at_zero)
+        parts = []
+        for c in range(len(value)):
+            other = 1 - c
+            borrow = at_zero[c] & ~dead
+            shape = dead.shape
+            part = []
+            for arr, dtype in ((record.node, np.int32), (record.slot, np.int16), (record.element, np.int64)):
+                own = np.broadcast_to(arr[c], shape).astype(dtype, copy=False)
+                alt = np.broadcast_to(arr[other], shape).astype(dtype, copy=False)
+                part.append(np.where(dead, dtype(-1), np.where(borrow, alt, own)))
+            parts.append(part)
+        return Backpointers(*(tuple(p[j] for p in parts) for j in range(3)))
+
+
 class RankedPointers(ElementPointers):
     """Per component, the consumer element *and component* (the rank) whose path was extended."""
 
@@ -195,4 +227,5 @@ class RankedPointers(ElementPointers):
 
 NO_POINTERS = NoPointers()
 ELEMENT_POINTERS = ElementPointers()
+PAIR_POINTERS = PairPointers()
 RANKED_POINTERS = RankedPointers()

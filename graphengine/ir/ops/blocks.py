@@ -107,7 +107,7 @@ def _ln_jacobian(slot, xs, y, attrs):
 
 
 register_op(OpDef("layer_norm", "dense_block", 1, 3, _ln_infer, _ln_forward, _ln_jacobian,
-               attrs={"normalized_shape": Attr("ints", required=True), "eps": Attr("float", default=1e-5)},
+               attrs={"normalized_shape": Attr("ints", required=True), "eps": Attr("float", default=1e-5, positive=True)},
                doc="layer_norm(x, weight?, bias?) over the trailing normalized_shape (biased variance)"))
 
 
