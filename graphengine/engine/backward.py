@@ -22,7 +22,10 @@ selective and counting semirings, equal up to summation order otherwise); see
 Granularity: ``"scalar"`` (default) is exact: every ⊕ is over individual scalar edges.
 ``"paper"`` reproduces the original implementation (docs/granularity.md): inside one op (contractions,
 broadcast reductions, scatters such as embedding lookups) path weights are *summed*, ⊕ is taken
-only across different consumer nodes, and backpointers name only the consumer node.
+only across different consumer nodes, and backpointers name only the consumer node. The signed
+max pair orders ⟨M⁺, M⁻⟩ once per op and input, after the sum, and counts an element that the
+QoI or an indexing op did not select as reached by a path of weight 0, as the original's dense
+arrays did (docs/granularity.md).
 
 >>> import numpy as np
 >>> from graphengine.ir import Graph
@@ -119,8 +122,7 @@ def backward(graph: Graph, activations: Mapping[int, np.ndarray], qoi: Union[QoI
         raise QoIError(f"QoI: {e.args[0]}") from None
     if not is_float(qnode.dtype):
         raise QoIError(f"QoI node '{qnode.name}' is {qnode.dtype}, not floating point")
-    coef, mask = qoi.coefficients(qnode.shape)
-    result_coef = coef
+    result_coef, _ = qoi.coefficients(qnode.shape)
     needs = differentiable_nodes(graph)
     keep = _retained_ids(graph, retain)
     if prune:
@@ -130,8 +132,7 @@ def backward(graph: Graph, activations: Mapping[int, np.ndarray], qoi: Union[QoI
 
     adjoints: Dict[int, Dict[str, Adjoint]] = {}
     pointers: Dict[int, Dict[str, Backpointers]] = {}
-    adjoints[qnode.id] = {s.name: Adjoint(s.where(mask, s.scale(s.ones(qnode.shape), coef), s.zeros(qnode.shape)))
-                          for s in srs}
+    adjoints[qnode.id] = {s.name: Adjoint(qoi.seed(inner[s.name], qnode.shape)) for s in srs}
     pointers[qnode.id] = {s.name: s.pointers.empty(qnode.shape, len(s.components)) for s in srs}
 
     for nid in range(qnode.id, -1, -1):
