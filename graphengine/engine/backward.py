@@ -153,7 +153,7 @@ def backward(graph: Graph, activations: Mapping[int, np.ndarray], qoi: Union[QoI
         opdef = get_op(node.op)
         xs = [activations[i] for i in node.inputs]
         y = activations[nid]
-        start_idx = {s.name: s.pointers.seed(node.shape, len(s.components)) for s in srs}
+        start_idx = {s.name: inner[s.name].pointers.seed(node.shape, len(s.components)) for s in srs}
         with np.errstate(divide="ignore", invalid="ignore", over="ignore", under="ignore"):
             for slot, inp in enumerate(node.inputs):
                 if not needs[inp]:

@@ -168,8 +168,11 @@ class _SummingView(LinearSemiring):
     ``M⁻ = min(S⁺, S⁻)``. Across consumer nodes the walk takes the base semiring's max / min.
 
     As in the original's dense arrays, "no path" is a path of weight 0: 0̄ is 0, so an element
-    that an indexing op (or the QoI) did not select gets weight 0 rather than no value, and
-    ``M⁺ ≥ 0 ≥ M⁻`` wherever the QoI is a selection.
+    that the QoI or an indexing op (select, slice, gather, an embedding row) did not select gets
+    a path of weight 0 rather than none, and an input reaching the QoI both through selected and
+    through unselected elements has ``M⁺ ≥ 0 ≥ M⁻``. The walk's cross-consumer max / min and its
+    backpointers (consumer node and slot) are the base semiring's; one consumer using a node in
+    two slots counts as two consumers.
 
     >>> v = SignedMaxPair().paper_view()
     >>> h = (np.array([[1.0, 1.0]]), np.array([[-1.0, -1.0]]))  # ⟨M⁺, M⁻⟩ of h = x @ W
@@ -209,7 +212,7 @@ class _SummingView(LinearSemiring):
     def close_op(self, v):
         if len(v) == 1:
             return v
-        return np.maximum(v[0], v[1]), np.minimum(v[0], v[1])
+        return np.maximum(v[0], v[1]) + 0.0, np.minimum(v[0], v[1]) + 0.0  # + 0.0: no −0 from 0 · (−w)
 
     def finalize(self, v):
         return self.base.finalize(v)
