@@ -185,3 +185,16 @@ def test_paper_max_with_positive_edges_is_the_gradient():
     # ... and no path at all at scalar granularity
     exact = backward(g, acts, select("y", (1,)), semirings=["max"], granularity="scalar")
     assert exact.components("table", "max")["max"][:2].tolist() == [[-np.inf] * 2] * 2
+
+
+@pytest.mark.parametrize("build, leaf, scalar, paper", [
+    (_r1, "x", [[1.0, 3.0]], [[2.0, 5.0]]),      # Σ_k |W[n, k]|
+    (_r2, "g", [2.0, 3.0], [3.0, 4.0]),          # Σ_i |X[i, j]|
+    (_r3, "v", [1.0, 1.0], [1.0, 1.0]),
+], ids=["R1", "R2", "R3"])
+def test_maxabs_sums_magnitudes_inside_an_op_at_paper_granularity(build, leaf, scalar, paper):
+    g, feeds = build()
+    acts = forward(g, feeds)
+    for granularity, want in (("scalar", scalar), ("paper", paper)):
+        r = backward(g, acts, select("q", ()), semirings=["maxabs"], granularity=granularity)
+        assert r.get(leaf, "maxabs").tolist() == want, granularity
