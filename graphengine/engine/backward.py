@@ -28,7 +28,10 @@ values, and :mod:`graphengine.analysis.numerics` reports where they are.
 Granularity: ``"scalar"`` (default) is exact: every ⊕ is over individual scalar edges.
 ``"paper"`` reproduces the original implementation (docs/granularity.md): inside one op (contractions,
 broadcast reductions, scatters such as embedding lookups) path weights are *summed*, ⊕ is taken
-only across different consumer nodes, and backpointers name only the consumer node.
+only across different consumer nodes, and backpointers name only the consumer node. The signed
+max pair orders ⟨M⁺, M⁻⟩ once per op and input, after the sum, and counts an element that the
+QoI or an indexing op did not select as reached by a path of weight 0, as the original's dense
+arrays did (docs/granularity.md).
 
 >>> import numpy as np
 >>> from graphengine.ir import Graph
@@ -132,8 +135,7 @@ def _walk(graph, activations, qoi, srs, retain, granularity, keep_backpointers, 
         raise QoIError(f"QoI: {e.args[0]}") from None
     if not is_float(qnode.dtype):
         raise QoIError(f"QoI node '{qnode.name}' is {qnode.dtype}, not floating point")
-    coef, mask = qoi.coefficients(qnode.shape)
-    result_coef = coef
+    result_coef, _ = qoi.coefficients(qnode.shape)
     needs = differentiable_nodes(graph)
     keep = _retained_ids(graph, retain)
     if prune:
@@ -149,8 +151,7 @@ def _walk(graph, activations, qoi, srs, retain, granularity, keep_backpointers, 
 
     adjoints: Dict[int, Dict[str, Adjoint]] = {}
     pointers: Dict[int, Dict[str, Backpointers]] = {}
-    adjoints[qnode.id] = {s.name: Adjoint(s.where(mask, s.scale(s.ones(qnode.shape), coef), s.zeros(qnode.shape)))
-                          for s in srs}
+    adjoints[qnode.id] = {s.name: Adjoint(qoi.seed(inner[s.name], qnode.shape)) for s in srs}
     pointers[qnode.id] = {s.name: s.pointers.empty(qnode.shape, len(s.components)) for s in srs}
 
     for nid in range(qnode.id, -1, -1):
@@ -177,7 +178,7 @@ def _walk(graph, activations, qoi, srs, retain, granularity, keep_backpointers, 
         opdef = get_op(node.op)
         xs = [activations[i] for i in node.inputs]
         y = activations[nid]
-        start_idx = {s.name: s.pointers.seed(node.shape, len(s.components)) for s in srs}
+        start_idx = {s.name: inner[s.name].pointers.seed(node.shape, len(s.components)) for s in srs}
         with np.errstate(divide="ignore", invalid="ignore", over="ignore", under="ignore"):
             for slot, inp in enumerate(node.inputs):
                 if not needs[inp]:

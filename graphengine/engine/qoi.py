@@ -41,6 +41,21 @@ class QoI:
             mask[index] = True
         return coef, mask
 
+    def seed(self, sr, shape):
+        """The adjoint the backward pass starts from: ``lift(c[i])`` on the chosen elements and
+        ``sr``'s 0̄ elsewhere. Seeded with a paper view (docs/granularity.md) whose 0̄ is a path of
+        weight 0, this is the original implementation's dense seed.
+
+        >>> from graphengine.semirings import get_semiring
+        >>> q = difference("y", (0,), (2,))
+        >>> [c.tolist() for c in q.seed(get_semiring("max"), (3,))]
+        [[1.0, -inf, -1.0], [1.0, inf, -1.0]]
+        >>> [c.tolist() for c in q.seed(get_semiring("max").paper_view(), (3,))]
+        [[1.0, 0.0, -1.0], [1.0, 0.0, -1.0]]
+        """
+        coef, mask = self.coefficients(shape)
+        return sr.where(mask, sr.scale(sr.ones(shape), coef), sr.zeros(shape))
+
 
 def select(node, index: Sequence[int]) -> QoI:
     """One output scalar, e.g. ``select("logits", (b, pos, cls))``."""

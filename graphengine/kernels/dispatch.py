@@ -84,6 +84,9 @@ class DeviceSemiring(Semiring):
     def next_component(self, component, w):
         return self.base.next_component(component, w)
 
+    def close_op(self, v):
+        return self.base.close_op(v)
+
     def where(self, mask, a, b):
         return self.base.where(mask, a, b)
 

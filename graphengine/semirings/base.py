@@ -159,6 +159,12 @@ class Semiring:
         :class:`~graphengine.semirings.pointers.RankedPointers`), ``None`` otherwise."""
         return self.scale(a, w), None
 
+    def close_op(self, v: Value) -> Value:
+        """The contribution of one op to one of its inputs, after the op's structure was applied
+        (called once per op and input by :func:`graphengine.engine.propagate.propagate`). The
+        identity, except for paper views that order their components only after summing."""
+        return v
+
     def paper_view(self) -> "Semiring":
         """The semiring as the original implementation applied it *inside* one op
         (docs/granularity.md): contractions, broadcast reductions and scatters sum instead of

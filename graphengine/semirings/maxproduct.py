@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from .base import Semiring
-from .families import LogLinearSemiring, SelectiveSemiring
+from .families import LinearSemiring, LogLinearSemiring, SelectiveSemiring
 from .pointers import NO_POINTERS, PAIR_POINTERS
 from .reductions import contract, safe_log_abs
 
@@ -166,36 +166,65 @@ class _View(Semiring):
         return self.base.finalize(v)
 
 
-class _SummingView(_View):
-    """Inside one op, sum path products (0̄ contributes nothing; all-0̄ stays 0̄) — the
-    original implementation's "max" inside matmuls, broadcasts and embedding scatters."""
+class _SummingView(LinearSemiring):
+    """The original implementation's "max" inside one op, for :class:`SignedMaxPair` and
+    :class:`MaxAbs` (docs/granularity.md).
 
-    def __init__(self, base, signed: bool):
-        super().__init__(base)
-        self.signed = signed
+    Inside an op both components are plain sums of path products: :meth:`scale` multiplies each
+    component by the edge weight *without* swapping (``|w|`` for maxabs), and the op's own
+    summation (contracted index, broadcast dimensions, reduced positions, scattered rows) adds.
+    Only then :meth:`close_op` orders the pair per element: ``M⁺ = max(S⁺, S⁻)``,
+    ``M⁻ = min(S⁺, S⁻)``. Across consumer nodes the walk takes the base semiring's max / min.
 
-    def _split(self, a):
-        reached = ~self.base.is_zero(a)
-        return [np.where(reached, c, 0.0) for c in a], reached
+    As in the original's dense arrays, "no path" is a path of weight 0: 0̄ is 0, so an element
+    that the QoI or an indexing op (select, slice, gather, an embedding row) did not select gets
+    a path of weight 0 rather than none, and an input reaching the QoI both through selected and
+    through unselected elements has ``M⁺ ≥ 0 ≥ M⁻``. The walk's cross-consumer max / min and its
+    backpointers (consumer node and slot) are the base semiring's; one consumer using a node in
+    two slots counts as two consumers.
 
-    def _join(self, sums, reached):
-        return tuple(np.where(reached, s, z) for s, z in zip(sums, self.zero_elements))
+    >>> v = SignedMaxPair().paper_view()
+    >>> h = (np.array([[1.0, 1.0]]), np.array([[-1.0, -1.0]]))  # ⟨M⁺, M⁻⟩ of h = x @ W
+    >>> W = np.array([[1.0, 1.0], [-2.0, -3.0]])
+    >>> s, _ = v.matmul(h, W.T)                                     # x's sums, not yet ordered
+    >>> [c.tolist() for c in s], [c.tolist() for c in v.close_op(s)]
+    ([[[2.0, -5.0]], [[-2.0, 5.0]]], [[[2.0, 5.0]], [[-2.0, -5.0]]])
+    """
 
-    def sum_last(self, a):
-        parts, reached = self._split(a)
-        return self._join([p.sum(axis=-1) for p in parts], reached.any(axis=-1)), None
+    pointers = NO_POINTERS
+    kernel = None  # paper views run on the reference
+
+    def __init__(self, base: Semiring, signed: bool):
+        self.base, self.signed = base, signed
+        self.name, self.components = base.name, base.components
+        self.zero_elements = tuple(0.0 for _ in base.components)
+        self.one_elements = base.one_elements
+
+    def _weight(self, w):
+        w = np.asarray(w, dtype=self.dtype)
+        return w if self.signed else np.abs(w)
+
+    def lift(self, w):
+        return (self._weight(w),) * len(self.components)
+
+    def times(self, a, b):
+        return tuple(x * y for x, y in zip(a, b))
+
+    def scale(self, a, w):
+        w = self._weight(w)
+        return tuple(x * w for x in a)
 
     def matmul(self, a, w):
-        w = np.asarray(w, dtype=np.float64)
-        ww = w if self.signed else np.abs(w)
-        parts, reached = self._split(a)
-        hit = np.matmul(reached.astype(np.float64), np.ones(w.shape, dtype=np.float64)[..., :, :]) > 0
-        return self._join([np.matmul(p, ww) for p in parts], hit), None
+        w = self._weight(w)
+        return tuple(np.matmul(x, w) for x in a), None
 
-    def scatter(self, a, index, size):
-        parts, reached = self._split(a)
-        hit = np.bincount(index, weights=reached.astype(np.float64), minlength=size) > 0
-        return self._join([np.bincount(index, weights=p, minlength=size) for p in parts], hit), None
+    def close_op(self, v):
+        if len(v) == 1:
+            return v
+        return np.maximum(v[0], v[1]) + 0.0, np.minimum(v[0], v[1]) + 0.0  # + 0.0: no −0 from 0 · (−w)
+
+    def finalize(self, v):
+        return self.base.finalize(v)
 
 
 class _LogSummingView(_View, LogLinearSemiring):
