@@ -43,6 +43,7 @@ from ..errors import QoIError
 from ..ir import Graph, get_op
 from ..ir.dtypes import is_float
 from ..kernels.dispatch import on_device
+from ..progress import Progress
 from ..semirings import Semiring, get_semiring
 from .propagate import Adjoint, propagate
 from .qoi import QoI, parse
@@ -134,7 +135,9 @@ def backward(graph: Graph, activations: Mapping[int, np.ndarray], qoi: Union[QoI
                           for s in srs}
     pointers[qnode.id] = {s.name: s.pointers.empty(qnode.shape, len(s.components)) for s in srs}
 
+    bar = Progress(qnode.id + 1, "backward", unit="nodes", after=1.0)  # silent unless the walk takes > 1 s
     for nid in range(qnode.id, -1, -1):
+        bar.update()
         state = adjoints.pop(nid, None)
         bps = pointers.pop(nid, {})
         if state is None:
@@ -165,6 +168,7 @@ def backward(graph: Graph, activations: Mapping[int, np.ndarray], qoi: Union[QoI
                     start = Adjoint(state[s.name].value, start_idx[s.name])
                     contrib = propagate(structure, start, in_shape, inner[s.name])
                     _accumulate(adjoints, pointers, inp, outer[s.name], contrib, nid, slot)
+    bar.close()
     return result
 
 

@@ -23,6 +23,7 @@ graphengine.kernels.dispatch.DeviceError: unknown device 'tpu' (known: reference
 from __future__ import annotations
 
 from ..errors import GraphEngineError
+from ..progress import announce_compilation
 from ..semirings.base import Semiring
 from .families import FAMILIES
 
@@ -40,6 +41,7 @@ def backend(device: str):
         raise DeviceError(f"unknown device {device!r} (known: {', '.join(DEVICES)})")
     if device == "reference":
         return None
+    announce_compilation()  # one stderr line when Numba compiles (not when its disk cache has the kernels)
     if device == "cpu":
         from . import cpu
         return cpu
