@@ -12,6 +12,7 @@
     graphengine export torch|hf|onnx ...   (see graphengine.cli.export)
     graphengine experiment NAME [--out DIR] [--quick] [--seed S] [--no-progress] [NAME's options]
                       (see graphengine.cli.experiment; 'graphengine experiment --help' lists them)
+    graphengine dataset run|summarize ...   (see graphengine.cli.dataset)
 
 Every error caused by bad input (a missing or damaged graph file, a feed of the wrong shape, an
 unknown name, a malformed QoI, an unreadable ``.npz``, a bad argument) is reported as exactly
@@ -424,6 +425,12 @@ def _export(args, out) -> int:
 
 
 # ----------------------------------------------------------------------------- experiment
+def _dataset(args, out) -> int:
+    from .dataset import run as run_dataset_command
+
+    return run_dataset_command(args, out)
+
+
 def _experiment(args, out) -> int:
     from .experiment import run as run_experiment
 
@@ -488,11 +495,15 @@ def build_parser() -> argparse.ArgumentParser:
     from .experiment import add_parser as add_experiment_parser
 
     add_experiment_parser(sub)
+
+    from .dataset import add_parser as add_dataset_parser
+
+    add_dataset_parser(sub)
     return parser
 
 
 COMMANDS = {"info": _info, "run": _run, "grad": _grad, "analyze": _analyze, "demo": _demo, "export": _export,
-            "experiment": _experiment}
+            "experiment": _experiment, "dataset": _dataset}
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -85,7 +85,13 @@ def run_dataset(model: str, data: str, out: str, qoi: Optional[str] = None, targ
         raise RunOptionsError(f"--workers must be >= 0, got {workers}")
     if scheduler and workers == 0:
         raise RunOptionsError("--scheduler and --workers 0 (run in this process) contradict each other")
-    names = _check_semirings(semirings)
+    with prog.quiet(quiet or prog.is_quiet()):
+        return _run(model, data, out, qoi, target, foil, _check_semirings(semirings), node, head, tokenizer, columns,
+                    text_column, mask_literal, limit, workers, scheduler, on_records)
+
+
+def _run(model, data, out, qoi, target, foil, names, node, head, tokenizer, columns, text_column, mask_literal,
+         limit, workers, scheduler, on_records) -> Dict[str, Any]:
     examples = read_examples(data, columns=columns, limit=limit)
     options = {"semirings": names, "node": node, "head": head, "text_column": text_column,
                "mask_literal": mask_literal, "columns": list(columns) if columns else None,
@@ -97,7 +103,7 @@ def run_dataset(model: str, data: str, out: str, qoi: Optional[str] = None, targ
         options["qoi"] = target_template(target, foil, local.head)
         bundle, model_info = make_bundle(model, options, tokenizer)
         local = worker_model(bundle)
-    identity = {"model_sha256": model_info["sha256"], "data_sha256": _sha256(data), "options": options}
+    identity = {"model_sha256": model_info["sha256"], "data_sha256": _sha256(data), **options}
     started = time.time()
     t0 = time.perf_counter()
     with RunStore(out, RECORDS) as store:
