@@ -190,7 +190,7 @@ def _figures(doc: Dict[str, Any]):
 
 def _svg(fig) -> str:
     buf = _io.StringIO()
-    fig.savefig(buf, format="svg")
+    fig.savefig(buf, format="svg", metadata={"Date": None})
     text = buf.getvalue()
     return text[text.find("<svg"):]
 
