@@ -96,17 +96,17 @@ def _run(model, data, out, qoi, target, foil, names, node, head, tokenizer, colu
     options = {"semirings": names, "node": node, "head": head, "text_column": text_column,
                "mask_literal": mask_literal, "columns": list(columns) if columns else None,
                "target": target, "foil": foil, "qoi": qoi}
-    prog.notice(f"loading the model ({model})")
-    bundle, model_info = make_bundle(model, options, tokenizer)
-    local = worker_model(bundle)
-    if target is not None:
-        options["qoi"] = target_template(target, foil, local.head)
-        bundle, model_info = make_bundle(model, options, tokenizer)
-        local = worker_model(bundle)
-    identity = {"model_sha256": model_info["sha256"], "data_sha256": _sha256(data), **options}
     started = time.time()
     t0 = time.perf_counter()
-    with RunStore(out, RECORDS) as store:
+    with RunStore(out, RECORDS) as store:  # the lock first: a concurrent run is refused before any work
+        prog.notice(f"loading the model ({model})")
+        bundle, model_info = make_bundle(model, options, tokenizer)
+        local = worker_model(bundle)
+        if target is not None:
+            options["qoi"] = target_template(target, foil, local.head)
+            bundle, model_info = make_bundle(model, options, tokenizer)
+            local = worker_model(bundle)
+        identity = {"model_sha256": model_info["sha256"], "data_sha256": _sha256(data), **options}
         manifest = store.read_manifest()
         if manifest is not None:
             check_identity(store.manifest_path, manifest.get("identity", {}), identity)
