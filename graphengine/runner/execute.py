@@ -120,10 +120,14 @@ def _run_on_worker(function: Callable, bundle: Bundle, payload: Any, quiet: bool
 
 
 class SerialExecutor:
-    """Runs every task in this process, in order."""
+    """Runs every task in this process, in order. ``model``: use this model instead of building
+    one from the bundle (then ``function`` may be any callable, a closure included)."""
 
     workers = 1
     address = None
+
+    def __init__(self, model: Any = None):
+        self.model = model
 
     def __enter__(self) -> "SerialExecutor":
         return self
@@ -132,7 +136,7 @@ class SerialExecutor:
         pass
 
     def map(self, function: Callable, bundle: Bundle, tasks: Sequence[Task]) -> Iterator[Tuple[Task, List[Dict]]]:
-        model = worker_model(bundle)
+        model = self.model if self.model is not None else worker_model(bundle)
         for t in tasks:
             with prog.quiet(True):
                 yield t, function(model, t.payload)
@@ -168,10 +172,10 @@ class DaskExecutor:
                 raise ExecutorError(f"--scheduler {self.scheduler}: cannot connect ({' '.join(str(e).split())})") from None
             return self
         n = self.n_workers or os.cpu_count() or 1
-        with dask.config.set({"distributed.worker.multiprocessing-method": "spawn",
-                              "distributed.worker.daemon": False}):
-            self.cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
-                                        env=dict(WORKER_ENV), silence_logs=40)
+        with dask.config.set({"distributed.worker.multiprocessing-method": "spawn"}):
+            # loopback only; the scheduler's HTTP endpoint on a free port (a fixed one may be taken)
+            self.cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                        dashboard_address="127.0.0.1:0", env=dict(WORKER_ENV), silence_logs=40)
             self.client = Client(self.cluster)
         return self
 
@@ -224,7 +228,7 @@ class DaskExecutor:
             shared.release()
 
 
-def run_tasks(store, executor, function: Callable, bundle: Bundle, tasks: Sequence[Task], bar=None,
+def run_tasks(store, executor, function: Callable, bundle: Optional[Bundle], tasks: Sequence[Task], bar=None,
               on_records: Optional[Callable[[Task, List[Dict]], None]] = None) -> int:
     """Run ``tasks`` on ``executor`` and append their records to ``store`` as they complete;
     returns how many records were written. ``bar`` (a :class:`graphengine.progress.Progress`)

@@ -14,7 +14,7 @@ the problems found (an empty list for a valid record).
 
 from __future__ import annotations
 
-from typing import Any, Dict, List
+from typing import Any, List
 
 __all__ = ["RECORD_FORMAT", "RECORD_VERSION", "MANIFEST_FORMAT", "MANIFEST_VERSION", "validate_record",
            "SUMMARY_FORMAT", "SUMMARY_VERSION"]
