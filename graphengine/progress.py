@@ -36,7 +36,7 @@ import threading
 import time
 from typing import IO, Iterator, Optional
 
-__all__ = ["set_quiet", "is_quiet", "quiet", "notice", "Progress", "announce_compilation", "format_duration"]
+__all__ = ["set_quiet", "is_quiet", "quiet", "notice", "slow_stage", "Progress", "announce_compilation", "format_duration"]
 
 _state = {"quiet": False}
 _compile_lock = threading.Lock()
@@ -77,6 +77,37 @@ def notice(message: str, stream: Optional[IO] = None) -> None:
     """Print ``message`` as one line on stderr unless quiet."""
     if not _state["quiet"]:
         _write(" ".join(str(message).split()) + "\n", stream)
+
+
+@contextlib.contextmanager
+def slow_stage(message: str, after: float = 1.0, stream: Optional[IO] = None) -> Iterator[None]:
+    """Print ``message`` (one line) if the ``with`` block is still running after ``after``
+    seconds, and how long it took when it ends; a fast block (or one failing fast) prints nothing.
+
+    >>> import io
+    >>> s = io.StringIO()
+    >>> with slow_stage("exporting", after=0.0, stream=s):
+    ...     time.sleep(0.05)
+    >>> s.getvalue().startswith("exporting")
+    True
+    """
+    shown = threading.Event()
+
+    def show():
+        if not _state["quiet"]:
+            shown.set()
+            notice(message, stream)
+
+    timer = threading.Timer(after, show)
+    timer.daemon = True
+    t0 = time.perf_counter()
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
+    if shown.is_set():
+        notice(f"  done in {format_duration(time.perf_counter() - t0)}", stream)
 
 
 def format_duration(seconds: float) -> str:

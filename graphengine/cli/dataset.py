@@ -60,7 +60,7 @@ def add_parser(sub) -> None:
     r.add_argument("--quiet", action="store_true", help="no progress or notices on stderr")
     r.add_argument("-o", "--out", required=True, metavar="OUTDIR", help="output directory (a rerun resumes)")
     s = dsub.add_parser("summarize", help="tables, plots and an HTML page over OUTDIR's records")
-    s.add_argument("outdir", metavar="OUTDIR")
+    s.add_argument("outdir", metavar="OUTDIR", help="the output directory of a dataset run")
     s.add_argument("--quiet", action="store_true", help="no notices on stderr")
 
 

@@ -443,6 +443,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = _Parser(prog=PROG, description="Semiring backpropagation over explicit model graphs.")
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    parser.add_argument("--quiet", dest="global_quiet", action="store_true",
+                        help="no progress or notices on stderr (before the command: graphengine --quiet export ...)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, title="commands")
 
     p = sub.add_parser("info", help="summarize a graph file")
@@ -516,6 +518,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 2
     except SystemExit as e:  # --help, --version
         return e.code if isinstance(e.code, int) else 0
+    from ..progress import set_quiet
+
+    set_quiet(bool(args.global_quiet or getattr(args, "quiet", False)))
     try:
         return COMMANDS[args.command](args, sys.stdout)
     except GraphEngineError as e:
