@@ -82,10 +82,11 @@ def run(args, out) -> int:
                   f"{', '.join(doc['files'].values())} in {args.outdir}\n")
         return 0
     from ..runner.run import run_dataset
+    from .main import _parse_semirings
 
     columns = [c.strip() for c in args.columns.split(",")] if args.columns else None
     res = run_dataset(args.model, args.data, args.out, qoi=args.qoi, target=args.target, foil=args.foil,
-                      semirings=args.semiring.split(","), node=args.node, head=args.head, tokenizer=args.tokenizer,
+                      semirings=_parse_semirings(args.semiring), node=args.node, head=args.head, tokenizer=args.tokenizer,
                       columns=columns, text_column=args.text_column, mask_literal=args.mask_literal,
                       limit=args.limit, workers=args.workers, scheduler=args.scheduler, quiet=args.quiet)
     out.write(f"{res['records']} of {res['examples']} examples done ({res['new_records']} new in "

@@ -32,7 +32,7 @@ import numpy as np
 from ..errors import ModelError
 from .execute import Bundle
 
-__all__ = ["make_bundle", "load_bundle", "RunnerModel", "HEADS", "model_digest"]
+__all__ = ["make_bundle", "load_bundle", "load_tokenizer", "RunnerModel", "HEADS", "model_digest"]
 
 HEADS = ("auto", "none", "mlm", "classification")
 _GRAPHS_KEPT = 8  # graphs of distinct lengths a worker keeps
@@ -93,18 +93,27 @@ def load_bundle(directory: str) -> "RunnerModel":
     return RunnerModel(directory, options)
 
 
+def load_tokenizer(tokenizer_json: str, error=ModelError):
+    """A ``tokenizers.Tokenizer`` from the text of a ``tokenizer.json``, with padding and
+    truncation off (checkpoints often pad to a fixed length; sentences are taken as they are);
+    problems are one ``error`` line."""
+    try:
+        from tokenizers import Tokenizer
+    except ImportError:
+        raise error("tokenizing text needs the tokenizers package (pip install 'graphengine[hf]')") from None
+    try:
+        tok = Tokenizer.from_str(tokenizer_json)
+    except Exception as e:  # noqa: BLE001 - the tokenizers package raises its own types
+        raise error(f"cannot read the tokenizer: {' '.join(str(e).split())}") from None
+    tok.no_padding()
+    tok.no_truncation()
+    return tok
+
+
 class _Tokenizer:
     def __init__(self, path: str):
-        try:
-            from tokenizers import Tokenizer
-        except ImportError:
-            raise ModelError("tokenizing text needs the tokenizers package (pip install 'graphengine[hf]')") from None
-        try:
-            self.tok = Tokenizer.from_file(path)
-        except Exception as e:  # noqa: BLE001 - the tokenizers package raises its own types
-            raise ModelError(f"cannot read the tokenizer: {' '.join(str(e).split())}") from None
-        self.tok.no_padding()
-        self.tok.no_truncation()
+        with open(path, encoding="utf-8") as f:
+            self.tok = load_tokenizer(f.read())
 
     def encode(self, text: str) -> Tuple[List[int], List[str]]:
         enc = self.tok.encode(text)

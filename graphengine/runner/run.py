@@ -48,16 +48,14 @@ def _sha256(path: str) -> str:
 def _check_semirings(semirings: Sequence[str]) -> List[str]:
     from ..semirings import get_semiring
 
-    names = [s.strip() for s in semirings if s.strip()]
-    if not names:
-        raise RunOptionsError("--semiring: give at least one semiring, e.g. real,max,entropy")
-    for s in names:
-        try:
-            get_semiring(s)
-        except ValueError as e:
-            raise RunOptionsError(f"--semiring: {' '.join(str(e).split())}") from None
-    if len(set(names)) != len(names):
-        raise RunOptionsError("--semiring: a semiring is listed twice")
+    names = list(semirings)
+    try:
+        for name in names:
+            get_semiring(name)
+    except ValueError as e:
+        raise RunOptionsError(f"semirings: {' '.join(str(e).split())}") from None
+    if not names or len(set(names)) != len(names):
+        raise RunOptionsError(f"semirings {names}: give each semiring once, at least one")
     return names
 
 

@@ -44,7 +44,7 @@ try:
 except ImportError:  # pragma: no cover - not POSIX
     fcntl = None
 
-__all__ = ["RunStoreError", "RunLockedError", "RunStore", "read_records", "check_identity"]
+__all__ = ["RunStoreError", "RunLockedError", "RunStore", "read_records", "read_manifest", "check_identity"]
 
 LOCK_NAME = ".lock"
 MANIFEST_NAME = "manifest.json"
@@ -93,6 +93,21 @@ def read_records(path: str, repair: bool = False) -> List[Dict[str, Any]]:
             f.flush()
             os.fsync(f.fileno())
     return rows
+
+
+def read_manifest(outdir: str) -> Optional[Dict[str, Any]]:
+    """``OUTDIR/manifest.json`` as a dict (None when there is none); one-line errors."""
+    path = os.path.join(outdir, MANIFEST_NAME)
+    if not os.path.exists(path):
+        return None
+    try:
+        with open(path, encoding="utf-8") as f:
+            doc = json.load(f)
+    except (OSError, ValueError) as e:
+        raise RunStoreError(f"{path}: cannot read ({' '.join(str(e).split())})") from None
+    if not isinstance(doc, dict):
+        raise RunStoreError(f"{path}: not a JSON object")
+    return doc
 
 
 def check_identity(path: str, old: Dict[str, Any], new: Dict[str, Any]) -> None:
@@ -176,16 +191,7 @@ class RunStore:
 
     # ------------------------------------------------------------------ manifest
     def read_manifest(self) -> Optional[Dict[str, Any]]:
-        if not os.path.exists(self.manifest_path):
-            return None
-        try:
-            with open(self.manifest_path, encoding="utf-8") as f:
-                doc = json.load(f)
-        except (OSError, ValueError) as e:
-            raise RunStoreError(f"{self.manifest_path}: cannot read ({e})") from None
-        if not isinstance(doc, dict):
-            raise RunStoreError(f"{self.manifest_path}: not a JSON object")
-        return doc
+        return read_manifest(self.outdir)
 
     def write_manifest(self, doc: Dict[str, Any]) -> None:
         files.write_json(self.manifest_path, doc, allow_nan=False)

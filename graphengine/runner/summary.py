@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import html
 import io as _io
-import json
 import math
 import os
 from typing import Any, Dict, List, Optional
@@ -31,7 +30,7 @@ from .. import io as files
 from ..errors import GraphEngineError
 from .run import RECORDS
 from .schema import SUMMARY_FORMAT, SUMMARY_VERSION, validate_record
-from .store import read_records
+from .store import read_manifest, read_records
 
 __all__ = ["summarize", "aggregate_records", "SummaryError"]
 
@@ -223,14 +222,9 @@ def to_html(doc: Dict[str, Any], manifest: Dict[str, Any], figures) -> str:
 def summarize(outdir: str) -> Dict[str, Any]:
     """Write the summary files of ``outdir`` (see the module docstring); the summary document,
     with ``files`` naming what was written."""
-    mpath = os.path.join(outdir, "manifest.json")
-    try:
-        with open(mpath, encoding="utf-8") as f:
-            manifest = json.load(f)
-    except FileNotFoundError:
-        raise SummaryError(f"{outdir}: no manifest.json (not the output directory of 'graphengine dataset run')") from None
-    except (OSError, ValueError) as e:
-        raise SummaryError(f"{mpath}: cannot read ({' '.join(str(e).split())})") from None
+    manifest = read_manifest(outdir)
+    if manifest is None:
+        raise SummaryError(f"{outdir}: no manifest.json (not the output directory of 'graphengine dataset run')")
     rpath = os.path.join(outdir, RECORDS)
     records, seen = [], set()
     for k, r in enumerate(read_records(rpath), 1):
