@@ -109,8 +109,11 @@ def aggregate_records(records: List[Dict[str, Any]]) -> Dict[str, Any]:
     workers: Dict[str, int] = {}
     for x in t:
         workers[x.get("worker", "?")] = workers.get(x.get("worker", "?"), 0) + 1
-    doc["timing"] = {k: (float(np.mean([x[k] for x in t if x.get(k) is not None])) if t else None)
-                     for k in ("forward", "backward", "paths", "total")} | {"examples_per_worker": workers}
+    means = {}
+    for k in ("forward", "backward", "paths", "total"):
+        v = [x[k] for x in t if x.get(k) is not None]
+        means[k] = float(np.mean(v)) if v else None
+    doc["timing"] = means | {"examples_per_worker": workers}
     return doc
 
 
