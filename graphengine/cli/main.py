@@ -520,7 +520,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return e.code if isinstance(e.code, int) else 0
     from ..progress import set_quiet
 
-    set_quiet(bool(args.global_quiet or getattr(args, "quiet", False)))
+    set_quiet(bool(vars(args).pop("global_quiet", False) or getattr(args, "quiet", False)))  # popped: commands
+    # such as 'experiment' pass their parsed options on as keyword arguments
     try:
         return COMMANDS[args.command](args, sys.stdout)
     except GraphEngineError as e:
