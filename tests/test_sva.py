@@ -533,3 +533,22 @@ def test_accuracy_table_by_hand():
     assert none["majority_baseline"] is None and none["by_construction"] == {} and "held_out" not in none
     with pytest.raises(ValueError, match="differ in length"):
         accuracy_table([True, False], [0], [0, 0])
+
+
+def test_a_second_run_on_one_directory_is_refused_and_repeated_rows_count_once(run_files):
+    """Two runs on one output directory used to double the rows (issue 14): the runner's lock
+    refuses the second, and rows repeated by older versions are counted once."""
+    from graphengine.runner.store import RunStore
+
+    model, data, out = run_files
+    with RunStore(out, "rows.jsonl"):
+        with pytest.raises(SVARunError, match=r"is in use by another run \(pid \d+\)") as e:
+            run_sva(model, data, out=out, limit=3, show_progress=False)
+        assert "\n" not in str(e.value)
+    doc = run_sva(model, data, out=out, limit=3, show_progress=False)
+    assert doc["sentences"] == 3 and doc["run"]["new_rows_this_run"] == 3
+    rows_path = os.path.join(out, "rows.jsonl")
+    with open(rows_path, "a", encoding="utf-8") as f:         # a file doubled by an older version
+        f.write(open(rows_path, encoding="utf-8").read())
+    doc = run_sva(model, data, out=out, limit=3, show_progress=False)
+    assert doc["sentences"] == 3 and doc["accuracy"]["n"] == 3 and doc["run"]["new_rows_this_run"] == 0

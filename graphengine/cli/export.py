@@ -132,6 +132,13 @@ def _need(module: str, extra: str):
 
 
 def run_export(args, out) -> int:
+    from ..progress import slow_stage
+
+    with slow_stage(f"exporting the {args.source} model…"):  # shown only if it takes over a second
+        return _export(args, out)
+
+
+def _export(args, out) -> int:
     from .. import io as files
     from ..ir import save
 

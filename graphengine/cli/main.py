@@ -16,6 +16,7 @@
                       (see graphengine.cli.audit)
     graphengine experiment NAME [--out DIR] [--quick] [--seed S] [--no-progress] [NAME's options]
                       (see graphengine.cli.experiment; 'graphengine experiment --help' lists them)
+    graphengine dataset run|summarize ...   (see graphengine.cli.dataset)
 
 Every error caused by bad input (a missing or damaged graph file, a feed of the wrong shape, an
 unknown name, a malformed QoI, an unreadable ``.npz``, a bad argument) is reported as exactly
@@ -533,6 +534,12 @@ def _audit(args, out) -> int:
 
 
 # ----------------------------------------------------------------------------- experiment
+def _dataset(args, out) -> int:
+    from .dataset import run as run_dataset_command
+
+    return run_dataset_command(args, out)
+
+
 def _experiment(args, out) -> int:
     from .experiment import run as run_experiment
 
@@ -545,6 +552,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = _Parser(prog=PROG, description="Semiring backpropagation over explicit model graphs.")
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    parser.add_argument("--quiet", dest="global_quiet", action="store_true",
+                        help="no progress or notices on stderr (before the command: graphengine --quiet export ...)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, title="commands")
 
     p = sub.add_parser("info", help="summarize a graph file")
@@ -614,11 +623,15 @@ def build_parser() -> argparse.ArgumentParser:
     from .audit import add_parser as add_audit_parser
 
     add_audit_parser(sub)
+
+    from .dataset import add_parser as add_dataset_parser
+
+    add_dataset_parser(sub)
     return parser
 
 
 COMMANDS = {"info": _info, "run": _run, "grad": _grad, "analyze": _analyze, "demo": _demo, "export": _export,
-            "experiment": _experiment, "audit": _audit}
+            "experiment": _experiment, "audit": _audit, "dataset": _dataset}
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -631,6 +644,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 2
     except SystemExit as e:  # --help, --version
         return e.code if isinstance(e.code, int) else 0
+    from ..progress import set_quiet
+
+    set_quiet(bool(vars(args).pop("global_quiet", False) or getattr(args, "quiet", False)))  # popped: commands
+    # such as 'experiment' pass their parsed options on as keyword arguments
     try:
         return COMMANDS[args.command](args, sys.stdout)
     except GraphEngineError as e:

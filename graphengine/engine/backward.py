@@ -52,6 +52,7 @@ from ..errors import QoIError
 from ..ir import Graph, get_op
 from ..ir.dtypes import is_float
 from ..kernels.dispatch import on_device
+from ..progress import Progress
 from ..semirings import Semiring, get_semiring
 from .budget import check_backward
 from .nan_paths import NaNReach, any_nan, poison, taint_at
@@ -154,7 +155,9 @@ def _walk(graph, activations, qoi, srs, retain, granularity, keep_backpointers, 
     adjoints[qnode.id] = {s.name: Adjoint(qoi.seed(inner[s.name], qnode.shape)) for s in srs}
     pointers[qnode.id] = {s.name: s.pointers.empty(qnode.shape, len(s.components)) for s in srs}
 
+    bar = Progress(qnode.id + 1, "backward", unit="nodes", after=1.0)  # silent unless the walk takes > 1 s
     for nid in range(qnode.id, -1, -1):
+        bar.update()
         state = adjoints.pop(nid, None)
         bps = pointers.pop(nid, {})
         if state is None:
@@ -194,6 +197,7 @@ def _walk(graph, activations, qoi, srs, retain, granularity, keep_backpointers, 
                     if factor is not None:
                         contrib = Adjoint(s.times(contrib.value, factor), contrib.idx)
                     _accumulate(adjoints, pointers, inp, outer[s.name], contrib, nid, slot)
+    bar.close()
     if reach is not None:
         for s in srs[:-1]:
             kept = result.by_semiring[s.name].values

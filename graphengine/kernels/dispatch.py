@@ -26,6 +26,7 @@ from __future__ import annotations
 from typing import Optional
 
 from ..errors import GraphEngineError
+from ..progress import announce_compilation
 from ..semirings.base import Semiring
 from .backend import Backend
 from .families import FAMILIES
@@ -44,6 +45,7 @@ def backend(device: str) -> Optional[Backend]:
         raise DeviceError(f"unknown device {device!r} (known: {', '.join(DEVICES)})")
     if device == "reference":
         return None
+    announce_compilation()  # one stderr line when Numba compiles (not when its disk cache has the kernels)
     if device == "cpu":
         from . import cpu
         return cpu

@@ -96,16 +96,9 @@ class _WordVocab:
 
 class _WordPiece:
     def __init__(self, tokenizer_json: str):
-        try:
-            from tokenizers import Tokenizer
-        except ImportError:
-            raise SVAModelError("a WordPiece model needs the tokenizers package (pip install 'graphengine[hf]')") from None
-        try:
-            self.tok = Tokenizer.from_str(tokenizer_json)
-        except Exception as e:  # noqa: BLE001 - the tokenizers package raises its own types
-            raise SVAModelError(f"cannot read the tokenizer: {e}") from None
-        self.tok.no_padding()
-        self.tok.no_truncation()
+        from ...runner.model import load_tokenizer
+
+        self.tok = load_tokenizer(tokenizer_json, SVAModelError)
 
     def encode_words(self, words: Sequence[str]) -> Tuple[List[int], List[int]]:
         if not words:

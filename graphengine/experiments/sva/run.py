@@ -2,10 +2,12 @@
 
 :func:`run_sva` reads an agreement TSV (:mod:`graphengine.experiments.sva.data`), analyses every sentence
 with :class:`graphengine.experiments.sva.analysis.Analyzer` in batches of equal length, and appends one JSON
-line per sentence to ``rows.jsonl`` in the output directory as it goes (flushed after every
-batch). A rerun with the same model, data file and granularity skips the ids already written
-(a truncated last line, from an interrupted run, is cut off first) and goes on; ``--limit``
-may grow between runs. Sentences a model cannot score (a verb outside model A's vocabulary,
+line per sentence to ``rows.jsonl`` in the output directory as it goes, through the dataset
+runner's store (:mod:`graphengine.runner.store`: each row appended with ``fsync``; the
+directory locked, so a second run started on it is refused with one line instead of doubling
+the rows). A rerun with the same model, data file and granularity skips the ids already
+written (a truncated last line, from an interrupted run, is cut off first) and goes on;
+``--limit`` may grow between runs. Sentences a model cannot score (a verb outside model A's vocabulary,
 too many tokens) get a row with ``skipped`` and are not retried.
 
 Aggregation (:func:`aggregate`, over the rows of the sentences in the current data/limit):
@@ -43,7 +45,10 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence
 import numpy as np
 
 from ... import io as files
+from ... import progress as prog
 from ...errors import GraphEngineError
+from ...runner.execute import SerialExecutor, Task, run_tasks
+from ...runner.store import RunStore, RunStoreError, read_records
 from .analysis import GRANULARITIES, Analyzer
 from .data import SVAItem, read_tsv
 from ..stats import spearman
@@ -87,37 +92,13 @@ def resolve_model(spec: str):
 
 
 def read_rows(path: str, repair: bool = False) -> List[Dict[str, Any]]:
-    """The rows of a ``rows.jsonl``; an unparsable *last* line (an interrupted write) is ignored,
-    and cut from the file when ``repair``; an unparsable earlier line is an error."""
-    if not os.path.exists(path):
-        return []
-    with open(path, "rb") as f:
-        data = f.read()
-    rows: List[Dict[str, Any]] = []
-    pos = good_end = 0
-    k = 0
-    while pos < len(data):
-        k += 1
-        nl = data.find(b"\n", pos)
-        if nl < 0:  # every row is written with its newline: a last line without one was cut short
-            break
-        line = data[pos:nl]
-        if line.strip():
-            try:
-                row = json.loads(line.decode("utf-8"))
-                if not isinstance(row, dict) or "id" not in row:
-                    raise ValueError("not a row object")
-            except ValueError:
-                if data[nl + 1:].strip():
-                    raise SVARunError(f"{path}: line {k} is not a JSON row; delete the file (or the line) "
-                                      f"to recompute it") from None
-                break
-            rows.append(row)
-        pos = good_end = nl + 1
-    if repair and good_end < len(data):
-        with open(path, "r+b") as f:
-            f.truncate(good_end)
-    return rows
+    """The rows of a ``rows.jsonl`` (:func:`graphengine.runner.store.read_records`): an
+    unparsable *last* line (an interrupted write) is ignored, and cut from the file when
+    ``repair``; an unparsable earlier line is an error."""
+    try:
+        return read_records(path, repair=repair)
+    except RunStoreError as e:
+        raise SVARunError(str(e)) from None
 
 
 def _settings(model_path: str, model, data_path: str, granularity: str) -> Dict[str, Any]:
@@ -182,36 +163,37 @@ def run_sva(model: str, data: str, out: Optional[str] = None, limit: Optional[in
     ds = read_tsv(data, limit=limit)
     stem = os.path.splitext(os.path.basename(data))[0]
     out = out or os.path.join("results", "sva", f"{m.name}_{stem}_{granularity}")
-    try:
-        os.makedirs(out, exist_ok=True)
-    except OSError as e:
-        raise SVARunError(f"--out {out}: cannot create the directory ({e.strerror or e})") from None
     settings = _settings(mpath, m, data, granularity)
-    _check_settings(out, settings)
-    rows_path = os.path.join(out, "rows.jsonl")
-    done = {r["id"] for r in read_rows(rows_path, repair=True)}
-    pending = [it for it in ds.items if it.row not in done]
     analyzer = Analyzer(m, granularity, entropy=entropy, top_path=top_path)
-    from ..common import progress
+    n_new = 0
+
+    def analyze(model, part):
+        return part[1] if part[0] == "skipped" else analyzer.run(*part)
+
+    def count(task, rows):
+        nonlocal n_new
+        n_new += sum(1 for r in rows if "skipped" not in r)
 
     t0 = time.perf_counter()
-    n_new = 0
-    with open(rows_path, "a", encoding="utf-8") as f:
-        batches = list(_batches(m, pending, batch_size))
-        bar = progress(batches, total=len(batches), enabled=show_progress,
-                       desc=f"sva {m.name} {granularity}: {len(pending)} sentences, batches")
-        for part in bar:
-            if part[0] == "skipped":
-                rows = part[1]
-            else:
-                rows = analyzer.run(*part)
-                n_new += len(rows)
-            for r in rows:
-                f.write(json.dumps(r, allow_nan=False) + "\n")
-            f.flush()
+    try:
+        # the runner's store: a lock (a second run on this directory is refused), a torn last
+        # line cut off, rows appended with fsync, and an id already stored never written again
+        with RunStore(out, "rows.jsonl") as store, prog.quiet(not show_progress or prog.is_quiet()):
+            rows_path = store.records_path
+            _check_settings(out, settings)
+            pending = [it for it in ds.items if it.row not in store.done]
+            tasks = [Task(str(k), part) for k, part in enumerate(_batches(m, pending, batch_size))]
+            with prog.Progress(len(pending), f"sva {m.name} {granularity}", unit="sentences") as bar:
+                run_tasks(store, SerialExecutor(model=m), analyze, None, tasks, bar=bar, on_records=count)
+    except RunStoreError as e:
+        raise SVARunError(str(e)) from None
     seconds = time.perf_counter() - t0
     wanted = {it.row for it in ds.items}
-    rows = [r for r in read_rows(rows_path) if r["id"] in wanted]
+    rows, seen = [], set()
+    for r in read_rows(rows_path):  # the first row of an id (files from older versions could repeat one)
+        if r["id"] in wanted and r["id"] not in seen:
+            seen.add(r["id"])
+            rows.append(r)
     doc = aggregate(rows, held_out=(getattr(m, "info", {}) or {}).get("held_out") or [])
     doc["run"] = {**settings, "out": out, "limit": limit, "sentences_in_file": len(ds), "dropped_same_verb": len(ds.dropped_same_verb),
                   "new_rows_this_run": n_new, "seconds_this_run": seconds,
