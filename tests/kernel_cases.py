@@ -113,3 +113,19 @@ def check_all_methods(name, dev, rng, M=3, N=5, K=4, batch_a=(2, 1), batch_w=(3,
         got, want = dev.matmul_block(rows, block), ref.matmul(rows, block.jacobian)
         assert_same(name, got[0], want[0], make.__name__)
         assert_same_pos(got[1], want[1], make.__name__)
+
+
+def check_nan_propagates(dev):
+    """NaN in gives NaN out through the log-space kernels of ``dev``, as in the reference (the
+    max pass of a log-sum-exp skips NaN; the sum must not turn it into 0̄)."""
+    for name in ("log", "logentropy"):
+        ref, sr = get_semiring(name), dev(get_semiring(name))
+        a = tuple(np.array([[[np.nan, 0.5, -np.inf], [0.25, 0.5, -np.inf]]]) if c == 0 else np.full((1, 2, 3), 0.1)
+                  for c in range(len(ref.components)))
+        w = np.array([[[1.0], [2.0], [3.0]]])
+        for what, got, want in (("matmul", sr.matmul(a, w)[0], ref.matmul(a, w)[0]),
+                                ("sum_last", sr.sum_last(a)[0], ref.sum_last(a)[0])):
+            for g, r in zip(got, want):
+                np.testing.assert_array_equal(np.isnan(g), np.isnan(r), err_msg=f"{name} {what}")
+                np.testing.assert_allclose(g[~np.isnan(g)], r[~np.isnan(r)], rtol=1e-12, err_msg=f"{name} {what}")
+        assert np.isnan(sr.matmul(a, w)[0][0][0, 0, 0]), name

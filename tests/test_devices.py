@@ -12,11 +12,12 @@ import pytest
 from graphengine.engine import backward, forward, weighted
 from graphengine.errors import GraphEngineError
 from graphengine.models import BertConfig, bert_feeds, build_bert, random_bert_weights
+from graphengine.kernels import backend
 from graphengine.kernels import cuda as cuda_backend
 from graphengine.kernels.dispatch import on_device
 from graphengine.semirings import get_semiring
 
-from kernel_cases import ALL, EXACT, assert_same, check_all_methods
+from kernel_cases import ALL, EXACT, assert_same, check_all_methods, check_nan_propagates
 from test_oracle import random_program
 
 pytestmark = pytest.mark.skipif(not cuda_backend.available(), reason="numba.cuda simulator not available")
@@ -25,6 +26,14 @@ pytestmark = pytest.mark.skipif(not cuda_backend.available(), reason="numba.cuda
 @pytest.mark.parametrize("name", ALL)
 def test_cuda_kernels_match_the_reference(name):
     check_all_methods(name, on_device(get_semiring(name), "cuda"), np.random.default_rng(7), M=2, N=5, K=3)
+
+
+def test_cuda_back_end_implements_the_interface():
+    assert backend.missing(cuda_backend) == []
+
+
+def test_cuda_nan_in_gives_nan_out_through_the_log_kernels():
+    check_nan_propagates(lambda sr: on_device(sr, "cuda"))
 
 
 def test_cuda_kbest_beyond_local_list_size_runs_on_cpu_kernels():

@@ -10,11 +10,11 @@ are identical, ties going to the lowest index.
 import numpy as np
 import pytest
 
-from graphengine.kernels import cpu
+from graphengine.kernels import backend, cpu
 from graphengine.kernels.dispatch import DeviceError, on_device
 from graphengine.semirings import get_semiring
 
-from kernel_cases import ALL, check_all_methods
+from kernel_cases import ALL, check_all_methods, check_nan_propagates
 
 
 @pytest.mark.parametrize("name", ALL)
@@ -70,3 +70,26 @@ def test_unknown_device_is_one_clear_error():
     with pytest.raises(DeviceError, match="unknown device 'gpu'"):
         on_device(get_semiring("real"), "gpu")
     assert on_device(get_semiring("real"), "reference").__class__.__name__ == "Real"
+
+
+def test_cpu_back_end_implements_the_interface():
+    assert backend.missing(cpu) == []
+    # the check can fail: a back end without a kernel, or with a kernel's arguments renamed
+    partial = type("Partial", (), {"NAME": "x", "HOST_LINEAR": True,
+                                    "select_last": staticmethod(lambda a, sign, out, p: None)})
+    gaps = backend.missing(partial)
+    assert "select_last(a, sign, o, p)" in gaps and "matmul_pair" in gaps and "NAME" not in gaps
+
+
+def test_cpu_matmul_sum_contracts_through_the_batch_maps():
+    rng = np.random.default_rng(5)
+    a, w = rng.normal(size=(2, 3, 4)), rng.normal(size=(3, 4, 5))
+    ia, iw = np.array([0, 0, 0, 1, 1, 1]), np.array([0, 1, 2, 0, 1, 2])
+    o = np.empty((6, 3, 5))
+    cpu.matmul_sum(a, w, ia, iw, o)
+    want = np.einsum("bmn,bnk->bmk", a[ia], w[iw])
+    np.testing.assert_allclose(o, want, rtol=1e-13, atol=1e-13)
+
+
+def test_nan_in_gives_nan_out_through_the_log_kernels():
+    check_nan_propagates(lambda sr: on_device(sr, "cpu"))

@@ -1,9 +1,12 @@
-"""The CPU back end: Numba ``@njit`` kernels behind the launcher interface that
+"""The CPU back end: Numba ``@njit`` kernels implementing
+:class:`graphengine.kernels.backend.Backend`, the interface that
 :mod:`graphengine.kernels.families` calls (the CUDA back end, :mod:`graphengine.kernels.cuda`,
-has the same functions with the same arguments).
+implements the same one). The kernels live in ``cpu_select``, ``cpu_kbest`` and ``cpu_log``;
+this module adds the thread gate and the numpy/BLAS pieces.
 
 Linear semirings stay on numpy/BLAS on the CPU (``HOST_LINEAR``): the reference methods already
-do their contractions as matrix products of transformed weights.
+do their contractions as matrix products of transformed weights, so the linear families call
+only the dense-block kernels here (``matmul_sum`` and ``scatter_sum`` complete the interface).
 
 >>> import numpy as np
 >>> o = np.empty(2); p = np.empty(2, np.int64)
@@ -40,7 +43,7 @@ def _gated(kernel, work):
             return kernel(*args)
         finally:
             numba.set_num_threads(threads)
-    launch.__name__, launch.__doc__ = kernel.__name__, kernel.__doc__
+    launch.__name__, launch.__doc__, launch.__wrapped__ = kernel.__name__, kernel.__doc__, kernel
     return launch
 
 
@@ -53,8 +56,7 @@ kbest_rows = _gated(cpu_kbest.kbest_rows, lambda c, q, k, *r: c.size * k)
 kbest_matmul = _gated(cpu_kbest.kbest_matmul, lambda c, w, ia, iw, k, s, o, p: o.size * c.shape[2] * k)
 kbest_scatter = _gated(cpu_kbest.kbest_scatter, lambda c, order, starts, k, *r: c.size * k)
 logsumexp_last = _gated(cpu_log.logsumexp_last, lambda a, o: 8 * a.size)
-matmul_logsumexp = _gated(cpu_log.matmul_logsumexp, lambda a, lw, ia, iw, o: 8 * o.size * a.shape[2])
-matmul_logentropy = _gated(cpu_log.matmul_logentropy, lambda l, h, lw, hw, ia, iw, ol, oh: 16 * ol.size * l.shape[2])
+_matmul_log = _gated(cpu_log.matmul_log, lambda l, h, lw, hw, ia, iw, with_h, ol, oh: 8 * (1 + with_h) * ol.size * l.shape[2])
 block_entropy = _gated(cpu_log.block_entropy, lambda z, *r: 8 * z.size * z.shape[1])
 block_absolute = _gated(cpu_log.block_absolute, lambda z, *r: z.size * z.shape[1])
 scatter_logsumexp = cpu_log.scatter_logsumexp
@@ -66,7 +68,23 @@ def scale_pair(a0, a1, w):
         return scale_pair_hi(a0, a1, w), scale_pair_lo(a0, a1, w)
 
 
+def matmul_sum(a, w, ia, iw, o):
+    """``o[b] = a[ia[b]] @ w[iw[b]]`` (BLAS)."""
+    np.matmul(a[ia], w[iw], out=o)
+
+
+def matmul_logsumexp(a, lw, ia, iw, o):
+    """``o = log Σ_n exp(a + lw)`` per output element."""
+    _matmul_log(a, a, lw, lw, ia, iw, False, o, o)
+
+
+def matmul_logentropy(l, h, lw, hw, ia, iw, ol, oh):
+    """``ol = log Σ_n exp(l + lw)``, ``oh = Σ_n exp(l + lw - ol)·(h + hw)`` (0 where ``ol`` is not finite)."""
+    _matmul_log(l, h, lw, hw, ia, iw, True, ol, oh)
+
+
 def scatter_sum(values, index, o):
+    """``o[s] = Σ values[index == s]``."""
     o[...] = np.bincount(index, weights=values, minlength=o.shape[0])
 
 
@@ -79,4 +97,4 @@ def block_real(a, d, u, v, o):
 __all__ = ["NAME", "HOST_LINEAR", "matmul_pair", "matmul_max", "select_last", "scatter_select", "block_pair",
            "block_maxabs", "scale_pair", "kbest_rows", "kbest_matmul", "kbest_scatter", "logsumexp_last",
            "matmul_logsumexp", "matmul_logentropy", "scatter_logsumexp", "block_entropy", "block_absolute",
-           "scatter_sum", "block_real"]
+           "matmul_sum", "scatter_sum", "block_real"]

@@ -9,7 +9,9 @@ candidates not in the top list. Candidates are scanned in ascending position and
 a sorted top list of k and a sorted bottom list of 2k (the k smallest non-top candidates are
 always among the 2k smallest overall), so no sort and no candidate array is needed: a
 contraction streams its ``N·C`` products straight into the lists. Missing entries are -inf
-(top) / +inf (rest) at position -1, as in the reference.
+(top) / +inf (rest) at position -1, as in the reference. The selections are
+written once, in :mod:`graphengine.kernels.scalar` (``kbest_select_*``), and shared with the
+CUDA kernels; here they run in parallel over the outputs, with the lists on the heap.
 
 >>> import numpy as np
 >>> cand = np.array([[3.0, -1.0, 2.0, np.inf]]); pres = np.isfinite(cand)
@@ -24,91 +26,19 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from .scalar import on_cpu
 
-@njit(cache=True, inline="always")
-def _push(v, pos, k, signed, tv, tp, bv, bp, cnt):
-    """Insert candidate ``(v, pos)`` into the top list (``cnt[0]`` filled) and, when signed,
-    the bottom list of 2k (``cnt[1]`` filled)."""
-    nt = cnt[0]
-    i = nt
-    while i > 0 and tv[i - 1] < v:
-        i -= 1
-    if i < k:
-        last = nt if nt < k else k - 1
-        j = last
-        while j > i:
-            tv[j] = tv[j - 1]
-            tp[j] = tp[j - 1]
-            j -= 1
-        tv[i] = v
-        tp[i] = pos
-        if nt < k:
-            cnt[0] = nt + 1
-    if signed:
-        nb = cnt[1]
-        k2 = 2 * k
-        i = nb
-        while i > 0 and bv[i - 1] > v:
-            i -= 1
-        if i < k2:
-            last = nb if nb < k2 else k2 - 1
-            j = last
-            while j > i:
-                bv[j] = bv[j - 1]
-                bp[j] = bp[j - 1]
-                j -= 1
-            bv[i] = v
-            bp[i] = pos
-            if nb < k2:
-                cnt[1] = nb + 1
-
-
-@njit(cache=True, inline="always")
-def _finish(k, signed, tv, tp, bv, bp, cnt, ov, op):
-    """Write the top list then (signed) the first k bottom entries not in the top list."""
-    nt = cnt[0]
-    for i in range(k):
-        if i < nt:
-            ov[i] = tv[i]
-            op[i] = -1 if tv[i] == -np.inf else tp[i]
-        else:
-            ov[i] = -np.inf
-            op[i] = -1
-    if signed:
-        r = 0
-        for i in range(cnt[1]):
-            if r >= k:
-                break
-            q = bp[i]
-            taken = False
-            for t in range(nt):
-                if tp[t] == q:
-                    taken = True
-                    break
-            if not taken:
-                ov[k + r] = bv[i]
-                op[k + r] = -1 if bv[i] == np.inf else q
-                r += 1
-        while r < k:
-            ov[k + r] = np.inf
-            op[k + r] = -1
-            r += 1
+_select_row = on_cpu().kbest_select_row
+_select_products = on_cpu().kbest_select_products
+_select_segment = on_cpu().kbest_select_segment
 
 
 @njit(cache=True, parallel=True, boundscheck=False)
 def kbest_rows(cand, pres, k, signed, o, p):
     """Select per row of ``cand (R, L)`` (``pres`` marks present candidates)."""
-    R, L = cand.shape
-    for r in prange(R):
-        tv = np.empty(k)
-        tp = np.empty(k, np.int64)
-        bv = np.empty(2 * k)
-        bp = np.empty(2 * k, np.int64)
-        cnt = np.zeros(2, np.int64)
-        for j in range(L):
-            if pres[r, j]:
-                _push(cand[r, j], j, k, signed, tv, tp, bv, bp, cnt)
-        _finish(k, signed, tv, tp, bv, bp, cnt, o[r], p[r])
+    for r in prange(cand.shape[0]):
+        _select_row(cand[r], pres[r], k, signed, np.empty(k), np.empty(k, np.int64), np.empty(2 * k),
+                    np.empty(2 * k, np.int64), np.empty(2, np.int64), o[r], p[r])
 
 
 @njit(cache=True, parallel=True, boundscheck=False)
@@ -116,44 +46,19 @@ def kbest_matmul(cand, w, ia, iw, k, signed, o, p):
     """``cand (Ba, M, N, C)``, ``w (Bw, N, K)`` (already ``|w|`` for kbestabs); output
     ``(B, M, K, NC)``; the candidate of (n, c) is ``cand·w[n, k]`` at position ``n·C + c``."""
     B, M, K, _ = o.shape
-    N, C = cand.shape[2], cand.shape[3]
     for row in prange(B * M * K):
         b = row // (M * K)
         rem = row - b * M * K
         m = rem // K
         kk = rem - m * K
-        x = cand[ia[b], m]
-        W = w[iw[b]]
-        tv = np.empty(k)
-        tp = np.empty(k, np.int64)
-        bv = np.empty(2 * k)
-        bp = np.empty(2 * k, np.int64)
-        cnt = np.zeros(2, np.int64)
-        for n in range(N):
-            wv = W[n, kk]
-            for c in range(C):
-                xv = x[n, c]
-                if np.isfinite(xv):
-                    _push(xv * wv, n * C + c, k, signed, tv, tp, bv, bp, cnt)
-        _finish(k, signed, tv, tp, bv, bp, cnt, o[b, m, kk], p[b, m, kk])
+        _select_products(cand[ia[b], m], w[iw[b]], kk, k, signed, np.empty(k), np.empty(k, np.int64),
+                         np.empty(2 * k), np.empty(2 * k, np.int64), np.empty(2, np.int64), o[b, m, kk], p[b, m, kk])
 
 
 @njit(cache=True, parallel=True, boundscheck=False)
 def kbest_scatter(cand, order, starts, k, signed, o, p):
     """Segments ``s``: the candidates ``cand[j, c]`` for ``j`` in
     ``order[starts[s]:starts[s + 1]]`` (ascending j), at position ``j·C + c``."""
-    S = o.shape[0]
-    C = cand.shape[1]
-    for s in prange(S):
-        tv = np.empty(k)
-        tp = np.empty(k, np.int64)
-        bv = np.empty(2 * k)
-        bp = np.empty(2 * k, np.int64)
-        cnt = np.zeros(2, np.int64)
-        for t in range(starts[s], starts[s + 1]):
-            j = order[t]
-            for c in range(C):
-                xv = cand[j, c]
-                if np.isfinite(xv):
-                    _push(xv, j * C + c, k, signed, tv, tp, bv, bp, cnt)
-        _finish(k, signed, tv, tp, bv, bp, cnt, o[s], p[s])
+    for s in prange(o.shape[0]):
+        _select_segment(cand, order, starts[s], starts[s + 1], k, signed, np.empty(k), np.empty(k, np.int64),
+                        np.empty(2 * k), np.empty(2 * k, np.int64), np.empty(2, np.int64), o[s], p[s])

@@ -3,7 +3,8 @@ the factored dense blocks of the linear ones (``absolute``, ``entropy``).
 
 Log-sum-exp is computed in two passes (max, then Σ exp(x - max)), exactly as the reference's
 ``logsumexp_last``, so -inf entries are exact; only the summation order differs from numpy's,
-which changes results by a few ulps.
+which changes results by a few ulps. The scalar steps (the log-sum-exp shift, a dense block's
+entry) are the helpers of :mod:`graphengine.kernels.scalar`, shared with the CUDA kernels.
 
 >>> import numpy as np
 >>> o = np.empty(1)
@@ -19,77 +20,43 @@ import math
 import numpy as np
 from numba import njit, prange
 
+from .scalar import on_cpu
+
+_entry = on_cpu().dense_entry
+_shift = on_cpu().finite_or_zero
+_shifted_log = on_cpu().shifted_log
+_logsumexp_row = on_cpu().logsumexp_row
+
 
 @njit(cache=True, parallel=True, boundscheck=False)
 def logsumexp_last(a, o):
     """``o[r] = log Σ_n exp(a[r, n])`` (-inf for an empty or all -inf row)."""
-    R, N = a.shape
-    for r in prange(R):
-        m = -np.inf
-        for n in range(N):
-            if a[r, n] > m:
-                m = a[r, n]
-        safe = m if np.isfinite(m) else 0.0
-        s = 0.0
-        for n in range(N):
-            s += math.exp(a[r, n] - safe)
-        o[r] = safe + math.log(s) if s > 0.0 else -np.inf
+    for r in prange(a.shape[0]):
+        o[r] = _logsumexp_row(a[r])
 
 
 @njit(cache=True, parallel=True, boundscheck=False)
-def matmul_logsumexp(a, lw, ia, iw, o):
-    """``o[b, m, k] = log Σ_n exp(a[m, n] + lw[n, k])`` (batched like the select kernels)."""
-    B, M, K = o.shape
-    N = a.shape[2]
-    for row in prange(B * M):
-        b = row // M
-        m = row - b * M
-        x = a[ia[b], m]
-        W = lw[iw[b]]
-        mx = np.full(K, -np.inf)
-        s = np.zeros(K)
-        for n in range(N):
-            if x[n] == -np.inf:
-                continue
-            for k in range(K):
-                t = x[n] + W[n, k]
-                if t > mx[k]:
-                    mx[k] = t
-        for k in range(K):
-            if not np.isfinite(mx[k]):
-                mx[k] = 0.0 if mx[k] != -np.inf else mx[k]
-        for n in range(N):
-            if x[n] == -np.inf:
-                continue
-            for k in range(K):
-                if mx[k] != -np.inf:
-                    s[k] += math.exp(x[n] + W[n, k] - mx[k])
-        for k in range(K):
-            o[b, m, k] = mx[k] + math.log(s[k]) if s[k] > 0.0 else -np.inf
-
-
-@njit(cache=True, parallel=True, boundscheck=False)
-def matmul_logentropy(l, h, lw, hw, ia, iw, ol, oh):
-    """Log-entropy contraction: ``ol = log Σ_n exp(l + lw)``, ``oh = Σ_n exp(l + lw - ol)·(h + hw)``
-    (0 where ``ol`` is not finite)."""
+def matmul_log(l, h, lw, hw, ia, iw, with_h, ol, oh):
+    """Log-space contraction (batched like the select kernels): ``ol = log Σ_n exp(l + lw)``
+    and, ``with_h`` (log-entropy), ``oh = Σ_n exp(l + lw - ol)·(h + hw)``, 0 where ``ol`` is not
+    finite; without it ``h``, ``hw`` and ``oh`` are not read."""
     B, M, K = ol.shape
     N = l.shape[2]
     for row in prange(B * M):
         b = row // M
         m = row - b * M
         x = l[ia[b], m]
-        y = h[ia[b], m]
         W = lw[iw[b]]
-        H = hw[iw[b]]
-        mx = np.full(K, -np.inf)
+        safe = np.full(K, -np.inf)
         for n in range(N):
             if x[n] == -np.inf:
                 continue
             for k in range(K):
                 t = x[n] + W[n, k]
-                if t > mx[k]:
-                    mx[k] = t
-        safe = np.where(np.isfinite(mx), mx, 0.0)
+                if t > safe[k]:
+                    safe[k] = t
+        for k in range(K):
+            safe[k] = _shift(safe[k])
         s = np.zeros(K)
         for n in range(N):
             if x[n] == -np.inf:
@@ -97,9 +64,13 @@ def matmul_logentropy(l, h, lw, hw, ia, iw, ol, oh):
             for k in range(K):
                 s[k] += math.exp(x[n] + W[n, k] - safe[k])
         for k in range(K):
-            out = safe[k] + math.log(s[k]) if s[k] > 0.0 else -np.inf
+            out = _shifted_log(safe[k], s[k])
             ol[b, m, k] = out
-            safe[k] = out if np.isfinite(out) else 0.0
+            safe[k] = _shift(out)
+        if not with_h:
+            continue
+        y = h[ia[b], m]
+        H = hw[iw[b]]
         acc = np.zeros(K)
         for n in range(N):
             if x[n] == -np.inf:
@@ -137,7 +108,6 @@ def block_entropy(z, r, d, u, v, oz, orr):
     ``orr[c] = Σ_i r_i |J_ic| + Σ_i z_i (-|J_ic| log|J_ic|)`` (the two sums kept apart, as the
     reference's two matrix products)."""
     B, n = z.shape
-    R = u.shape[2]
     for b in prange(B):
         s2 = np.zeros(n)
         for c in range(n):
@@ -149,10 +119,7 @@ def block_entropy(z, r, d, u, v, oz, orr):
             if zi == 0.0 and ri == 0.0:
                 continue
             for c in range(n):
-                jv = d[b, i] if i == c else 0.0
-                for t in range(R):
-                    jv = jv + u[b, i, t] * v[b, c, t]
-                aj = abs(jv)
+                aj = abs(_entry(d, u, v, b, i, c))
                 oz[b, c] += zi * aj
                 orr[b, c] += ri * aj
                 if aj > 0.0:
@@ -165,7 +132,6 @@ def block_entropy(z, r, d, u, v, oz, orr):
 def block_absolute(z, d, u, v, oz):
     """``oz[c] = Σ_r z_r |J_rc|`` through factored blocks."""
     B, n = z.shape
-    R = u.shape[2]
     for b in prange(B):
         for c in range(n):
             oz[b, c] = 0.0
@@ -174,7 +140,4 @@ def block_absolute(z, d, u, v, oz):
             if zi == 0.0:
                 continue
             for c in range(n):
-                jv = d[b, i] if i == c else 0.0
-                for t in range(R):
-                    jv = jv + u[b, i, t] * v[b, c, t]
-                oz[b, c] += zi * abs(jv)
+                oz[b, c] += zi * abs(_entry(d, u, v, b, i, c))

@@ -2,7 +2,7 @@
 scatters and factored dense blocks for the signed max pair (⟨M⁺, M⁻⟩), max-abs, max-plus and
 Boolean semirings.
 
-Conventions shared by every kernel here (and by :mod:`graphengine.kernels.cuda_select`):
+Conventions shared by every kernel here (and by the CUDA back end, :mod:`graphengine.kernels.cuda`):
 
 - values are float64, positions int64; outputs are preallocated by the caller;
 - a contraction takes ``a (Ba, M, N)``, ``w (Bw, N, K)`` and index maps ``ia``, ``iw`` (length
@@ -18,7 +18,9 @@ Conventions shared by every kernel here (and by :mod:`graphengine.kernels.cuda_s
 
 The contraction kernels are register-blocked: live rows of the contracted dimension are taken
 four at a time, a branch-free tournament picks the best of the four products per output column,
-and only the winner is compared with the running best, which stays in a small tile buffer.
+and only the winner is compared with the running best, which stays in a small tile buffer. The
+scalar steps (the pair's ⊗, a dense block's entry, the selection rule) are the helpers of
+:mod:`graphengine.kernels.scalar`, shared with the CUDA kernels.
 
 >>> import numpy as np
 >>> a = np.array([[[2.0, -3.0]]]); w = np.array([[[1.0], [-1.0]]])
@@ -36,7 +38,40 @@ import math
 import numpy as np
 from numba import njit, prange, vectorize
 
+from .scalar import on_cpu
+
 KTILE = 512  # output columns per tile: the running best and its positions stay in L1
+
+_entry = on_cpu().dense_entry
+_pair = on_cpu().pair_times
+_improves = on_cpu().improves
+_select_row = on_cpu().select_row
+
+
+@njit(inline="always")
+def _live(x):
+    """The positions of the entries of ``x`` that are not 0̄ (-inf), ascending, and their count."""
+    live = np.empty(x.shape[0], np.int64)
+    L = 0
+    for n in range(x.shape[0]):
+        if x[n] != -np.inf:
+            live[L] = n
+            L += 1
+    return live, L
+
+
+@njit(inline="always")
+def _best_of_four(u0, u1, u2, u3, n0, n1, n2, n3, sign):
+    """The best of four candidates at ascending positions ``n0 < n1 < n2 < n3`` and its position:
+    a branch-free tournament (selects, no jumps) in which ties keep the lower position."""
+    c = _improves(u1, u0, sign)
+    ua = u1 if c else u0
+    na = n1 if c else n0
+    c = _improves(u3, u2, sign)
+    ub = u3 if c else u2
+    nb = n3 if c else n2
+    c = _improves(ub, ua, sign)
+    return (ub if c else ua), (nb if c else na)
 
 
 @njit(cache=True, parallel=True, boundscheck=False)
@@ -44,19 +79,13 @@ def matmul_pair(a0, a1, w, ia, iw, o0, o1, p0, p1):
     """Signed max pair: ``o0 = max_n src·w``, ``o1 = min_n src'·w`` where the source swaps
     (M⁺ ↔ M⁻) on negative weights; ``p0``/``p1`` the winning n."""
     B, M, K = o0.shape
-    N = a0.shape[2]
     for row in prange(B * M):
         b = row // M
         m = row - b * M
         x0 = a0[ia[b], m]
         x1 = a1[ia[b], m]
         W = w[iw[b]]
-        live = np.empty(N, np.int64)
-        L = 0
-        for n in range(N):
-            if x0[n] != -np.inf:
-                live[L] = n
-                L += 1
+        live, L = _live(x0)
         hb = np.empty(KTILE)
         lb = np.empty(KTILE)
         hp = np.empty(KTILE, np.int64)
@@ -71,60 +100,20 @@ def matmul_pair(a0, a1, w, ia, iw, o0, o1, p0, p1):
                 lp[j] = 0
             t = 0
             while t + 4 <= L:
-                n0 = live[t]
-                n1 = live[t + 1]
-                n2 = live[t + 2]
-                n3 = live[t + 3]
-                h0 = x0[n0]
-                h1 = x0[n1]
-                h2 = x0[n2]
-                h3 = x0[n3]
-                l0 = x1[n0]
-                l1 = x1[n1]
-                l2 = x1[n2]
-                l3 = x1[n3]
-                r0 = W[n0, k0:k1]
-                r1 = W[n1, k0:k1]
-                r2 = W[n2, k0:k1]
-                r3 = W[n3, k0:k1]
+                n0, n1, n2, n3 = live[t], live[t + 1], live[t + 2], live[t + 3]
+                h0, h1, h2, h3 = x0[n0], x0[n1], x0[n2], x0[n3]
+                l0, l1, l2, l3 = x1[n0], x1[n1], x1[n2], x1[n3]
+                r0, r1, r2, r3 = W[n0, k0:k1], W[n1, k0:k1], W[n2, k0:k1], W[n3, k0:k1]
                 for j in range(T):
-                    w0 = r0[j]
-                    w1 = r1[j]
-                    w2 = r2[j]
-                    w3 = r3[j]
-                    s0 = w0 >= 0.0
-                    s1 = w1 >= 0.0
-                    s2 = w2 >= 0.0
-                    s3 = w3 >= 0.0
-                    u0 = (h0 if s0 else l0) * w0
-                    u1 = (h1 if s1 else l1) * w1
-                    u2 = (h2 if s2 else l2) * w2
-                    u3 = (h3 if s3 else l3) * w3
-                    v0 = (l0 if s0 else h0) * w0
-                    v1 = (l1 if s1 else h1) * w1
-                    v2 = (l2 if s2 else h2) * w2
-                    v3 = (l3 if s3 else h3) * w3
-                    c = u1 > u0
-                    ua = u1 if c else u0
-                    na = n1 if c else n0
-                    c = u3 > u2
-                    ub = u3 if c else u2
-                    nb = n3 if c else n2
-                    c = ub > ua
-                    u = ub if c else ua
-                    nu = nb if c else na
+                    u0, v0 = _pair(h0, l0, r0[j])
+                    u1, v1 = _pair(h1, l1, r1[j])
+                    u2, v2 = _pair(h2, l2, r2[j])
+                    u3, v3 = _pair(h3, l3, r3[j])
+                    u, nu = _best_of_four(u0, u1, u2, u3, n0, n1, n2, n3, 1)
                     if u > hb[j]:
                         hb[j] = u
                         hp[j] = nu
-                    c = v1 < v0
-                    va = v1 if c else v0
-                    ma = n1 if c else n0
-                    c = v3 < v2
-                    vb = v3 if c else v2
-                    mb = n3 if c else n2
-                    c = vb < va
-                    v = vb if c else va
-                    nv = mb if c else ma
+                    v, nv = _best_of_four(v0, v1, v2, v3, n0, n1, n2, n3, -1)
                     if v < lb[j]:
                         lb[j] = v
                         lp[j] = nv
@@ -135,10 +124,7 @@ def matmul_pair(a0, a1, w, ia, iw, o0, o1, p0, p1):
                 lo = x1[n]
                 r = W[n, k0:k1]
                 for j in range(T):
-                    wv = r[j]
-                    s = wv >= 0.0
-                    u = (h if s else lo) * wv
-                    v = (lo if s else h) * wv
+                    u, v = _pair(h, lo, r[j])
                     if u > hb[j]:
                         hb[j] = u
                         hp[j] = n
@@ -158,18 +144,12 @@ def matmul_max(a, w, ia, iw, plus, o, p):
     """``o = max_n a ⊗ w`` with ⊗ = × (``plus`` false: max-abs on lifted ``|w|``) or + (max-plus
     on lifted ``log|w|``); ``-inf`` entries of ``a`` are 0̄ and skipped."""
     B, M, K = o.shape
-    N = a.shape[2]
     for row in prange(B * M):
         b = row // M
         m = row - b * M
         x = a[ia[b], m]
         W = w[iw[b]]
-        live = np.empty(N, np.int64)
-        L = 0
-        for n in range(N):
-            if x[n] != -np.inf:
-                live[L] = n
-                L += 1
+        live, L = _live(x)
         bb = np.empty(KTILE)
         bp = np.empty(KTILE, np.int64)
         for k0 in range(0, K, KTILE):
@@ -180,51 +160,18 @@ def matmul_max(a, w, ia, iw, plus, o, p):
                 bp[j] = 0
             t = 0
             while t + 4 <= L:
-                n0 = live[t]
-                n1 = live[t + 1]
-                n2 = live[t + 2]
-                n3 = live[t + 3]
-                q0 = x[n0]
-                q1 = x[n1]
-                q2 = x[n2]
-                q3 = x[n3]
-                r0 = W[n0, k0:k1]
-                r1 = W[n1, k0:k1]
-                r2 = W[n2, k0:k1]
-                r3 = W[n3, k0:k1]
-                if plus:
+                n0, n1, n2, n3 = live[t], live[t + 1], live[t + 2], live[t + 3]
+                q0, q1, q2, q3 = x[n0], x[n1], x[n2], x[n3]
+                r0, r1, r2, r3 = W[n0, k0:k1], W[n1, k0:k1], W[n2, k0:k1], W[n3, k0:k1]
+                if plus:  # the branch stays outside the column loop
                     for j in range(T):
-                        u0 = q0 + r0[j]
-                        u1 = q1 + r1[j]
-                        u2 = q2 + r2[j]
-                        u3 = q3 + r3[j]
-                        c = u1 > u0
-                        ua = u1 if c else u0
-                        na = n1 if c else n0
-                        c = u3 > u2
-                        ub = u3 if c else u2
-                        nb = n3 if c else n2
-                        c = ub > ua
-                        u = ub if c else ua
-                        nu = nb if c else na
+                        u, nu = _best_of_four(q0 + r0[j], q1 + r1[j], q2 + r2[j], q3 + r3[j], n0, n1, n2, n3, 1)
                         if u > bb[j]:
                             bb[j] = u
                             bp[j] = nu
                 else:
                     for j in range(T):
-                        u0 = q0 * r0[j]
-                        u1 = q1 * r1[j]
-                        u2 = q2 * r2[j]
-                        u3 = q3 * r3[j]
-                        c = u1 > u0
-                        ua = u1 if c else u0
-                        na = n1 if c else n0
-                        c = u3 > u2
-                        ub = u3 if c else u2
-                        nb = n3 if c else n2
-                        c = ub > ua
-                        u = ub if c else ua
-                        nu = nb if c else na
+                        u, nu = _best_of_four(q0 * r0[j], q1 * r1[j], q2 * r2[j], q3 * r3[j], n0, n1, n2, n3, 1)
                         if u > bb[j]:
                             bb[j] = u
                             bp[j] = nu
@@ -247,19 +194,8 @@ def matmul_max(a, w, ia, iw, plus, o, p):
 @njit(cache=True, parallel=True, boundscheck=False)
 def select_last(a, sign, o, p):
     """Per row of ``a (R, N)``: the max (``sign`` > 0) or min and its first position."""
-    R, N = a.shape
-    for r in prange(R):
-        best = -np.inf if sign > 0 else np.inf
-        pos = 0
-        if N > 0:
-            best = a[r, 0]
-        for n in range(1, N):
-            v = a[r, n]
-            if (v > best) if sign > 0 else (v < best):
-                best = v
-                pos = n
-        o[r] = best
-        p[r] = pos
+    for r in prange(a.shape[0]):
+        o[r], p[r] = _select_row(a[r], sign)
 
 
 @njit(cache=True, boundscheck=False)
@@ -272,7 +208,7 @@ def scatter_select(values, index, sign, zero, o, p):
     for j in range(values.shape[0]):
         s = index[j]
         v = values[j]
-        if p[s] < 0 or ((v > o[s]) if sign > 0 else (v < o[s])):
+        if p[s] < 0 or _improves(v, o[s], sign):
             o[s] = v
             p[s] = j
 
@@ -283,7 +219,6 @@ def block_pair(a0, a1, d, u, v, o0, o1, p0, p1):
     ``⊕_r a[b, r] ⊗ J[b, r, c]`` with ``J = δ·d[b, r] + Σ_t u[b, r, t] v[b, c, t]`` evaluated
     on the fly (see :class:`graphengine.ir.jacobian.LowRankBlock`)."""
     B, n = a0.shape
-    R = u.shape[2]
     for b in prange(B):
         for c in range(n):
             o0[b, c] = -np.inf
@@ -296,12 +231,7 @@ def block_pair(a0, a1, d, u, v, o0, o1, p0, p1):
                 continue
             lo = a1[b, r]
             for c in range(n):
-                jv = d[b, r] if r == c else 0.0
-                for t in range(R):
-                    jv = jv + u[b, r, t] * v[b, c, t]
-                s = jv >= 0.0
-                x = (h if s else lo) * jv
-                y = (lo if s else h) * jv
+                x, y = _pair(h, lo, _entry(d, u, v, b, r, c))
                 if x > o0[b, c]:
                     o0[b, c] = x
                     p0[b, c] = r
@@ -314,7 +244,6 @@ def block_pair(a0, a1, d, u, v, o0, o1, p0, p1):
 def block_maxabs(a, d, u, v, o, p):
     """Max-abs through factored blocks (``|J|`` evaluated on the fly)."""
     B, n = a.shape
-    R = u.shape[2]
     for b in prange(B):
         for c in range(n):
             o[b, c] = -np.inf
@@ -324,10 +253,7 @@ def block_maxabs(a, d, u, v, o, p):
             if x == -np.inf:
                 continue
             for c in range(n):
-                jv = d[b, r] if r == c else 0.0
-                for t in range(R):
-                    jv = jv + u[b, r, t] * v[b, c, t]
-                y = x * abs(jv)
+                y = x * abs(_entry(d, u, v, b, r, c))
                 if y > o[b, c]:
                     o[b, c] = y
                     p[b, c] = r
@@ -338,7 +264,7 @@ def scale_pair_hi(hi, lo, w):
     """M⁺ of ``⟨hi, lo⟩ ⊗ w`` (a numpy ufunc: broadcasts like the reference)."""
     if hi == -math.inf:
         return -math.inf
-    return (hi if w >= 0.0 else lo) * w
+    return _pair(hi, lo, w)[0]
 
 
 @vectorize(["float64(float64, float64, float64)"], cache=True)
@@ -346,4 +272,4 @@ def scale_pair_lo(hi, lo, w):
     """M⁻ of ``⟨hi, lo⟩ ⊗ w``."""
     if hi == -math.inf:
         return math.inf
-    return (lo if w >= 0.0 else hi) * w
+    return _pair(hi, lo, w)[1]

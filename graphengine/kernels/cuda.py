@@ -13,7 +13,10 @@ the host between ops). Works in the Numba CUDA simulator (``NUMBA_ENABLE_CUDASIM
 of numba 0.68 and the ``numba-cuda`` package (the ``cuda`` extra) both provide it.
 
 k-best kernels keep their lists in per-thread local arrays of at most :data:`MAX_K` entries;
-larger k runs on the CPU kernels.
+larger k runs on the CPU kernels. The scalar steps (the pair's ⊗, a dense block's entry, the
+selection rule, the log-sum-exp shift, the k-best list operations) are the helpers of
+:mod:`graphengine.kernels.scalar`, compiled here as device functions from the same Python
+functions the CPU kernels compile.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import math
 import numpy as np
 
 from ..errors import GraphEngineError
+from . import scalar
 
 NAME = "cuda"
 HOST_LINEAR = False
@@ -76,6 +80,17 @@ def _run(kernel, n, args, outs):
 
 
 if cuda is not None:
+    _entry = scalar.on_cuda().dense_entry
+    _pair = scalar.on_cuda().pair_times
+    _improves = scalar.on_cuda().improves
+    _select_row = scalar.on_cuda().select_row
+    _shift = scalar.on_cuda().finite_or_zero
+    _shifted_log = scalar.on_cuda().shifted_log
+    _logsumexp_row = scalar.on_cuda().logsumexp_row
+    _kbest_select_row = scalar.on_cuda().kbest_select_row
+    _kbest_select_products = scalar.on_cuda().kbest_select_products
+    _kbest_select_segment = scalar.on_cuda().kbest_select_segment
+
     # ------------------------------------------------------------ selective contractions
     @cuda.jit
     def _matmul_pair(a0, a1, w, ia, iw, o0, o1, p0, p1):
@@ -94,11 +109,7 @@ if cuda is not None:
             h = x0[n]
             if h == -math.inf:
                 continue
-            lo = x1[n]
-            wv = W[n, k]
-            s = wv >= 0.0
-            u = (h if s else lo) * wv
-            v = (lo if s else h) * wv
+            u, v = _pair(h, x1[n], W[n, k])
             if u > hb:
                 hb, hp = u, n
             if v < lb:
@@ -129,16 +140,7 @@ if cuda is not None:
         r = cuda.grid(1)
         if r >= a.shape[0]:
             return
-        N = a.shape[1]
-        best = -math.inf if sign > 0 else math.inf
-        pos = 0
-        if N > 0:
-            best = a[r, 0]
-        for n in range(1, N):
-            v = a[r, n]
-            if (v > best) if sign > 0 else (v < best):
-                best, pos = v, n
-        o[r], p[r] = best, pos
+        o[r], p[r] = _select_row(a[r], sign)
 
     @cuda.jit
     def _segment_select(values, order, starts, sign, zero, o, p):
@@ -149,16 +151,9 @@ if cuda is not None:
         for t in range(starts[s], starts[s + 1]):
             j = order[t]
             v = values[j]
-            if pos < 0 or ((v > best) if sign > 0 else (v < best)):
+            if pos < 0 or _improves(v, best, sign):
                 best, pos = v, j
         o[s], p[s] = best, pos
-
-    @cuda.jit(device=True)
-    def _jentry(d, u, v, b, r, c):
-        jv = d[b, r] if r == c else 0.0
-        for t in range(u.shape[2]):
-            jv = jv + u[b, r, t] * v[b, c, t]
-        return jv
 
     @cuda.jit
     def _block_pair(a0, a1, d, u, v, o0, o1, p0, p1):
@@ -172,11 +167,7 @@ if cuda is not None:
             h = a0[b, r]
             if h == -math.inf:
                 continue
-            lo = a1[b, r]
-            jv = _jentry(d, u, v, b, r, c)
-            s = jv >= 0.0
-            x = (h if s else lo) * jv
-            y = (lo if s else h) * jv
+            x, y = _pair(h, a1[b, r], _entry(d, u, v, b, r, c))
             if x > hb:
                 hb, hp = x, r
             if y < lb:
@@ -195,7 +186,7 @@ if cuda is not None:
             x = a[b, r]
             if x == -math.inf:
                 continue
-            y = x * abs(_jentry(d, u, v, b, r, c))
+            y = x * abs(_entry(d, u, v, b, r, c))
             if y > best:
                 best, pos = y, r
         o[b, c], p[b, c] = best, pos
@@ -209,10 +200,7 @@ if cuda is not None:
         if h == -math.inf:
             hi[i], lo[i] = -math.inf, math.inf
             return
-        wv = w[i]
-        s = wv >= 0.0
-        hi[i] = (h if s else a1[i]) * wv
-        lo[i] = (a1[i] if s else h) * wv
+        hi[i], lo[i] = _pair(h, a1[i], w[i])
 
     # ------------------------------------------------------------ linear
     @cuda.jit
@@ -248,7 +236,7 @@ if cuda is not None:
         b, c = t // n, t % n
         s = 0.0
         for r in range(n):
-            s += a[b, r] * _jentry(d, u, v, b, r, c)
+            s += a[b, r] * _entry(d, u, v, b, r, c)
         o[b, c] = s
 
     @cuda.jit
@@ -260,7 +248,7 @@ if cuda is not None:
         b, c = t // n, t % n
         sz, s1, s2 = 0.0, 0.0, 0.0
         for i in range(n):
-            aj = abs(_jentry(d, u, v, b, i, c))
+            aj = abs(_entry(d, u, v, b, i, c))
             sz += z[b, i] * aj
             s1 += r[b, i] * aj
             if aj > 0.0:
@@ -277,7 +265,7 @@ if cuda is not None:
         b, c = t // n, t % n
         sz = 0.0
         for i in range(n):
-            sz += z[b, i] * abs(_jentry(d, u, v, b, i, c))
+            sz += z[b, i] * abs(_entry(d, u, v, b, i, c))
         oz[b, c] = sz
 
     # ------------------------------------------------------------ log space
@@ -286,18 +274,10 @@ if cuda is not None:
         r = cuda.grid(1)
         if r >= a.shape[0]:
             return
-        m = -math.inf
-        for n in range(a.shape[1]):
-            if a[r, n] > m:
-                m = a[r, n]
-        safe = m if (m != math.inf and m != -math.inf) else 0.0
-        s = 0.0
-        for n in range(a.shape[1]):
-            s += math.exp(a[r, n] - safe)
-        o[r] = safe + math.log(s) if s > 0.0 else -math.inf
+        o[r] = _logsumexp_row(a[r])
 
     @cuda.jit
-    def _matmul_logentropy(l, h, lw, hw, ia, iw, with_h, ol, oh):
+    def _matmul_log(l, h, lw, hw, ia, iw, with_h, ol, oh):
         t = cuda.grid(1)
         B, M, K = ol.shape
         if t >= B * M * K:
@@ -314,17 +294,17 @@ if cuda is not None:
             q = x[n] + W[n, k]
             if q > mx:
                 mx = q
-        safe = mx if (mx != math.inf and mx != -math.inf) else 0.0
+        safe = _shift(mx)
         s = 0.0
         for n in range(x.shape[0]):
             if x[n] == -math.inf:
                 continue
             s += math.exp(x[n] + W[n, k] - safe)
-        out = safe + math.log(s) if s > 0.0 else -math.inf
+        out = _shifted_log(safe, s)
         ol[b, m, k] = out
         if with_h:
-            fin = out != math.inf and out != -math.inf
-            safe = out if fin else 0.0
+            fin = math.isfinite(out)
+            safe = _shift(out)
             acc = 0.0
             for n in range(x.shape[0]):
                 if x[n] == -math.inf:
@@ -341,93 +321,23 @@ if cuda is not None:
         for t in range(starts[s], starts[s + 1]):
             if values[order[t]] > m:
                 m = values[order[t]]
-        fin = m != math.inf and m != -math.inf
-        safe = m if fin else 0.0
+        safe = _shift(m)
         acc = 0.0
         for t in range(starts[s], starts[s + 1]):
             acc += math.exp(values[order[t]] - safe)
-        o[s] = safe + math.log(acc) if fin else -math.inf
+        o[s] = safe + math.log(acc) if math.isfinite(m) else -math.inf
         mx[s] = m
         sums[s] = acc
 
     # ------------------------------------------------------------ k-best
-    @cuda.jit(device=True)
-    def _kpush(v, pos, k, signed, tv, tp, bv, bp, cnt):
-        nt = cnt[0]
-        i = nt
-        while i > 0 and tv[i - 1] < v:
-            i -= 1
-        if i < k:
-            j = nt if nt < k else k - 1
-            while j > i:
-                tv[j] = tv[j - 1]
-                tp[j] = tp[j - 1]
-                j -= 1
-            tv[i] = v
-            tp[i] = pos
-            if nt < k:
-                cnt[0] = nt + 1
-        if signed:
-            nb = cnt[1]
-            i = nb
-            while i > 0 and bv[i - 1] > v:
-                i -= 1
-            if i < 2 * k:
-                j = nb if nb < 2 * k else 2 * k - 1
-                while j > i:
-                    bv[j] = bv[j - 1]
-                    bp[j] = bp[j - 1]
-                    j -= 1
-                bv[i] = v
-                bp[i] = pos
-                if nb < 2 * k:
-                    cnt[1] = nb + 1
-
-    @cuda.jit(device=True)
-    def _kfinish(k, signed, tv, tp, bv, bp, cnt, ov, op):
-        nt = cnt[0]
-        for i in range(k):
-            if i < nt:
-                ov[i] = tv[i]
-                op[i] = -1 if tv[i] == -math.inf else tp[i]
-            else:
-                ov[i] = -math.inf
-                op[i] = -1
-        if signed:
-            r = 0
-            for i in range(cnt[1]):
-                if r >= k:
-                    break
-                q = bp[i]
-                taken = False
-                for t in range(nt):
-                    if tp[t] == q:
-                        taken = True
-                if not taken:
-                    ov[k + r] = bv[i]
-                    op[k + r] = -1 if bv[i] == math.inf else q
-                    r += 1
-            while r < k:
-                ov[k + r] = math.inf
-                op[k + r] = -1
-                r += 1
-
     @cuda.jit
     def _kbest_rows(cand, pres, k, signed, o, p):
         r = cuda.grid(1)
         if r >= cand.shape[0]:
             return
-        tv = cuda.local.array(MAX_K, np.float64)
-        tp = cuda.local.array(MAX_K, np.int64)
-        bv = cuda.local.array(2 * MAX_K, np.float64)
-        bp = cuda.local.array(2 * MAX_K, np.int64)
-        cnt = cuda.local.array(2, np.int64)
-        cnt[0] = 0
-        cnt[1] = 0
-        for j in range(cand.shape[1]):
-            if pres[r, j]:
-                _kpush(cand[r, j], j, k, signed, tv, tp, bv, bp, cnt)
-        _kfinish(k, signed, tv, tp, bv, bp, cnt, o[r], p[r])
+        _kbest_select_row(cand[r], pres[r], k, signed, cuda.local.array(MAX_K, np.float64),
+                          cuda.local.array(MAX_K, np.int64), cuda.local.array(2 * MAX_K, np.float64),
+                          cuda.local.array(2 * MAX_K, np.int64), cuda.local.array(2, np.int64), o[r], p[r])
 
     @cuda.jit
     def _kbest_matmul(cand, w, ia, iw, k, signed, o, p):
@@ -438,42 +348,19 @@ if cuda is not None:
         b = t // (M * K)
         m = (t // K) % M
         kk = t % K
-        tv = cuda.local.array(MAX_K, np.float64)
-        tp = cuda.local.array(MAX_K, np.int64)
-        bv = cuda.local.array(2 * MAX_K, np.float64)
-        bp = cuda.local.array(2 * MAX_K, np.int64)
-        cnt = cuda.local.array(2, np.int64)
-        cnt[0] = 0
-        cnt[1] = 0
-        C = cand.shape[3]
-        for n in range(cand.shape[2]):
-            wv = w[iw[b], n, kk]
-            for c in range(C):
-                xv = cand[ia[b], m, n, c]
-                if xv != math.inf and xv != -math.inf and xv == xv:
-                    _kpush(xv * wv, n * C + c, k, signed, tv, tp, bv, bp, cnt)
-        _kfinish(k, signed, tv, tp, bv, bp, cnt, o[b, m, kk], p[b, m, kk])
+        _kbest_select_products(cand[ia[b], m], w[iw[b]], kk, k, signed, cuda.local.array(MAX_K, np.float64),
+                               cuda.local.array(MAX_K, np.int64), cuda.local.array(2 * MAX_K, np.float64),
+                               cuda.local.array(2 * MAX_K, np.int64), cuda.local.array(2, np.int64),
+                               o[b, m, kk], p[b, m, kk])
 
     @cuda.jit
     def _kbest_scatter(cand, order, starts, k, signed, o, p):
         s = cuda.grid(1)
         if s >= o.shape[0]:
             return
-        tv = cuda.local.array(MAX_K, np.float64)
-        tp = cuda.local.array(MAX_K, np.int64)
-        bv = cuda.local.array(2 * MAX_K, np.float64)
-        bp = cuda.local.array(2 * MAX_K, np.int64)
-        cnt = cuda.local.array(2, np.int64)
-        cnt[0] = 0
-        cnt[1] = 0
-        C = cand.shape[1]
-        for t in range(starts[s], starts[s + 1]):
-            j = order[t]
-            for c in range(C):
-                xv = cand[j, c]
-                if xv != math.inf and xv != -math.inf and xv == xv:
-                    _kpush(xv, j * C + c, k, signed, tv, tp, bv, bp, cnt)
-        _kfinish(k, signed, tv, tp, bv, bp, cnt, o[s], p[s])
+        _kbest_select_segment(cand, order, starts[s], starts[s + 1], k, signed, cuda.local.array(MAX_K, np.float64),
+                              cuda.local.array(MAX_K, np.int64), cuda.local.array(2 * MAX_K, np.float64),
+                              cuda.local.array(2 * MAX_K, np.int64), cuda.local.array(2, np.int64), o[s], p[s])
 
 
 # ================================================================ launchers (CPU interface)
@@ -543,11 +430,11 @@ def logsumexp_last(a, o):
 
 
 def matmul_logsumexp(a, lw, ia, iw, o):
-    _run(_matmul_logentropy, o.size, [a, a, lw, lw, ia, iw, False, o, np.empty_like(o)], (7,))
+    _run(_matmul_log, o.size, [a, a, lw, lw, ia, iw, False, o, o], (7,))
 
 
 def matmul_logentropy(l, h, lw, hw, ia, iw, ol, oh):
-    _run(_matmul_logentropy, ol.size, [l, h, lw, hw, ia, iw, True, ol, oh], (7, 8))
+    _run(_matmul_log, ol.size, [l, h, lw, hw, ia, iw, True, ol, oh], (7, 8))
 
 
 def scatter_logsumexp(values, index, o, wts):
@@ -560,25 +447,24 @@ def scatter_logsumexp(values, index, o, wts):
     wts[...] = np.where(s > 0, e / np.where(s > 0, s, 1.0), 0.0)
 
 
-def _kbest_or_cpu(name):
-    from . import cpu_kbest
-
-    def launcher(*args):
-        k = args[-4]
-        if k > MAX_K:
-            return getattr(cpu_kbest, name)(*args)
-        kernel = {"kbest_rows": _kbest_rows, "kbest_matmul": _kbest_matmul, "kbest_scatter": _kbest_scatter}[name]
-        out = args[-2]
-        n = out.shape[0] if name != "kbest_matmul" else int(np.prod(out.shape[:3]))
-        _run(kernel, n, list(args[:-4]) + [int(k), bool(args[-3]), args[-2], args[-1]],
-             (len(args) - 2, len(args) - 1))
-    launcher.__name__ = name
-    return launcher
+def _kbest_lists(kernel, name, n, inputs, k, signed, o, p):
+    """Launch a k-best kernel over ``n`` outputs, or run the CPU kernel ``name`` when k is
+    beyond the per-thread lists (:data:`MAX_K`)."""
+    if k > MAX_K:
+        from . import cpu
+        getattr(cpu, name)(*inputs, k, signed, o, p)
+        return
+    args = list(inputs) + [int(k), bool(signed), o, p]
+    _run(kernel, n, args, (len(args) - 2, len(args) - 1))
 
 
-kbest_rows = _kbest_or_cpu("kbest_rows")
-kbest_matmul = _kbest_or_cpu("kbest_matmul")
+def kbest_rows(cand, pres, k, signed, o, p):
+    _kbest_lists(_kbest_rows, "kbest_rows", o.shape[0], [cand, pres], k, signed, o, p)
+
+
+def kbest_matmul(cand, w, ia, iw, k, signed, o, p):
+    _kbest_lists(_kbest_matmul, "kbest_matmul", int(np.prod(o.shape[:3])), [cand, w, ia, iw], k, signed, o, p)
 
 
 def kbest_scatter(cand, order, starts, k, signed, o, p):
-    _kbest_or_cpu("kbest_scatter")(cand, order, starts, k, signed, o, p)
+    _kbest_lists(_kbest_scatter, "kbest_scatter", o.shape[0], [cand, order, starts], k, signed, o, p)

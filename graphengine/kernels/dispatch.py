@@ -3,9 +3,10 @@
 ``on_device(semiring, device)`` returns an object with the semiring's full interface. Its
 ``sum_last``, ``matmul``, ``matmul_block``, ``scatter``, ``scale``... go to the kernels of the
 semiring's *family* (its ``kernel`` attribute, see :mod:`graphengine.kernels.families`) on the
-chosen back end; every method without a kernel, and every semiring without a family, falls back
-to the numpy reference. Results are the reference's: bit-identical for the selective and
-counting semirings, equal up to summation order otherwise.
+chosen back end (a module implementing :class:`graphengine.kernels.backend.Backend`); every
+method without a kernel, and every semiring without a family, falls back to the numpy
+reference. Results are the reference's: bit-identical for the selective and counting
+semirings, equal up to summation order otherwise.
 
 Devices: ``"reference"`` (the numpy methods themselves), ``"cpu"`` (Numba ``@njit``) and
 ``"cuda"`` (``numba.cuda``; also runs in the Numba CUDA simulator, ``NUMBA_ENABLE_CUDASIM=1``).
@@ -22,8 +23,11 @@ graphengine.kernels.dispatch.DeviceError: unknown device 'tpu' (known: reference
 
 from __future__ import annotations
 
+from typing import Optional
+
 from ..errors import GraphEngineError
 from ..semirings.base import Semiring
+from .backend import Backend
 from .families import FAMILIES
 
 DEVICES = ("reference", "cpu", "cuda")
@@ -34,8 +38,8 @@ class DeviceError(GraphEngineError):
     """An unknown device, or CUDA requested where it is not available."""
 
 
-def backend(device: str):
-    """The kernel module for ``device`` (``None`` for the reference)."""
+def backend(device: str) -> Optional[Backend]:
+    """The kernel back end (a module) for ``device``; ``None`` for the reference."""
     if device not in DEVICES:
         raise DeviceError(f"unknown device {device!r} (known: {', '.join(DEVICES)})")
     if device == "reference":
@@ -51,7 +55,7 @@ def backend(device: str):
 class DeviceSemiring(Semiring):
     """A semiring whose reductions run on a kernel back end (same interface, same results)."""
 
-    def __init__(self, base: Semiring, be):
+    def __init__(self, base: Semiring, be: Backend):
         self.base = base
         self.device = be.NAME
         for attr in ("name", "components", "zero_elements", "one_elements", "pointers", "dtype"):

@@ -4,8 +4,9 @@ family (the semiring's ``kernel`` attribute names it).
 Each class implements some of ``sum_last``, ``matmul``, ``matmul_block``, ``scatter``, ``scale``,
 ``scale_with_sources`` and ``plus`` with the same meaning, arguments and results as the
 reference methods in :mod:`graphengine.semirings`: it shapes the arrays (contiguous float64,
-batch dims flattened to index maps, no broadcast copies), calls the back end's kernels and
-shapes the results back. Whatever a class does not implement falls back to the numpy
+batch dims flattened to index maps, no broadcast copies), calls the back end's kernels (the
+interface :class:`graphengine.kernels.backend.Backend`, whose per-family protocols name the
+kernels each class here uses) and shapes the results back. Whatever a class does not implement falls back to the numpy
 reference (see :class:`graphengine.kernels.dispatch.DeviceSemiring`).
 """
 
@@ -16,6 +17,7 @@ from typing import Dict, Type
 import numpy as np
 
 from ..semirings.reductions import safe_log_abs, xlogx_neg
+from .backend import Backend
 
 
 def f64(x) -> np.ndarray:
@@ -63,7 +65,7 @@ def _block_factors(block, batch):
 class Family:
     """Base: holds the reference semiring and the back end."""
 
-    def __init__(self, base, backend):
+    def __init__(self, base, backend: Backend):
         self.base, self.be = base, backend
 
 
