@@ -491,6 +491,13 @@ def _experiment(args, out) -> int:
     return run_experiment(args, out)
 
 
+# ----------------------------------------------------------------------------- warmup
+def _warmup(args, out) -> int:
+    from .warmup import run as run_warmup
+
+    return run_warmup(args, out)
+
+
 # ----------------------------------------------------------------------------- main
 def build_parser() -> argparse.ArgumentParser:
     from .. import __version__
@@ -558,11 +565,15 @@ def build_parser() -> argparse.ArgumentParser:
     from .experiment import add_parser as add_experiment_parser
 
     add_experiment_parser(sub)
+
+    from .warmup import add_parser as add_warmup_parser
+
+    add_warmup_parser(sub)
     return parser
 
 
 COMMANDS = {"info": _info, "run": _run, "grad": _grad, "analyze": _analyze, "demo": _demo, "export": _export,
-            "experiment": _experiment}
+            "experiment": _experiment, "warmup": _warmup}
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
