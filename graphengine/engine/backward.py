@@ -142,9 +142,11 @@ def backward(graph: Graph, activations: Mapping[int, np.ndarray], qoi: Union[QoI
     result_coef = coef
     needs = differentiable_nodes(graph)
     keep = _retained_ids(graph, retain)
+    cone = _upstream_of(graph, keep) if prune else None
     if prune:
-        needs = needs & _upstream_of(graph, keep)
+        needs = needs & cone
     result = BackwardResult(graph, qnode.id, srs, granularity, activations)
+    result.cone = cone
     result.qoi_coefficients = result_coef
 
     adjoints: Dict[int, Dict[str, Adjoint]] = {}
