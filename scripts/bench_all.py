@@ -18,6 +18,8 @@ Every job is defined so that both sides do the same work:
   (``bench_bert.bench_speed``).
 - **P1b** the demo's job: the same exported graph, retaining only the layer inputs; torch
   with frozen parameters, the embedding output a leaf and every layer input ``retain_grad()``.
+  Given again with ``backward(..., prune=False)`` (the walk before pruning became the default:
+  it also scatters the max pair into the 30522×384 word-embedding table).
 - **P2** 2-layer hidden-128 BERT, 16 tokens, {real, max, absolute, entropy}
   (``bench_bert.bench_tiny``): retaining parameters, and pruned to the embeddings; torch
   forward + backward with parameters requiring grad.
@@ -190,13 +192,15 @@ def bench_minilm(repeat: int) -> dict:
         "P1_embeddings": (dict(params=False, leaf_module=model.embeddings), [emb]),
         "P1_all_parameters": (dict(params=True), None),
         "P1b_layer_inputs": (dict(params=False, leaf_module=model.embeddings, layer_inputs=True), layers),
+        "P1b_layer_inputs_prune_false": (dict(params=False, leaf_module=model.embeddings, layer_inputs=True), layers),
     }
     for name, (tkw, retain) in jobs.items():
         run_t, _, _, hook = _torch_job(model, kwargs, idx, **tkw)
         t_torch, _ = bc.best_of(run_t, repeat)
         if hook is not None:
             hook.handle.remove()
-        t_ours, _ = bc.best_of(_ours(graph, feeds, QOI, THREE, retain), repeat)
+        t_ours, _ = bc.best_of(_ours(graph, feeds, QOI, THREE, retain, prune=not name.endswith("prune_false")),
+                               repeat)
         out[name] = {"torch_s": t_torch, "graphengine_s": t_ours, "ratio": t_ours / t_torch}
         print(name, out[name], flush=True)
     _, prep, bwd, _ = _torch_job(model, kwargs, idx, params=True)

@@ -55,6 +55,7 @@ def _rows(doc: Dict) -> List[tuple]:
                                 "embeddings", "≤ 4×"),
                                ("P1_all_parameters", "same, all parameters retained", "≤ 4×"),
                                ("P1b_layer_inputs", "same, retaining the layer inputs (demo job)", "≤ 4×"),
+                               ("P1b_layer_inputs_prune_false", "same, with prune=False (the walk before)", "–"),
                                ("P3_real_backward", "real backward only vs torch backward, all parameters",
                                 "≤ 1.2×")):
         if key in p1:
