@@ -315,7 +315,7 @@ def main(argv=None):
     import bench_contraction
     out_path = Path(args.out) if args.out else bc.RESULTS / "all.json"
     res = json.loads(out_path.read_text()) if only and out_path.exists() else {}
-    res.update({"description": __doc__, "quick": args.quick, "threads": {"torch": 1, "blas": 1, "numba": 1},
+    res.update({"description": __doc__, "threads": {"torch": 1, "blas": 1, "numba": 1},
                 "dtypes": {"torch": "float32", "graphengine": "float64"}, "load_average_start": _load()})
     parts = {
         "P0": lambda: bench_p0(args.quick),
@@ -332,8 +332,10 @@ def main(argv=None):
         if fn is None or name in skip or name.split("_")[0] in skip or (only and name not in only):
             continue
         t = time.perf_counter()
+        res.setdefault("load_per_part", {})[name] = _load()[0]
         try:
             res[name] = fn()
+            res.setdefault("quick_parts", {})[name] = args.quick
         except Exception as e:  # one failing part must not lose the others' figures
             res[name] = {"error": f"{type(e).__name__}: {e}"}
             print(name, "failed:", e, flush=True)

@@ -111,9 +111,16 @@ def render_table(doc: Dict) -> str:
     load = doc.get("load_average_start")
     note = (f"Machine: {m.get('platform', '?')}, {m.get('cpu_count', '?')} CPUs ({m.get('cpu', '?')}); threads "
             f"{doc.get('threads', {})}; dtypes {doc.get('dtypes', {})}; written {doc.get('written', '?')}"
-            + (f"; load average at start {load[0]:.1f} (a shared, busy machine: figures are noisy)" if load else "")
-            + ("; `--quick` run" if doc.get("quick") else "") + ".")
+            + (f"; 1-min load average at the start of the last run {load[0]:.1f}" if load else "")
+            + "".join(f", of {k} {v:.1f}" for k, v in sorted(doc.get("load_per_part", {}).items()))
+            + " (a shared, busy machine: figures are noisy)"
+            + _quick_note(doc) + ".")
     return "\n".join(lines) + "\n\n" + note + "\n"
+
+
+def _quick_note(doc: Dict) -> str:
+    quick = sorted(k for k, v in doc.get("quick_parts", {}).items() if v)
+    return f"; `--quick` for {', '.join(quick)}" if quick else ""
 
 
 _ROW = re.compile(r"^\|(.*)\|$")
