@@ -83,3 +83,22 @@ def test_integer_inputs_get_no_adjoint():
     np.testing.assert_array_equal(r.grad("table"), expect)
     with pytest.raises(KeyError):
         r.grad("ids")
+
+
+def test_backward_prunes_to_the_retained_cone_by_default():
+    from graphengine.paths import top_path
+    g = Graph()
+    x = g.input("x", (3,))
+    w = g.parameter("w", np.array([0.5, -2.0, 3.0]))
+    h = g.call("mul", x, w, name="h")
+    g.call("tanh", h, name="y")
+    acts = forward(g, {"x": np.array([1.0, 2.0, -1.0])})
+    pruned = backward(g, acts, "y[1]", semirings=["real", "max"], retain=["x"])
+    full = backward(g, acts, "y[1]", semirings=["real", "max"], retain=["x"], prune=False)
+    np.testing.assert_array_equal(pruned.grad("x"), full.grad("x"))
+    assert top_path(pruned, "x", (1,), "max").weight == top_path(full, "x", (1,), "max").weight
+    assert w.id not in pruned.by_semiring["max"].backpointers and w.id in full.by_semiring["max"].backpointers
+    assert pruned.pruned_away("w") and not pruned.pruned_away("h") and not full.pruned_away("w")
+    with pytest.raises(ValueError, match="outside the cone of the retained nodes"):
+        top_path(pruned, "w", (1,), "max")
+    assert top_path(full, "w", (1,), "max").steps[0].name == "w"

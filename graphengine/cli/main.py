@@ -546,6 +546,13 @@ def _experiment(args, out) -> int:
     return run_experiment(args, out)
 
 
+# ----------------------------------------------------------------------------- warmup
+def _warmup(args, out) -> int:
+    from .warmup import run as run_warmup
+
+    return run_warmup(args, out)
+
+
 # ----------------------------------------------------------------------------- main
 def build_parser() -> argparse.ArgumentParser:
     from .. import __version__
@@ -627,11 +634,15 @@ def build_parser() -> argparse.ArgumentParser:
     from .dataset import add_parser as add_dataset_parser
 
     add_dataset_parser(sub)
+
+    from .warmup import add_parser as add_warmup_parser
+
+    add_warmup_parser(sub)
     return parser
 
 
 COMMANDS = {"info": _info, "run": _run, "grad": _grad, "analyze": _analyze, "demo": _demo, "export": _export,
-            "experiment": _experiment, "audit": _audit, "dataset": _dataset}
+            "experiment": _experiment, "audit": _audit, "dataset": _dataset, "warmup": _warmup}
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -103,7 +103,7 @@ GRANULARITIES = ("scalar", "paper")
 def backward(graph: Graph, activations: Mapping[int, np.ndarray], qoi: Union[QoI, str],
              semirings: Sequence[Union[str, Semiring]] = ("real",), retain: RetainSpec = None,
              granularity: str = "scalar", keep_backpointers: bool = True, device: str = "cpu",
-             prune: bool = False) -> BackwardResult:
+             prune: bool = True) -> BackwardResult:
     """Run one backward pass computing every semiring in ``semirings``.
 
     ``retain`` selects the nodes whose semiring values are kept: ``None`` (inputs and
@@ -111,10 +111,29 @@ def backward(graph: Graph, activations: Mapping[int, np.ndarray], qoi: Union[QoI
     backpointers of *every* reached node (compact integer arrays, needed to walk a path) unless
     ``keep_backpointers=False``. ``granularity`` is ``"scalar"`` or ``"paper"``. ``device`` is
     ``"cpu"``, ``"cuda"`` or ``"reference"`` (raises :class:`~graphengine.kernels.dispatch.DeviceError`
-    for an unknown or unavailable device). ``prune=True`` pushes adjoints only into nodes from
-    which a retained node can be reached (upstream of nothing retained, nothing is needed): the
-    retained values and the paths from retained nodes are unchanged, but nodes outside that
-    cone get no value and no backpointers.
+    for an unknown or unavailable device).
+
+    ``prune`` (default ``True``): adjoints are pushed only into the cone of the retained nodes,
+    i.e. nodes that are retained or depend on a retained node; a node upstream of nothing
+    retained contributes nothing anyone reads, so its adjoint (and, for selective semirings,
+    its scatter with backpointers, e.g. into a 30522×384 word-embedding table) is never
+    computed. Retained values and the paths walked from a retained node are unchanged: a path
+    from a retained start node only visits that node's consumers, which lie in the cone.
+    Nodes outside the cone get no value and no backpointers; ``prune=False`` reaches every
+    differentiable node (the behaviour before pruning became the default).
+
+    >>> import numpy as np
+    >>> from graphengine.ir import Graph
+    >>> from graphengine.engine import forward, select
+    >>> g = Graph(); x = g.input("x", (2,)); w = g.parameter("w", np.ones(2))
+    >>> y = g.call("mul", x, w, name="y")
+    >>> r = backward(g, forward(g, {"x": np.ones(2)}), select("y", (0,)), semirings=["max"], retain=["x"])
+    >>> sorted(g.nodes[i].name for i in r.by_semiring["max"].backpointers)
+    ['x', 'y']
+    >>> r = backward(g, forward(g, {"x": np.ones(2)}), select("y", (0,)), semirings=["max"], retain=["x"],
+    ...              prune=False)
+    >>> sorted(g.nodes[i].name for i in r.by_semiring["max"].backpointers)
+    ['w', 'x', 'y']
     """
     if granularity not in GRANULARITIES:
         raise ValueError(f"granularity must be one of {GRANULARITIES}, got {granularity!r}")
@@ -139,10 +158,12 @@ def _walk(graph, activations, qoi, srs, retain, granularity, keep_backpointers, 
     result_coef, _ = qoi.coefficients(qnode.shape)
     needs = differentiable_nodes(graph)
     keep = _retained_ids(graph, retain)
+    cone = _upstream_of(graph, keep) if prune else None
     if prune:
-        needs = needs & _upstream_of(graph, keep)
+        needs = needs & cone
     check_backward(graph, srs, keep, needs, keep_backpointers)
     result = BackwardResult(graph, qnode.id, srs, granularity, activations)
+    result.cone = cone
     result.qoi_coefficients = result_coef
     reach = NaNReach() if any_nan(activations) else None
     reach_values: Dict[int, np.ndarray] = {}

@@ -37,6 +37,12 @@ class BackwardResult:
         self.granularity = granularity
         self.activations = activations
         self.by_semiring: Dict[str, SemiringResult] = {s.name: SemiringResult(s) for s in semirings}
+        self.cone: Optional[np.ndarray] = None  # set by a pruned backward: cone[i] = node i was walked
+
+    def pruned_away(self, node) -> bool:
+        """True when ``backward`` (``prune=True``) skipped ``node``: no retained node depends on
+        it, so it has no value and no backpointers in this result."""
+        return self.cone is not None and not bool(self.cone[self.graph.node(node).id])
 
     @property
     def semirings(self) -> List[str]:

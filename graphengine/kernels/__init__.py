@@ -19,6 +19,8 @@ module                 contents
                        families, entropy / absolute dense blocks)
 ``cuda``               the CUDA back end (runs in the Numba CUDA simulator too)
 ``pointers``           compiled index plumbing of the walk (gathers, masking of unreached elements)
+``cache``              where the CPU kernels are cached on disk (a user cache directory keyed on
+                       the kernels' sources) and the ``njit``/``vectorize`` the kernel modules use
 =====================  ==========================================================================
 
 How the structures map onto kernels: a *contraction* is ``matmul`` (argmax-tracking, register

@@ -24,8 +24,9 @@ CUDA kernels; here they run in parallel over the outputs, with the lists on the 
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
+from .cache import njit
 from .scalar import on_cpu
 
 _select_row = on_cpu().kbest_select_row

@@ -18,8 +18,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
+from .cache import njit
 from .scalar import on_cpu
 
 _entry = on_cpu().dense_entry

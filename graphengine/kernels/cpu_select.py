@@ -36,8 +36,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit, prange, vectorize
+from numba import prange
 
+from .cache import njit, vectorize
 from .scalar import on_cpu
 
 KTILE = 512  # output columns per tile: the running best and its positions stay in L1

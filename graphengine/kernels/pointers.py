@@ -9,7 +9,8 @@ positions and masking the backpointers of unreached elements. Semiring-independe
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+
+from .cache import njit
 
 
 @njit(cache=True, boundscheck=False)

@@ -44,9 +44,9 @@ run them:
 >>> ov.tolist(), op.tolist()
 ([5.0, 1.0, -2.0, inf], [1, 0, 2, -1])
 
-Caching: the CPU kernels are cached per file (``cache=True``) and Numba checks only the kernel's
-own file for changes, so after editing this module clear the Numba cache (the ``__pycache__``
-``*.nbi``/``*.nbc`` files of this package, or ``NUMBA_CACHE_DIR``) before measuring or testing.
+Caching: Numba checks only a cached kernel's own file for changes, not these inlined helpers;
+the CPU kernels are therefore cached in a directory keyed on a hash of every source file of this
+package (:mod:`graphengine.kernels.cache`), so editing this module gives a fresh cache.
 """
 
 from __future__ import annotations

@@ -124,6 +124,9 @@ def top_path(result: BackwardResult, node, index: Sequence[int], semiring: Optio
                 weight *= float(coef.flat[x])
             break
         bp = sres.backpointers.get(u)
+        if bp is None and not steps and result.pruned_away(u):
+            raise ValueError(f"{n.name} is outside the cone of the retained nodes, which backward walks by "
+                             f"default: retain it, or run backward(..., prune=False)")
         if bp is None or bp.node[c].flat[x] < 0:
             raise ValueError(f"no path from {n.name}{list(elem)} to the QoI")
         v, slot, y = int(bp.node[c].flat[x]), int(bp.slot[c].flat[x]), int(bp.element[c].flat[x])

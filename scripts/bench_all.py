@@ -1,0 +1,350 @@
+"""Issue 11's performance table, P0–P8, measured in one run against torch / sgemm.
+
+Every job is defined so that both sides do the same work:
+
+- **P0** cold vs warm: ``graphengine analyze`` on a 4-node graph file, and (not ``--quick``)
+  ``graphengine demo``, each run as a subprocess with an empty Numba cache directory
+  (``NUMBA_CACHE_DIR`` set in the subprocess's environment only) and again with the now-warm one.
+  Whole-command wall time.
+- **P1** all-MiniLM-L6-v2 exported through the hf frontend (the graph users run), 12 tokens,
+  QoI ``last_hidden_state[0,0,0]``, forward + ONE backward computing {real, signed max pair
+  with element backpointers, entropy}. Two jobs:
+  *attribution to the token embeddings*: torch with every parameter frozen and the embedding
+  output (``model.embeddings``'s output, replaced by a leaf that requires grad) requiring grad,
+  forward + backward; graphengine retaining the embedding output (pruned to its cone).
+  *all parameters retained*: torch with every parameter requiring grad; graphengine retaining
+  inputs and parameters (``retain=None``).
+  Not ``--quick``: the same two jobs on the built MiniLM-size encoder, seq 32
+  (``bench_bert.bench_speed``).
+- **P1b** the demo's job: the same exported graph, retaining only the layer inputs; torch
+  with frozen parameters, the embedding output a leaf and every layer input ``retain_grad()``.
+  Given again with ``backward(..., prune=False)`` (the walk before pruning became the default:
+  it also scatters the max pair into the 30522×384 word-embedding table).
+- **P2** 2-layer hidden-128 BERT, 16 tokens, {real, max, absolute, entropy}
+  (``bench_bert.bench_tiny``): retaining parameters, and pruned to the embeddings; torch
+  forward + backward with parameters requiring grad.
+- **P2b** per-node overhead: a one-layer hidden-16 BERT block (4 tokens) with the four values;
+  backward time divided by the number of nodes.
+- **P3** real-semiring backward only vs torch backward only, all parameters retained, on the
+  exported MiniLM.
+- **P4** argmax max-times / max-pair contraction vs numpy sgemm, 512² and 1024²
+  (``bench_contraction.run``).
+- **P5** peak memory of P1 (built MiniLM-size, all parameters) vs torch, each in a fresh
+  spawned process, and RSS over repeated analyses (``bench_bert.bench_memory``).
+- **P6** time ∝ |E|: the log-log slope from ``graphengine.experiments.scaling`` (real).
+- **P8** GPT-2 small (12 layers, hidden 768, 12 heads, vocab 50257) with random weights from a
+  transformers config, exported with the torch frontend, seq ``--gpt2-seq`` (default 64; 32
+  with ``--quick``), QoI the last position's logit of token 0, {real, max, entropy} w.r.t. the
+  token embeddings (the ``wte`` lookup output; torch: that output a leaf requiring grad,
+  parameters frozen). Each side runs in a fresh spawned process; time is forward + backward
+  after one warm-up, memory is the process's peak RSS (``ru_maxrss``) and the rise of the
+  peak over the RSS before the timed run.
+
+torch runs in float32, graphengine in float64 (semiring values); one thread on both sides
+(``torch.set_num_threads(1)``, BLAS limited by threadpoolctl, ``numba.set_num_threads(1)``).
+Best of ``--repeat``. The JSON records the machine (platform, cpu count), threads and dtypes,
+and the load average at the start and the end of the run.
+
+    python scripts/bench_all.py [--quick] [--out results/bench/all.json] [--repeat 3]
+    python scripts/bench_table.py          # regenerate the README's performance table
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import bench_common as bc  # noqa: F401  (sets thread env vars first)
+
+import numpy as np
+
+TEXT = "The keys to the cabinet are on the table."
+THREE = ["real", "max", "entropy"]
+FOUR = ["real", "max", "absolute", "entropy"]
+QOI = "last_hidden_state[0,0,0]"
+
+
+def _load():
+    return list(os.getloadavg())
+
+
+# ------------------------------------------------------------------ P0
+def _cli(args, cache_dir):
+    env = dict(os.environ, NUMBA_CACHE_DIR=cache_dir, PYTHONPATH=str(bc.REPO))
+    t = time.perf_counter()
+    p = subprocess.run([sys.executable, "-m", "graphengine", *args], env=env, capture_output=True, text=True)
+    if p.returncode:
+        raise RuntimeError(f"graphengine {' '.join(args)} failed: {p.stderr[-2000:]}")
+    return time.perf_counter() - t
+
+
+def bench_p0(quick: bool) -> dict:
+    from graphengine.ir import Graph
+    from graphengine.ir.serialize import save
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        g = Graph()
+        x = g.input("x", (1, 3))
+        w = g.parameter("w", np.arange(6.0).reshape(3, 2) - 2.5)
+        h = g.call("matmul", x, w, name="h")
+        g.call("tanh", h, name="y")
+        path = os.path.join(tmp, "small.json")
+        save(g, path)
+        cmds = {"analyze_4_nodes": ["analyze", path, "--qoi", "y[0,1]", "--input", "x=[[1,2,3]]",
+                                    "--semiring", "real,max,entropy"]}
+        if not quick:
+            cmds["demo_minilm"] = ["demo"]
+        for name, cmd in cmds.items():
+            cache = tempfile.mkdtemp(dir=tmp)
+            cold = _cli(cmd, cache)
+            warm = _cli(cmd, cache)
+            out[name] = {"cold_s": cold, "warm_s": warm, "cold_over_warm": cold / warm}
+            print("P0", name, out[name], flush=True)
+    out["target"] = "cold <= 1.5x warm; a <= 50-node graph analyzed cold in <= 5 s"
+    return out
+
+
+# ------------------------------------------------------------------ P1, P1b, P3 on the exported MiniLM
+def _minilm():
+    import torch
+    import transformers
+    from graphengine.analysis.kqv import find_layer_inputs
+    from graphengine.frontends.hf import from_hf_dir
+    from graphengine.models.minilm import minilm_path
+    graph, feeds, tokens = from_hf_dir(minilm_path(), text=TEXT)
+    model = transformers.AutoModel.from_pretrained(minilm_path()).eval()
+    kwargs = {k: torch.tensor(v) for k, v in feeds.items()}
+    return graph, feeds, model, kwargs, [li.node for li in find_layer_inputs(graph)]
+
+
+class _LeafAt:
+    """Forward hook replacing a module's output with a detached leaf that requires grad."""
+
+    def __init__(self, module):
+        self.leaf = None
+        self.handle = module.register_forward_hook(self)
+
+    def __call__(self, module, args, output):
+        self.leaf = output.detach().requires_grad_(True)
+        return self.leaf
+
+
+def _torch_job(model, kwargs, qoi_index, params: bool, leaf_module=None, layer_inputs=False):
+    import torch
+    for p in model.parameters():
+        p.requires_grad_(params)
+    hook = _LeafAt(leaf_module) if leaf_module is not None else None
+
+    def run():
+        model.zero_grad(set_to_none=True)
+        out = model(**kwargs, output_hidden_states=layer_inputs)
+        if layer_inputs:
+            for h in out.hidden_states[1:-1]:
+                h.retain_grad()
+        out[0][qoi_index].backward()
+    state = {}
+
+    def prep():
+        model.zero_grad(set_to_none=True)
+        state["out"] = model(**kwargs)[0]
+
+    def bwd():
+        state["out"][qoi_index].backward()
+    torch.set_num_threads(1)
+    return run, prep, bwd, hook
+
+
+def _ours(g, feeds, qoi, semirings, retain, prune=True):
+    from graphengine.engine import backward, forward
+
+    def run():
+        return backward(g, forward(g, feeds), qoi, semirings=semirings, retain=retain, prune=prune)
+    return run
+
+
+def _bwd_only(prep, bwd, repeat):
+    times = []
+    for _ in range(repeat):
+        prep()
+        t = time.perf_counter()
+        bwd()
+        times.append(time.perf_counter() - t)
+    return min(times)
+
+
+def bench_minilm(repeat: int) -> dict:
+    from graphengine.engine import backward, forward
+    graph, feeds, model, kwargs, layers = _minilm()
+    bc.limit_threads(1)
+    idx = (0, 0, 0)
+    emb = layers[0]
+    out = {"graph": "all-MiniLM-L6-v2 via the hf frontend", "tokens": int(feeds["input_ids"].shape[1]),
+           "nodes": len(graph), "semirings": THREE}
+    jobs = {
+        "P1_embeddings": (dict(params=False, leaf_module=model.embeddings), [emb]),
+        "P1_all_parameters": (dict(params=True), None),
+        "P1b_layer_inputs": (dict(params=False, leaf_module=model.embeddings, layer_inputs=True), layers),
+        "P1b_layer_inputs_prune_false": (dict(params=False, leaf_module=model.embeddings, layer_inputs=True), layers),
+    }
+    for name, (tkw, retain) in jobs.items():
+        run_t, _, _, hook = _torch_job(model, kwargs, idx, **tkw)
+        t_torch, _ = bc.best_of(run_t, repeat)
+        if hook is not None:
+            hook.handle.remove()
+        t_ours, _ = bc.best_of(_ours(graph, feeds, QOI, THREE, retain, prune=not name.endswith("prune_false")),
+                               repeat)
+        out[name] = {"torch_s": t_torch, "graphengine_s": t_ours, "ratio": t_ours / t_torch}
+        print(name, out[name], flush=True)
+    _, prep, bwd, _ = _torch_job(model, kwargs, idx, params=True)
+    t_torch_b = _bwd_only(prep, bwd, repeat)
+    acts = forward(graph, feeds)
+    t_ours_b, _ = bc.best_of(lambda: backward(graph, acts, QOI, semirings=["real"]), repeat)
+    out["P3_real_backward"] = {"torch_s": t_torch_b, "graphengine_s": t_ours_b, "ratio": t_ours_b / t_torch_b}
+    print("P3", out["P3_real_backward"], flush=True)
+    return out
+
+
+# ------------------------------------------------------------------ P2b
+def bench_overhead(repeat: int) -> dict:
+    from graphengine.engine import backward, forward
+    from graphengine.models import BertConfig, bert_feeds, build_bert, random_bert_weights
+    cfg = BertConfig(vocab_size=50, hidden_size=16, num_layers=1, num_heads=2, intermediate_size=32,
+                     max_position=8)
+    g = build_bert(cfg, random_bert_weights(cfg, seed=0, head=None), batch=1, seq_len=4, head=None)
+    feeds = bert_feeds(np.arange(4).reshape(1, 4) % cfg.vocab_size)
+    acts = forward(g, feeds)
+    bc.limit_threads(1)
+    t, _ = bc.best_of(lambda: backward(g, acts, QOI, semirings=FOUR), repeat * 3)
+    out = {"nodes": len(g), "semirings": FOUR, "backward_s": t, "per_node_us": t / len(g) * 1e6,
+           "target": "<= 1 ms (<= 30 us per node)"}
+    print("P2b", out, flush=True)
+    return out
+
+
+# ------------------------------------------------------------------ P6
+def bench_scaling(quick: bool) -> dict:
+    from graphengine.experiments import scaling
+    with tempfile.TemporaryDirectory() as tmp:
+        doc = scaling.run(out=tmp, quick=quick, progress=False, semirings=["real"])
+    out = {"config": doc["config"], "fits": {kind: fam["fits"]["real"] for kind, fam in doc["families"].items()},
+           "edges": {kind: [r["edges"] for r in fam["rows"]] for kind, fam in doc["families"].items()}}
+    print("P6", out["fits"], flush=True)
+    return out
+
+
+# ------------------------------------------------------------------ P8
+def _gpt2_worker(side: str, seq: int, q):
+    try:
+        q.put(_gpt2_job(side, seq))
+    except Exception as e:  # the parent waits on the queue: always answer
+        q.put({"error": f"{type(e).__name__}: {e}"})
+
+
+def _gpt2_job(side: str, seq: int) -> dict:
+    import torch
+    import transformers
+    bc.limit_threads(1)
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    cfg = transformers.GPT2Config(n_layer=12, n_embd=768, n_head=12, vocab_size=50257, n_positions=1024,
+                                  use_cache=False)
+    model = transformers.GPT2LMHeadModel(cfg).eval()
+    ids = torch.randint(0, cfg.vocab_size, (1, seq), generator=torch.Generator().manual_seed(0))
+    qoi_index = (0, seq - 1, 0)
+    if side == "torch":
+        run, _, _, _ = _torch_job(model, {"input_ids": ids}, qoi_index, params=False,
+                                  leaf_module=model.transformer.wte)
+        export_s = 0.0
+    else:
+        from graphengine.frontends.torch import from_torch
+        t = time.perf_counter()
+        g = from_torch(model, (ids,))
+        export_s = time.perf_counter() - t
+        emb = [n for n in g.nodes if n.op == "embedding" and g.nodes[n.inputs[1]].op == "input"
+               and g.nodes[n.inputs[0]].shape[0] == cfg.vocab_size]
+        del model
+        run = _ours(g, {g.inputs()[0].name: ids.numpy()}, f"logits[0,{seq - 1},0]", THREE, [emb[0].id])
+    run()  # warm-up
+    base = bc.rss_bytes()
+    ok = bc.reset_peak_rss()
+    t = time.perf_counter()
+    run()
+    secs = time.perf_counter() - t
+    return {"seconds": secs, "export_s": export_s, "rss_before": base,
+            "peak_rss_delta": bc.peak_rss_bytes() - base if ok else None,
+            "process_peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
+
+
+def bench_gpt2(seq: int) -> dict:
+    from bench_bert import _in_fresh_process
+    ours = _in_fresh_process(_gpt2_worker, "graphengine", seq)
+    theirs = _in_fresh_process(_gpt2_worker, "torch", seq)
+    if "error" in ours or "error" in theirs:
+        raise RuntimeError(f"graphengine: {ours.get('error')}; torch: {theirs.get('error')}")
+    out = {"seq": seq, "semirings": THREE, "graphengine": ours, "torch": theirs,
+           "time_ratio": ours["seconds"] / theirs["seconds"],
+           "process_peak_ratio": ours["process_peak_rss"] / theirs["process_peak_rss"],
+           "target": "<= 5x torch's time, <= 2x its peak memory"}
+    print("P8", out, flush=True)
+    return out
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--out", default="", help="JSON file (default results/bench/all.json)")
+    ap.add_argument("--repeat", type=int, default=3, help="best of N timings")
+    ap.add_argument("--quick", action="store_true", help="skip the built-MiniLM speed run and the demo in "
+                    "P0, fewer RSS repeats, GPT-2 at seq 32, scaling to 1e5 edges")
+    ap.add_argument("--gpt2-seq", type=int, default=0)
+    ap.add_argument("--skip", default="", help="comma list of parts to skip: P0,P1,P2,P2b,P4,P5,P6,P8")
+    ap.add_argument("--only", default="", help="comma list of parts to run, merged into the existing --out "
+                    "file (the other parts' figures are kept)")
+    args = ap.parse_args(argv)
+    skip = set(filter(None, args.skip.split(",")))
+    only = set(filter(None, args.only.split(",")))
+    sys.path.insert(0, str(bc.REPO / "scripts"))
+    import bench_bert
+    import bench_contraction
+    out_path = Path(args.out) if args.out else bc.RESULTS / "all.json"
+    res = json.loads(out_path.read_text()) if only and out_path.exists() else {}
+    res.update({"description": __doc__, "threads": {"torch": 1, "blas": 1, "numba": 1},
+                "dtypes": {"torch": "float32", "graphengine": "float64"}, "load_average_start": _load()})
+    parts = {
+        "P0": lambda: bench_p0(args.quick),
+        "P1": lambda: bench_minilm(args.repeat),
+        "P1_built": (lambda: bench_bert.bench_speed(args.repeat)) if not args.quick else None,
+        "P2": lambda: bench_bert.bench_tiny(args.repeat),
+        "P2b": lambda: bench_overhead(args.repeat),
+        "P4": lambda: bench_contraction.run([512, 1024], args.repeat),
+        "P5": lambda: bench_bert.bench_memory(10 if args.quick else 50),
+        "P6": lambda: bench_scaling(args.quick),
+        "P8": lambda: bench_gpt2(args.gpt2_seq or (32 if args.quick else 64)),
+    }
+    for name, fn in parts.items():
+        if fn is None or name in skip or name.split("_")[0] in skip or (only and name not in only):
+            continue
+        t = time.perf_counter()
+        res.setdefault("load_per_part", {})[name] = _load()[0]
+        try:
+            res[name] = fn()
+            res.setdefault("quick_parts", {})[name] = args.quick
+        except Exception as e:  # one failing part must not lose the others' figures
+            res[name] = {"error": f"{type(e).__name__}: {e}"}
+            print(name, "failed:", e, flush=True)
+        res.setdefault("part_seconds", {})[name] = time.perf_counter() - t
+        res["load_average_end"] = _load()
+        bc.write(res, str(out_path), "all.json")  # after every part: a later failure loses nothing
+    print("wrote", out_path)
+
+
+if __name__ == "__main__":
+    mp.freeze_support()
+    main()
