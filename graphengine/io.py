@@ -323,6 +323,14 @@ def check_output(path: Optional[str], inputs=(), label: str = "-o", error: Type[
     parent = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(parent):
         raise error(f"{label} {path}: directory {parent} does not exist")
+    # Probe with the same operation the atomic writer starts with (a temporary file beside the
+    # target): permission bits alone say nothing for root or for read-only file systems.
+    try:
+        fd, probe = tempfile.mkstemp(dir=parent, prefix=".ge-probe-")
+    except OSError as e:
+        raise error(f"{label} {path}: cannot write in directory {parent} ({e.strerror or e})") from None
+    os.close(fd)
+    os.unlink(probe)
 
 
 # ============================================================================ reading

@@ -62,3 +62,17 @@ def test_analyze_bad_arguments_one_line(two_layer, capsys, args, needle):
     rc = main(["analyze", str(two_layer), "--qoi", "q[0,0]", "--input", "x=[[1, 1]]"] + args)
     err = capsys.readouterr().err
     assert rc == 2 and needle in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+@pytest.mark.parametrize("flag", ["-o", "--html", "--graph-json", "--dot"])
+def test_unwritable_output_refused_before_the_analysis(two_layer, capsys, monkeypatch, flag):
+    """/proc refuses new files even for root: the check probes the directory, not permission bits."""
+    import graphengine.analysis.report as report
+
+    def must_not_run(*a, **k):
+        raise AssertionError("the analysis ran before the output path was checked")
+    monkeypatch.setattr(report, "analyze", must_not_run)
+    rc = main(["analyze", str(two_layer), "--qoi", "q[0,0]", "--input", "x=[[1, 1]]", flag, "/proc/ge-out.x"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1
+    assert err[0].startswith("graphengine: error:") and "/proc/ge-out.x" in err[0] and "cannot write" in err[0]
