@@ -43,6 +43,12 @@ What the importer does (and the choices it makes):
   ignored, only the first output may be used); the expanded forms (``ReduceMean``/``Pow``/
   ``Sqrt``... or ``Erf``-based GELU) are mapped op by op. Negative ``Gather`` indices are
   resolved at import time when constant; fed indices must be non-negative.
+- **Vision ops** (:mod:`graphengine.frontends._onnx_vision`): ``Conv`` (1-, 2-, 3-d, strides,
+  asymmetric ``pads``, ``auto_pad``, dilations, groups, bias) → ``windows`` → ``conv``;
+  ``MaxPool`` → ``max_pool``; ``AveragePool`` (``count_include_pad`` both ways, ``ceil_mode``)
+  → ``windows`` → ``window_mean``; ``GlobalAveragePool`` / ``GlobalMaxPool`` → adaptive windows
+  of size 1; ``BatchNormalization`` (inference mode) → ``batch_norm``; ``Flatten`` →
+  ``reshape``: the nodes the torch frontend gives for the same layers.
 - **Names and scopes.** Each IR node is named by the ONNX value it computes (helper nodes of a
   multi-node lowering get ``<value>/<op>``); graph outputs keep their ONNX names. Scopes: from
   the dynamo exporter's ``pkg.torch.onnx.name_scopes`` metadata (the innermost module path), or
