@@ -61,13 +61,15 @@ from ..errors import GraphEngineError
 from ..ir import Graph
 from .hf_images import label_qoi, pixel_values
 
-__all__ = ["from_hf_dir", "lm_qoi", "HEADS", "FAMILIES", "Tokenizer"]
+__all__ = ["from_hf_dir", "lm_qoi", "HEADS", "FAMILIES", "VISION_FAMILIES", "Tokenizer"]
 
 HEADS = (None, "mlm", "causal_lm", "classification", "token_classification", "image_classification")
 #: model_type -> family name: the families tests/test_hf_families.py checks against transformers.
 FAMILIES = {"bert": "BERT", "distilbert": "DistilBERT", "roberta": "RoBERTa", "gpt2": "GPT-2",
             "gpt_neox": "GPT-NeoX (partial rotary embeddings)",
             "llama": "Llama (grouped-query attention, RMSNorm, rotary embeddings, SiLU-gated MLP)"}
+#: model_type -> family name: the vision families tests/test_export_vision.py checks against transformers.
+VISION_FAMILIES = {"vit": "ViT, from a picture: `export hf DIR --image FILE [--head image_classification]`"}
 _AUTO = {None: "AutoModel", "mlm": "AutoModelForMaskedLM", "causal_lm": "AutoModelForCausalLM",
          "classification": "AutoModelForSequenceClassification",
          "token_classification": "AutoModelForTokenClassification",
