@@ -48,6 +48,11 @@ class Param:
         self.name = name
 
 
+def shape(v) -> tuple:
+    """The shape of a :class:`Const`, :class:`Param` or IR node."""
+    return tuple(v.value.shape) if isinstance(v, (Const, Param)) else tuple(v.shape)
+
+
 # ONNX TensorProto element types the IR can hold (everything else may only appear in folded
 # constant subgraphs).
 IR_ELEM_TYPES = {

@@ -21,12 +21,8 @@ import numpy as np
 
 from ..ir import Node
 from ..ir.special import erf as _erf
-from ._onnx_load import IR_ELEM_TYPES, Const, Param, elem_type_name, np_dtype
+from ._onnx_load import IR_ELEM_TYPES, Const, elem_type_name, np_dtype, shape
 from ._onnx_vision import vision_lowerings
-
-
-def shape(v) -> tuple:
-    return tuple(v.shape) if isinstance(v, Node) else tuple(v.value.shape)
 
 
 def dtype(v) -> str:

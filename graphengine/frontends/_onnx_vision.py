@@ -32,15 +32,8 @@ from __future__ import annotations
 
 from typing import Callable, Dict, List
 
-import numpy as np
-
-from ..ir import Node
 from ..ir.ops.windows import adaptive_divisor, window_counts
-from ._onnx_load import Const
-
-
-def _shape(v) -> tuple:
-    return tuple(v.shape) if isinstance(v, Node) else tuple(v.value.shape)
+from ._onnx_load import Const, shape
 
 
 def _ints(ctx, a, key, n, default):
@@ -54,7 +47,7 @@ def _ints(ctx, a, key, n, default):
 
 
 def _image(ctx, x, n, what):
-    s = _shape(x)
+    s = shape(x)
     if len(s) != n + 2:
         ctx.fail(f"{what} with {n} spatial axes needs an input [N, C, {', '.join('S' * n)}], got {list(s)}")
     return s
@@ -94,18 +87,18 @@ def _geometry(ctx, spatial: List[int], kernel: List[int], a, pool: bool) -> dict
 
 def _per_channel(ctx, v, rank: int):
     """A per-channel ``[C]`` value shaped ``[C, 1, …]`` against an ``[N, C, *spatial]`` input."""
-    shape = [-1] + [1] * (rank - 2)
-    if len(_shape(v)) == len(shape):
+    target = [-1] + [1] * (rank - 2)
+    if len(shape(v)) == len(target):
         return v
     if isinstance(v, Const):
-        return Const(v.value.reshape(shape))
-    return ctx.call("reshape", v, shape=shape)
+        return Const(v.value.reshape(target))
+    return ctx.call("reshape", v, shape=target)
 
 
 def _lower_conv(ctx, vs, a):
     x, w = vs[0], vs[1]
     bias = vs[2] if len(vs) > 2 else None
-    w_shape = _shape(w)
+    w_shape = shape(w)
     kernel = [int(k) for k in a.get("kernel_shape", w_shape[2:])]
     if list(w_shape[2:]) != kernel:
         ctx.fail(f"kernel_shape {kernel} differs from the weight's shape {list(w_shape)}")
@@ -144,7 +137,7 @@ def _lower_average_pool(ctx, vs, a):
 
 def _global_pool(kind):
     def lower(ctx, vs, a):
-        s = _shape(vs[0])
+        s = shape(vs[0])
         if len(s) < 3:
             ctx.fail(f"needs an input [N, C, *spatial], got {list(s)}")
         ones = [1] * (len(s) - 2)
@@ -165,13 +158,13 @@ def _lower_batch_norm(ctx, vs, a):
     if not int(a.get("spatial", 1)):
         ctx.fail("spatial=0 (per-element statistics) is unsupported")
     x = vs[0]
-    rank = len(_shape(x))
+    rank = len(shape(x))
     if rank < 2:
-        ctx.fail(f"needs an input [N, C, …], got {list(_shape(x))}")
-    channels = _shape(x)[1]
+        ctx.fail(f"needs an input [N, C, …], got {list(shape(x))}")
+    channels = shape(x)[1]
     for what, v in zip(("scale", "B", "mean", "var"), vs[1:]):
-        if _shape(v) != (channels,):
-            ctx.fail(f"{what} of shape {list(_shape(v))} must be [{channels}] (one value per channel)")
+        if shape(v) != (channels,):
+            ctx.fail(f"{what} of shape {list(shape(v))} must be [{channels}] (one value per channel)")
     parts = [_per_channel(ctx, v, rank) for v in vs[1:]]
     return [ctx.call("batch_norm", x, *parts, eps=float(a.get("epsilon", 1e-5)))]
 

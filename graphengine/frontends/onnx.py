@@ -85,9 +85,9 @@ try:
 except ImportError as _e:  # pragma: no cover - exercised only without the extra
     raise ImportError("graphengine.frontends.onnx needs the 'onnx' package: pip install graphengine[onnx]") from _e
 
-from ._onnx_load import (OnnxConversionError, UnsupportedOnnxOpError, attributes, default_opset, input_shape,
-                         load_model, one_line, tensor_to_array)
-from ._onnx_ops import FOLD, FOLD_ONLY, LOWER, SUPPORTED, Const, Param
+from ._onnx_load import (Const, OnnxConversionError, Param, UnsupportedOnnxOpError, attributes, default_opset,
+                         input_shape, load_model, one_line, tensor_to_array)
+from ._onnx_ops import FOLD, FOLD_ONLY, LOWER, SUPPORTED
 
 __all__ = ["from_onnx", "SUPPORTED_OPS", "FOLD_ONLY_OPS", "OnnxConversionError", "UnsupportedOnnxOpError",
            "scope_from_node_name"]
