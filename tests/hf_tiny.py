@@ -94,6 +94,28 @@ class Float64Everywhere(torch.overrides.TorchFunctionMode):
         return func(*args, **kwargs)
 
 
+def export_in_float64(model, kwargs):
+    """An independent float64 oracle: ``torch.export`` the float64 ``model`` called with
+    ``kwargs`` and rewrite its FX graph so that every ``torch.float32`` argument (``.to(float32)``,
+    ``softmax(..., dtype=float32)``, ``zeros(dtype=float32)``, the export's dtype assertions) is
+    ``torch.float64``. Returns ``(module, rewritten)``: the program as a callable module (which
+    torch.autograd differentiates) and the number of arguments changed."""
+    ep = torch.export.export(model.eval(), (), kwargs=kwargs)
+    rewritten = 0
+
+    def widen(value):
+        nonlocal rewritten
+        if value is torch.float32:
+            rewritten += 1
+            return torch.float64
+        return value
+    for node in ep.graph_module.graph.nodes:
+        node.args = tuple(widen(a) for a in node.args)
+        node.kwargs = {k: widen(v) for k, v in node.kwargs.items()}
+    ep.graph_module.recompile()
+    return ep.module(), rewritten
+
+
 def rel_err(got, want) -> float:
     got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
     return float(np.max(np.abs(got - want)) / np.max(np.abs(want)))

@@ -272,6 +272,30 @@ CASES = [
                               node("Cast", ["c"], ["cd"], to=TensorProto.DOUBLE), node("Tile", ["cd", "ci"], ["ct"]),
                               node("Add", ["y", "ct"], ["z"])],
          {"x": N(3, 4)}, ["z"], opset=13, ir={"add"}),
+    # vision: asymmetric pads, auto_pad, dilations, groups, ceil_mode, count_include_pad both ways
+    Case("conv", [node("Conv", ["x", "w", "b"], ["y2"], strides=[2, 1], pads=[1, 0, 2, 1], dilations=[1, 2], group=2),
+                  node("Conv", ["v", "k"], ["up"], auto_pad="SAME_UPPER", strides=[2]),
+                  node("Conv", ["v", "k"], ["lo"], auto_pad="SAME_LOWER"),
+                  node("Conv", ["v", "k"], ["va"], auto_pad="VALID", kernel_shape=[4])],
+         {"x": N(2, 4, 7, 8), "v": N(1, 3, 9)}, ["y2", "up", "lo", "va"], inits={"w": N(6, 2, 3, 2), "b": N(6), "k": N(2, 3, 4)},
+         ir={"windows", "conv", "add"}),
+    Case("pools", [node("MaxPool", ["x"], ["mp"], kernel_shape=[3, 2], strides=[2, 2], pads=[1, 0, 1, 1], ceil_mode=1),
+                   node("MaxPool", ["x"], ["md"], kernel_shape=[2, 2], dilations=[2, 1]),
+                   node("AveragePool", ["x"], ["ai"], kernel_shape=[3, 2], strides=[2, 2], pads=[1, 0, 1, 1],
+                        count_include_pad=1),
+                   node("AveragePool", ["x"], ["ae"], kernel_shape=[3, 2], strides=[2, 2], pads=[1, 0, 1, 1]),
+                   node("AveragePool", ["x"], ["ac"], kernel_shape=[2, 2], strides=[2, 2], pads=[1, 1, 0, 0],
+                        ceil_mode=1, count_include_pad=1),
+                   node("AveragePool", ["x"], ["as"], kernel_shape=[2, 3], auto_pad="SAME_LOWER"),
+                   node("GlobalAveragePool", ["x"], ["ga"]), node("GlobalMaxPool", ["x"], ["gm"])],
+         {"x": N(2, 3, 7, 6)}, ["mp", "md", "ai", "ae", "ac", "as", "ga", "gm"], ir={"max_pool", "windows", "window_mean"}),
+    Case("pools-19", [node("AveragePool", ["x"], ["ad"], kernel_shape=[2], dilations=[3], pads=[2, 1]),
+                      node("MaxPool", ["x"], ["mp"], kernel_shape=[3], strides=[2], ceil_mode=1)],
+         {"x": N(2, 2, 8)}, ["ad", "mp"], opset=19, ir={"max_pool", "window_mean"}),
+    Case("batchnorm", [node("BatchNormalization", ["x", "s", "b", "m", "v"], ["y"], epsilon=1e-3),
+                       node("BatchNormalization", ["f", "s", "b", "m", "v"], ["z"])],
+         {"x": N(2, 3, 5, 4), "f": N(4, 3)}, ["y", "z"], inits={"s": N(3), "b": N(3), "m": N(3), "v": P(3)},
+         opset=15, ir={"batch_norm", "reshape"}),
 ]
 
 
@@ -468,15 +492,15 @@ def test_truncated_and_missing_files_are_rejected(tmp_path):
 
 
 def test_unsupported_ops_are_all_listed(tmp_path):
-    nodes = [helper.make_node("Conv", ["x", "w"], ["c1"], name="conv_a"),
-             helper.make_node("Conv", ["c1", "w"], ["c2"], name="conv_b"),
+    nodes = [helper.make_node("ConvTranspose", ["x", "w"], ["c1"], name="conv_a"),
+             helper.make_node("ConvTranspose", ["c1", "w"], ["c2"], name="conv_b"),
              helper.make_node("Einsum", ["c2"], ["e"], name="ein", equation="ij->ji"),
              helper.make_node("Relu", ["e"], ["y"], name="ok")]
     model = make_model(nodes, {"x": N(1, 1, 4, 4)}, ["y"], inits={"w": N(1, 1, 1, 1)})
     with pytest.raises(UnsupportedOnnxOpError) as info:
         from_onnx(save(model, tmp_path / "m.onnx"))
     msg = str(info.value)
-    assert "Conv (nodes: conv_a, conv_b)" in msg and "Einsum (nodes: ein)" in msg and "Relu" not in msg
+    assert "ConvTranspose (nodes: conv_a, conv_b)" in msg and "Einsum (nodes: ein)" in msg and "Relu" not in msg
     assert "\n" not in msg and isinstance(info.value, GraphEngineError)
 
 
@@ -746,3 +770,95 @@ def test_torch_dynamo_export_of_bert(tmp_path):
     model, args = _hf_bert(torch, torch.float32)
     path = _export(torch, model, args, tmp_path / "hf.onnx", HF_INPUTS, ["logits"], dynamo=True, verbose=False)
     assert_matches_reference(onnx.load(path), _feeds(args, HF_INPUTS), tmp_path / "copy.onnx")
+
+
+# ================================================================ vision: a torch CNN through ONNX
+def _cnns(torch):
+    """A 2-D CNN (grouped, strided and dilated convolutions, batch norm after a ReLU so the
+    exporter cannot fold it into the convolution, ceil-mode max pool, average pool without the
+    padding, global average pool, Flatten, Linear) and a 1-D one, with trained-looking batch norms."""
+    nn = torch.nn
+    torch.manual_seed(0)
+    cnn2d = nn.Sequential(nn.Conv2d(3, 6, 3, stride=2, padding=1, groups=3), nn.ReLU(), nn.BatchNorm2d(6),
+                          nn.Conv2d(6, 4, 3, padding=2, dilation=2, bias=False), nn.ReLU(),
+                          nn.MaxPool2d(2, ceil_mode=True), nn.AvgPool2d(3, stride=1, padding=1, count_include_pad=False),
+                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3))
+    cnn1d = nn.Sequential(nn.Conv1d(4, 6, 3, stride=2, padding=2, dilation=2, groups=2), nn.ReLU(), nn.BatchNorm1d(6),
+                          nn.MaxPool1d(3, stride=2, padding=1), nn.AvgPool1d(2, padding=1), nn.Flatten(), nn.Linear(18, 2))
+    with torch.no_grad():
+        for bn in (cnn2d[2], cnn1d[2]):
+            bn.running_mean.normal_(); bn.running_var.uniform_(0.5, 2.0); bn.weight.normal_(); bn.bias.normal_()
+    return {"cnn2d": (cnn2d.eval(), (2, 3, 9, 8)), "cnn1d": (cnn1d.eval(), (2, 4, 17))}
+
+
+@pytest.mark.parametrize("name", ["cnn2d", "cnn1d"])
+def test_torch_cnn_matches_reference_evaluator_and_autograd(tmp_path, name):
+    torch = _torch()
+    model, shape = _cnns(torch)[name]
+    x32 = torch.from_numpy(N(*shape, dtype=np.float32))
+    path = _export(torch, model, (x32,), tmp_path / "cnn.onnx", ["image"], ["logits"], dynamo=False, opset_version=17)
+    g = assert_matches_reference(onnx.load(path), {"image": x32.numpy()}, tmp_path / "copy.onnx")  # float32: 1e-5
+    with torch.no_grad():
+        np.testing.assert_allclose(ours(g, {"image": x32.numpy()})["logits"], model(x32).numpy(), rtol=0, atol=1e-5)
+    assert {"windows", "conv", "batch_norm", "max_pool", "window_mean", "linear"} <= set(g.op_histogram())
+
+    model = model.double()
+    x = x32.double().requires_grad_(True)
+    path = _export(torch, model, (x,), tmp_path / "cnn64.onnx", ["image"], ["logits"], dynamo=False, opset_version=17)
+    g = from_onnx(path)
+    coef = N(*g["logits"].shape)
+    result = backward(g, forward(g, {"image": x.detach().numpy()}), weighted("logits", coef))
+    (model(x) * torch.as_tensor(coef)).sum().backward()
+    np.testing.assert_allclose(result.grad("image"), x.grad.numpy(), rtol=1e-8, atol=1e-12 * np.abs(x.grad.numpy()).max())
+    compared = 0
+    for pname, p in model.named_parameters():
+        if pname in {q.name for q in g.parameters()}:
+            np.testing.assert_allclose(result.grad(pname), p.grad.numpy(), rtol=1e-8,
+                                       atol=1e-12 * np.abs(p.grad.numpy()).max(), err_msg=pname)
+            compared += 1
+    assert compared == len(list(model.parameters()))
+    assert g["2.weight"].scope == "2" and [n.scope for n in g if n.op == "batch_norm"] == ["2"]
+
+
+def test_vision_op_gradients_match_finite_differences(tmp_path):
+    """Conv with asymmetric pads and groups → BatchNormalization → MaxPool (ceil mode) and
+    AveragePool (padding counted) → GlobalAveragePool, in float64: the IR's real-semiring
+    backward against central differences of the IR's forward."""
+    nodes = [node("Conv", ["x", "w", "b"], ["c"], strides=[1, 2], pads=[1, 0, 0, 1], group=2),
+             node("BatchNormalization", ["c", "s", "t", "m", "v"], ["n"]),
+             node("MaxPool", ["n"], ["p"], kernel_shape=[2, 2], ceil_mode=1, strides=[2, 1]),
+             node("AveragePool", ["p"], ["a"], kernel_shape=[2, 2], pads=[1, 1, 0, 0], count_include_pad=1),
+             node("GlobalAveragePool", ["a"], ["y"])]
+    feeds = {"x": N(1, 2, 5, 6)}
+    model = make_model(nodes, feeds, ["y"], inits={"w": N(4, 1, 2, 2), "b": N(4), "s": N(4), "t": N(4), "m": N(4),
+                                                   "v": P(4)})
+    g = assert_matches_reference(model, feeds, tmp_path / "v.onnx")
+    coef = N(*g["y"].shape)
+    grad = backward(g, forward(g, feeds), weighted("y", coef)).grad("x")
+
+    def qoi(x):
+        return float(np.sum(coef * ours(g, {"x": x})["y"]))
+    eps, fd = 1e-6, np.zeros_like(feeds["x"])
+    for i in np.ndindex(fd.shape):
+        hi, lo = feeds["x"].copy(), feeds["x"].copy()
+        hi[i] += eps
+        lo[i] -= eps
+        fd[i] = (qoi(hi) - qoi(lo)) / (2 * eps)
+    np.testing.assert_allclose(grad, fd, rtol=1e-6, atol=1e-8 * np.abs(fd).max())
+    assert np.count_nonzero(grad) > grad.size // 2
+
+
+@pytest.mark.parametrize("nodes,match", [
+    ([node("MaxPool", ["x"], ["y", "idx"], kernel_shape=[2, 2])], r"'MaxPool:y' \(MaxPool\): the Indices output"),
+    ([node("BatchNormalization", ["x", "s", "s", "s", "s"], ["y"], training_mode=1)],
+     r"'BatchNormalization:y' \(BatchNormalization\): training_mode=1 is unsupported"),
+    ([node("AveragePool", ["x"], ["y"], kernel_shape=[2, 2], auto_pad="SAME_UPPER", ceil_mode=1)],
+     r"'AveragePool:y' \(AveragePool\): ceil_mode=1 with auto_pad=SAME_UPPER is unsupported"),
+    ([node("Conv", ["x", "w"], ["y"], pads=[1, 1])], r"'Conv:y' \(Conv\): pads \[1, 1\] must have 4 entries"),
+])
+def test_unsupported_vision_attributes_name_the_op_and_node(tmp_path, nodes, match):
+    model = make_model(nodes, {"x": N(1, 2, 4, 4)}, [nodes[0].output[0]], inits={"s": P(2), "w": N(2, 2, 2, 2)},
+                       opset=15)
+    with pytest.raises(OnnxConversionError, match=match) as info:
+        from_onnx(save(model, tmp_path / "m.onnx"))
+    assert "\n" not in str(info.value)

@@ -244,3 +244,120 @@ def test_cnn_and_vit_analyze_an_image_from_the_cli(factories, tmp_path, capsys):
     assert main(["export", "torch", f"{path}:make_cnn", "--example", str(tmp_path / "none.npy"), "-o", str(cnn)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("graphengine: error: --example") and "no such file" in err and err.count("\n") == 1
+
+
+# ================================================================ export hf DIR --image / --pixels
+LABELS = {0: "cat", 1: "dog", 2: "bird"}
+
+
+@pytest.fixture(scope="module")
+def vit_with_processor(tmp_path_factory):
+    """A random ViT classifier (16×16 images, 8×8 patches, hidden 32) with named labels and a
+    ViTImageProcessor saved next to it, and a 20×24 RGB PNG written with Pillow."""
+    transformers = pytest.importorskip("transformers")
+    image_mod = pytest.importorskip("PIL.Image", reason="reading PNG files needs Pillow")
+    root = tmp_path_factory.mktemp("vit_dir")
+    cfg = transformers.ViTConfig(image_size=16, patch_size=8, num_channels=3, hidden_size=32, num_hidden_layers=2,
+                                 num_attention_heads=2, intermediate_size=48, num_labels=3, id2label=LABELS,
+                                 label2id={v: k for k, v in LABELS.items()})
+    torch.manual_seed(0)
+    model = transformers.ViTForImageClassification(cfg)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_(0.0, 0.3)
+    model.save_pretrained(root / "vit")
+    transformers.ViTImageProcessor(size={"height": 16, "width": 16}).save_pretrained(root / "vit")
+    pixels = np.random.default_rng(11).integers(0, 256, size=(20, 24, 3)).astype(np.uint8)
+    image_mod.fromarray(pixels).save(root / "picture.png")
+    return root / "vit", root / "picture.png"
+
+
+def test_export_hf_image_then_analyze_from_the_cli(vit_with_processor, tmp_path, capsys):
+    import transformers
+    from PIL import Image
+
+    vit_dir, picture = vit_with_processor
+    out = tmp_path / "vit.ge"
+    assert main(["--quiet", "export", "hf", str(vit_dir), "--image", str(picture), "--head", "image_classification",
+                 "--target", "dog", "--foil", "cat", "-o", str(out)]) == 0
+    printed = capsys.readouterr()
+    assert "qoi: logits[0,1] - logits[0,0]" in printed.out and printed.err == ""
+    g = ge.load(str(out))
+    feeds = dict(np.load(tmp_path / "vit.inputs.npz"))
+    assert list(feeds) == ["pixel_values"] and [n.name for n in g.inputs()] == ["pixel_values"]
+    # the inputs are the directory's processor applied to the picture, computed independently here
+    processor = transformers.AutoImageProcessor.from_pretrained(str(vit_dir), local_files_only=True)
+    want_pixels = processor(images=Image.open(picture).convert("RGB"), return_tensors="np")["pixel_values"]
+    np.testing.assert_array_equal(feeds["pixel_values"], want_pixels)
+    assert feeds["pixel_values"].shape == (1, 3, 16, 16) and feeds["pixel_values"].dtype == np.float32
+
+    ref = transformers.ViTForImageClassification.from_pretrained(str(vit_dir), attn_implementation="eager").eval()
+    with torch.no_grad():
+        want = ref(torch.from_numpy(feeds["pixel_values"])).logits.numpy()
+    got = forward(g, feeds)[g.outputs[0]]
+    assert np.max(np.abs(got - want)) <= 1e-5
+
+    report = tmp_path / "vit.json"
+    assert main(["analyze", str(out), "--inputs", str(tmp_path / "vit.inputs.npz"), "--semiring", "real,max,entropy",
+                 "-o", str(report)]) == 0
+    doc = json.loads(report.read_text())
+    assert abs(doc["qoi"]["value"] - float(want[0, 1] - want[0, 0])) <= 1e-5
+    assert list(doc["nodes"]) == ["pixel_values"]                  # default: the float input
+    assert doc["nodes"]["pixel_values"]["entropy"]["whole_node_entropy"] > 0
+    steps = doc["paths"]["max"][0]["steps"]
+    assert steps[0]["name"] == "pixel_values" and steps[1]["scope"] == "embeddings.patch_embeddings.projection"
+    assert steps[-1]["name"] == "logits"
+
+
+def test_export_hf_pixels_raw_arrays_and_label_indices(vit_with_processor, tmp_path):
+    """--pixels feeds preprocessed values as they are (also where there is no processor); a raw
+    [H, W, C] array goes through the processor; labels may be given by index."""
+    import shutil
+
+    import transformers
+
+    from graphengine.frontends.hf import from_hf_dir
+
+    vit_dir, _ = vit_with_processor
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    for name in ("config.json", "model.safetensors"):
+        shutil.copy(vit_dir / name, bare / name)
+    pixels = np.random.default_rng(12).normal(size=(1, 3, 16, 16))
+    g, feeds, tokens = from_hf_dir(bare, pixels=pixels, head="image_classification", target="2", dtype="float64")
+    assert tokens is None and g.meta["qoi"] == "logits[0,2]" and feeds["pixel_values"].dtype == np.float64
+    ref = transformers.ViTForImageClassification.from_pretrained(str(bare), attn_implementation="eager").eval()
+    with torch.no_grad():
+        want = ref.float()(torch.from_numpy(pixels.astype(np.float32))).logits.numpy()
+    assert np.max(np.abs(forward(g, feeds)[g.outputs[0]] - want)) <= 1e-5
+
+    raw = np.random.default_rng(13).integers(0, 256, size=(18, 18, 3)).astype(np.uint8)
+    g, feeds, _ = from_hf_dir(vit_dir, image=raw)                # base model: last_hidden_state
+    processor = transformers.AutoImageProcessor.from_pretrained(str(vit_dir), local_files_only=True)
+    np.testing.assert_array_equal(feeds["pixel_values"], processor(images=raw, return_tensors="np")["pixel_values"])
+    assert g.nodes[g.outputs[0]].name == "last_hidden_state" and not g.find("pooler")
+
+
+def test_export_hf_image_errors_are_one_line(vit_with_processor, tmp_path, capsys):
+    import shutil
+
+    vit_dir, picture = vit_with_processor
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    for name in ("config.json", "model.safetensors"):
+        shutil.copy(vit_dir / name, bare / name)
+    (tmp_path / "broken.png").write_bytes(b"not an image")
+    np.save(tmp_path / "gray.npy", np.zeros((1, 1, 16, 16), np.float32))
+    cases = [(["--image", str(tmp_path / "broken.png")], str(vit_dir), "not an image Pillow can read"),
+             (["--image", str(picture)], str(bare), "no preprocessor_config.json .* --pixels FILE.npy"),
+             (["--pixels", str(tmp_path / "gray.npy")], str(vit_dir), r"must be shaped \[N, 3, H, W\].*\[1, 1, 16, 16\]"),
+             (["--image", str(tmp_path / "none.png")], str(vit_dir), "no such file"),
+             (["--image", str(picture), "--head", "image_classification", "--target", "fish"], str(vit_dir),
+              r"label 'fish' is neither a name in the config's id2label \(cat, dog, bird\)")]
+    import re
+
+    for args, directory, match in cases:
+        capsys.readouterr()
+        assert main(["--quiet", "export", "hf", directory, *args, "-o", str(tmp_path / "x.ge")]) == 2, args
+        err = capsys.readouterr().err
+        assert err.startswith("graphengine: error: ") and err.count("\n") == 1 and re.search(match, err), err

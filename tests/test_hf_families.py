@@ -102,6 +102,49 @@ def test_float64_end_to_end_parity(checkpoints, family):
 
 
 @pytest.mark.parametrize("family", ["gpt_neox", "llama"])
+def test_promoted_float64_matches_an_fx_rewritten_float64_program(checkpoints, family):
+    """transformers computes GPT-NeoX's and Llama's softmax / RMSNorm / rotary tables in float32
+    even in a float64 model, so torch as is is no float64 oracle. The oracle here is the model's
+    own torch.export program with every float32 cast rewritten to float64 (hf_tiny.export_in_float64),
+    run by torch with autograd; the IR exported with promote_float32 must match it to 1e-10."""
+    _, head, *_ = H.FAMILIES[family]
+    ids = np.array([[5, 6, 8, 10, 5, 11, 7]])
+    g, feeds, _ = from_hf_dir(checkpoints[family], input_ids=ids, head=head, dtype="float64", promote_float32=True)
+    assert g.meta["promote_float32"] and {n.dtype for n in g if n.dtype.startswith("float")} == {"float64"}
+    ref = H.reference(checkpoints[family], head, torch.float64)
+    emb = H.token_embedding(ref)(torch.from_numpy(ids)).detach()
+    program, rewritten = H.export_in_float64(ref, {"inputs_embeds": emb})
+    assert rewritten >= 4                                    # casts, softmax dtypes, dtype assertions
+    emb.requires_grad_(True)
+    want = program(inputs_embeds=emb).logits
+    assert want.dtype == torch.float64
+    with torch.no_grad():                                     # torch as is keeps its float32 islands
+        assert H.rel_err(ref(inputs_embeds=emb).logits.numpy(), want.detach().numpy()) > 1e-9
+
+    acts = forward(g, feeds)
+    assert H.rel_err(acts[g.outputs[0]], want.detach().numpy()) <= 1e-10
+    coef = np.random.default_rng(1).normal(size=tuple(want.shape))
+    params = dict(program.named_parameters())
+    wrt = [emb] + list(params.values())
+    grads = torch.autograd.grad((want * torch.from_numpy(coef)).sum(), wrt, allow_unused=True)
+    from graphengine.engine import weighted
+
+    lookup = _token_lookup(g)
+    result = backward(g, acts, weighted("logits", coef), retain=[lookup.name] + [p.name for p in g.parameters()])
+    assert H.rel_err(result.grad(lookup.name), grads[0].numpy()) <= 1e-10
+    torch_grads = {name: gr for name, gr in zip(params, grads[1:]) if gr is not None}
+    prefix = ref.base_model_prefix + "."
+    table = g.nodes[lookup.inputs[0]].name                   # the program reads inputs_embeds, not the table
+    pairs = [(p.name, torch_grads.get(p.name, torch_grads.get(prefix + p.name))) for p in g.parameters()
+             if p.name != table]
+    assert all(gr is not None for _, gr in pairs) and len(pairs) == len(torch_grads) > 10
+    scale = max(float(gr.abs().max()) for _, gr in pairs)   # analytic zeros: absolute against all gradients
+    for name, gr in pairs:
+        err = np.max(np.abs(result.grad(name) - gr.numpy()))
+        assert err <= 1e-10 * max(float(gr.abs().max()), 1e-6 * scale), name
+
+
+@pytest.mark.parametrize("family", ["gpt_neox", "llama"])
 def test_float64_follows_torch_dtypes(checkpoints, family):
     """Without promotion the IR keeps torch's float32 islands inside a float64 model."""
     _, head, *_ = H.FAMILIES[family]

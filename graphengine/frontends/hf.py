@@ -10,7 +10,8 @@ nothing is downloaded (``local_files_only``) and no environment variable is chan
 Heads (:data:`HEADS`): ``None`` (the base model, ``AutoModel``, output ``last_hidden_state``),
 ``"mlm"`` (``AutoModelForMaskedLM``), ``"causal_lm"`` (``AutoModelForCausalLM``),
 ``"classification"`` (``AutoModelForSequenceClassification``) and ``"token_classification"``
-(``AutoModelForTokenClassification``), each with output ``logits``. Models are built with eager
+(``AutoModelForTokenClassification``) and ``"image_classification"``
+(``AutoModelForImageClassification``), each with output ``logits``. Models are built with eager
 attention; decoders are exported without a KV cache (``use_cache=False``), so the graph maps
 token ids to logits and nothing else. Missing head weights (an MLM head asked of a
 sentence-embedding checkpoint) are an error, never a silent random initialization.
@@ -20,6 +21,11 @@ constants, unless ``mask_input=True``: then ``attention_mask`` [1, T] (int64) is
 input, and its arithmetic (comparisons, ``bitwise_and`` with the causal mask) stays in the graph
 as non-differentiable integer/boolean nodes, so one graph serves every padding mask.
 
+Vision models (ViT, or any image model transformers builds) take ``image`` (a picture file or
+raw pixels, preprocessed with the directory's ``preprocessor_config.json``) or ``pixels``
+(``pixel_values`` already preprocessed); the graph input is ``pixel_values``
+(:mod:`graphengine.frontends.hf_images`).
+
 Naming: the base model's prefix (``model.base_model_prefix``: ``bert.``, ``roberta.``,
 ``transformer.``, ``model.``...) is stripped from scopes and parameter names for every head, so
 a module is always found by its base-model path: ``graph.find("encoder.layer.5.attention.self.key")``
@@ -28,8 +34,10 @@ for BERT, ``graph.find("layers.0.mlp")`` for Llama; head modules keep their name
 
 QoI for language models: :func:`lm_qoi` turns ``target``/``foil`` words into
 ``logits[0,t,target] - logits[0,t,foil]`` at the last position (causal LM) or at the mask token
-(masked LM); :func:`from_hf_dir` records it as ``graph.meta["qoi"]`` when given ``target``, and
-``graphengine analyze`` uses it when no ``--qoi`` is given.
+(masked LM); for classifiers (text or image) ``target``/``foil`` are class labels, by name
+(``id2label``) or index: ``logits[0,target] - logits[0,foil]``. :func:`from_hf_dir` records it
+as ``graph.meta["qoi"]`` when given ``target``, and ``graphengine analyze`` uses it when no
+``--qoi`` is given.
 
 Install with ``pip install 'graphengine[hf]'``.
 
@@ -51,17 +59,21 @@ import numpy as np
 
 from ..errors import GraphEngineError
 from ..ir import Graph
+from .hf_images import label_qoi, pixel_values
 
-__all__ = ["from_hf_dir", "lm_qoi", "HEADS", "FAMILIES", "Tokenizer"]
+__all__ = ["from_hf_dir", "lm_qoi", "HEADS", "FAMILIES", "VISION_FAMILIES", "Tokenizer"]
 
-HEADS = (None, "mlm", "causal_lm", "classification", "token_classification")
+HEADS = (None, "mlm", "causal_lm", "classification", "token_classification", "image_classification")
 #: model_type -> family name: the families tests/test_hf_families.py checks against transformers.
 FAMILIES = {"bert": "BERT", "distilbert": "DistilBERT", "roberta": "RoBERTa", "gpt2": "GPT-2",
             "gpt_neox": "GPT-NeoX (partial rotary embeddings)",
             "llama": "Llama (grouped-query attention, RMSNorm, rotary embeddings, SiLU-gated MLP)"}
+#: model_type -> family name: the vision families tests/test_export_vision.py checks against transformers.
+VISION_FAMILIES = {"vit": "ViT, from a picture: `export hf DIR --image FILE [--head image_classification]`"}
 _AUTO = {None: "AutoModel", "mlm": "AutoModelForMaskedLM", "causal_lm": "AutoModelForCausalLM",
          "classification": "AutoModelForSequenceClassification",
-         "token_classification": "AutoModelForTokenClassification"}
+         "token_classification": "AutoModelForTokenClassification",
+         "image_classification": "AutoModelForImageClassification"}
 _DTYPES = ("float32", "float64")
 _WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
 _TOKENIZER_FILES = ("vocab.txt", "vocab.json", "tokenizer.model", "spiece.model", "sentencepiece.bpe.model",
@@ -174,9 +186,10 @@ def lm_qoi(tokenizer: Optional[Tokenizer], ids: np.ndarray, head: Optional[str],
     several tokens is refused).
     """
     if head not in ("mlm", "causal_lm"):
-        raise GraphEngineError(f"a target/foil QoI needs a language-model head (mlm or causal_lm), got head={head!r}")
-    if tokenizer is None:
-        raise GraphEngineError("a target/foil QoI needs the model's tokenizer, and the directory has none")
+        raise GraphEngineError(f"a target/foil QoI needs a language-model head (mlm or causal_lm) or a classifier "
+                               f"(classification, image_classification), got head={head!r}")
+    if tokenizer is None or ids is None:
+        raise GraphEngineError("a target/foil QoI needs the model's tokenizer and token inputs, and there are none")
     if head == "causal_lm":
         t = ids.shape[1] - 1
     else:
@@ -227,6 +240,10 @@ def _build_model(path: str, config: Dict[str, Any], head: Optional[str], tdtype)
             if bars:
                 transformers.utils.logging.enable_progress_bar()
     missing = sorted(info.get("missing_keys") or [])
+    # the base model's output is last_hidden_state, which its pooler does not feed (checked
+    # again on the exported graph): a classifier checkpoint without pooler weights still serves
+    unused = [k for k in missing if head is None and k.startswith("pooler.")]
+    missing = [k for k in missing if k not in unused]
     if missing:
         shown = ", ".join(missing[:6]) + (f" and {len(missing) - 6} more" if len(missing) > 6 else "")
         raise GraphEngineError(f"checkpoint lacks {len(missing)} weight(s) needed for head={head!r}: {shown}")
@@ -234,34 +251,45 @@ def _build_model(path: str, config: Dict[str, Any], head: Optional[str], tdtype)
     if mismatched:
         raise GraphEngineError(f"checkpoint weight(s) of the wrong shape for the config: "
                                f"{', '.join(str(m[0] if isinstance(m, (tuple, list)) else m) for m in mismatched[:6])}")
-    return model.to(tdtype).eval()
+    return model.to(tdtype).eval(), unused
 
 
 def from_hf_dir(path, text: Optional[str] = None, input_ids=None, head: Optional[str] = None,
                 decompose: str = "fused", dtype: str = "float32", *, mask_input: bool = False,
                 promote_float32: bool = False, target: Optional[str] = None,
-                foil: Optional[str] = None) -> Tuple[Graph, Dict[str, np.ndarray], Optional[List[str]]]:
-    """Load a local checkpoint of any transformers architecture, tokenize one input and export it.
+                foil: Optional[str] = None, image=None,
+                pixels=None) -> Tuple[Graph, Dict[str, np.ndarray], Optional[List[str]]]:
+    """Load a local checkpoint of any transformers architecture, prepare one input and export it.
 
-    Give exactly one of ``text`` (tokenized with the directory's tokenizer, special tokens
-    added) and ``input_ids`` (1-D or [batch, T]). ``head``: one of :data:`HEADS` (see the module
-    docstring). ``dtype``: ``"float32"`` or ``"float64"`` (the model is converted). The IR
-    follows torch's dtype for every op, so a float64 Llama still computes its softmax and
-    RMSNorm in float32 as torch does; ``promote_float32=True`` computes those in float64 too
+    Give exactly one input: ``text`` (tokenized with the directory's tokenizer, special tokens
+    added) or ``input_ids`` (1-D or [batch, T]) for a text model; ``image`` (a picture file,
+    raw pixels, preprocessed with the directory's image processor) or ``pixels`` (preprocessed
+    ``pixel_values`` [N, C, H, W]) for a vision model (:mod:`graphengine.frontends.hf_images`).
+    ``head``: one of :data:`HEADS` (see the module docstring). ``dtype``: ``"float32"`` or
+    ``"float64"`` (the model is converted). The IR follows torch's dtype for every op, so a
+    float64 Llama still computes its softmax and RMSNorm in float32 as torch does;
+    ``promote_float32=True`` computes those in float64 too
     (:func:`graphengine.frontends.torch.from_torch`). ``mask_input``: make ``attention_mask`` a
-    graph input. ``target`` / ``foil``: record :func:`lm_qoi` as ``graph.meta["qoi"]``.
+    graph input. ``target`` / ``foil``: record the QoI as ``graph.meta["qoi"]``: words
+    (:func:`lm_qoi`) for ``mlm`` / ``causal_lm``, class labels (names from ``id2label`` or
+    indices, :func:`~graphengine.frontends.hf_images.label_qoi`) for ``classification`` and
+    ``image_classification``.
 
     Returns ``(graph, feeds, tokens)``: ``feeds`` = ``{"input_ids": ids}`` (plus
-    ``"attention_mask"``: ones) for :func:`graphengine.engine.forward`, ``tokens`` the token
-    strings of the first row (``None`` without a tokenizer).
+    ``"attention_mask"``: ones), or ``{"pixel_values": pixels}``, for
+    :func:`graphengine.engine.forward`; ``tokens`` the token strings of the first row (``None``
+    without a tokenizer, and for images).
     """
     path = os.fspath(path)
     if head not in HEADS:
         raise GraphEngineError(f"head must be one of {HEADS}, got {head!r}")
     if dtype not in _DTYPES:
         raise GraphEngineError(f"dtype must be one of {_DTYPES}, got {dtype!r}")
-    if (text is None) == (input_ids is None):
-        raise GraphEngineError("give exactly one of text and input_ids")
+    if sum(v is not None for v in (text, input_ids, image, pixels)) != 1:
+        raise GraphEngineError("give exactly one of text, input_ids, image and pixels")
+    vision = image is not None or pixels is not None
+    if vision and mask_input:
+        raise GraphEngineError("mask_input applies to token inputs, not to images")
     if foil is not None and target is None:
         raise GraphEngineError("a foil needs a target")
     if not os.path.isdir(path):
@@ -274,6 +302,41 @@ def from_hf_dir(path, text: Optional[str] = None, input_ids=None, head: Optional
         import transformers  # noqa: F401
     except ImportError as e:
         raise GraphEngineError(f"from_hf_dir needs torch and transformers (pip install 'graphengine[hf]'): {e}") from None
+    if vision:
+        feeds, tokens, tokenizer = {"pixel_values": pixel_values(path, config, dtype, image=image, pixels=pixels)}, \
+            None, None
+    else:
+        feeds, tokens, tokenizer = _token_feeds(path, config, text, input_ids, mask_input)
+    qoi = None
+    if target is not None:
+        if head in ("classification", "image_classification"):
+            qoi = label_qoi(config, target, foil)
+        else:
+            qoi = lm_qoi(tokenizer, feeds.get("input_ids"), head, target, foil)
+    from .torch import from_torch
+
+    model, unused = _build_model(path, config, head, torch.float32 if dtype == "float32" else torch.float64)
+    first = "pixel_values" if vision else "input_ids"
+    kwargs = {k: torch.from_numpy(v) for k, v in feeds.items() if k != first}
+    prefix = getattr(model, "base_model_prefix", "") or ""
+    strip = f"{prefix}." if head is not None and prefix and hasattr(model, prefix) else ""
+    graph = from_torch(model, (torch.from_numpy(feeds[first]),), kwargs=kwargs, decompose=decompose,
+                       outputs="last_hidden_state" if head is None else "logits", strip_prefix=strip,
+                       promote_float32=promote_float32)
+    untrained = [p.name for p in graph.parameters() if p.name in unused]
+    if untrained:
+        raise GraphEngineError(f"checkpoint lacks weight(s) the graph uses: {', '.join(untrained[:6])}")
+    graph.meta.update({"hf_head": head, "hf_config": config, "hf_dir": os.path.basename(os.path.normpath(path)),
+                       "hf_model_type": config["model_type"]})
+    if tokens is not None:
+        graph.meta["tokens"] = tokens
+    if qoi is not None:
+        graph.meta["qoi"] = qoi
+    return graph, feeds, tokens
+
+
+def _token_feeds(path: str, config: Dict[str, Any], text, input_ids, mask_input: bool):
+    """``({"input_ids": ids[, "attention_mask": ones]}, tokens, tokenizer)``, checked against the config."""
     tokenizer = Tokenizer.load(path)
     ids, tokens = _token_ids(tokenizer, path, text, input_ids)
     limit = config.get("max_position_embeddings", config.get("n_positions"))
@@ -282,24 +345,7 @@ def from_hf_dir(path, text: Optional[str] = None, input_ids=None, head: Optional
     vocab = int(config.get("vocab_size", 0) or 0)
     if vocab and (ids.min() < 0 or ids.max() >= vocab):
         raise GraphEngineError(f"input_ids must lie in [0, {vocab}), got {int(ids.min())}..{int(ids.max())}")
-    qoi = lm_qoi(tokenizer, ids, head, target, foil) if target is not None else None
-    from .torch import from_torch
-
-    model = _build_model(path, config, head, torch.float32 if dtype == "float32" else torch.float64)
     feeds = {"input_ids": ids}
-    kwargs = {}
     if mask_input:
         feeds["attention_mask"] = np.ones_like(ids)
-        kwargs["attention_mask"] = torch.from_numpy(feeds["attention_mask"])
-    prefix = getattr(model, "base_model_prefix", "") or ""
-    strip = f"{prefix}." if head is not None and prefix and hasattr(model, prefix) else ""
-    graph = from_torch(model, (torch.from_numpy(ids),), kwargs=kwargs, decompose=decompose,
-                       outputs="last_hidden_state" if head is None else "logits", strip_prefix=strip,
-                       promote_float32=promote_float32)
-    graph.meta.update({"hf_head": head, "hf_config": config, "hf_dir": os.path.basename(os.path.normpath(path)),
-                       "hf_model_type": config["model_type"]})
-    if tokens is not None:
-        graph.meta["tokens"] = tokens
-    if qoi is not None:
-        graph.meta["qoi"] = qoi
-    return graph, feeds, tokens
+    return feeds, tokens, tokenizer

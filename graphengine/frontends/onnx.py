@@ -43,6 +43,12 @@ What the importer does (and the choices it makes):
   ignored, only the first output may be used); the expanded forms (``ReduceMean``/``Pow``/
   ``Sqrt``... or ``Erf``-based GELU) are mapped op by op. Negative ``Gather`` indices are
   resolved at import time when constant; fed indices must be non-negative.
+- **Vision ops** (:mod:`graphengine.frontends._onnx_vision`): ``Conv`` (1-, 2-, 3-d, strides,
+  asymmetric ``pads``, ``auto_pad``, dilations, groups, bias) → ``windows`` → ``conv``;
+  ``MaxPool`` → ``max_pool``; ``AveragePool`` (``count_include_pad`` both ways, ``ceil_mode``)
+  → ``windows`` → ``window_mean``; ``GlobalAveragePool`` / ``GlobalMaxPool`` → adaptive windows
+  of size 1; ``BatchNormalization`` (inference mode) → ``batch_norm``; ``Flatten`` →
+  ``reshape``: the nodes the torch frontend gives for the same layers.
 - **Names and scopes.** Each IR node is named by the ONNX value it computes (helper nodes of a
   multi-node lowering get ``<value>/<op>``); graph outputs keep their ONNX names. Scopes: from
   the dynamo exporter's ``pkg.torch.onnx.name_scopes`` metadata (the innermost module path), or
@@ -79,9 +85,9 @@ try:
 except ImportError as _e:  # pragma: no cover - exercised only without the extra
     raise ImportError("graphengine.frontends.onnx needs the 'onnx' package: pip install graphengine[onnx]") from _e
 
-from ._onnx_load import (OnnxConversionError, UnsupportedOnnxOpError, attributes, default_opset, input_shape,
-                         load_model, one_line, tensor_to_array)
-from ._onnx_ops import FOLD, FOLD_ONLY, LOWER, SUPPORTED, Const, Param
+from ._onnx_load import (Const, OnnxConversionError, Param, UnsupportedOnnxOpError, attributes, default_opset,
+                         input_shape, load_model, one_line, tensor_to_array)
+from ._onnx_ops import FOLD, FOLD_ONLY, LOWER, SUPPORTED
 
 __all__ = ["from_onnx", "SUPPORTED_OPS", "FOLD_ONLY_OPS", "OnnxConversionError", "UnsupportedOnnxOpError",
            "scope_from_node_name"]

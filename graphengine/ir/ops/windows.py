@@ -14,7 +14,10 @@ Geometry is torch's, per spatial axis of size ``S`` with kernel ``k``, stride ``
 ``p``, dilation ``d``: ``out = ⌊(S + 2p − d(k−1) − 1)/s⌋ + 1`` (``⌈⌉`` with ``ceil_mode``, where a
 last window starting in the right padding is dropped); window ``o`` reads positions
 ``o·s − p + t·d``; the stride defaults to 1 for ``windows`` and to the kernel for ``max_pool``
-(torch's pooling default). With ``output_size`` (adaptive) window ``o`` covers ``[⌊oS/O⌋, ⌈(o+1)S/O⌉)`` and
+(torch's pooling default). ``padding`` has one entry per axis (the same on both sides) or, for
+asymmetric padding (ONNX's ``pads``, ``auto_pad=SAME_*``), two per axis in ONNX's order
+``[b₁, …, bₙ, e₁, …, eₙ]``: then ``out = ⌊(S + b + e − d(k−1) − 1)/s⌋ + 1``, window ``o`` starts
+at ``o·s − b``, and ``ceil_mode`` drops a last window starting at or after ``S + b``. With ``output_size`` (adaptive) window ``o`` covers ``[⌊oS/O⌋, ⌈(o+1)S/O⌉)`` and
 the kernel axis is as long as the longest window; the shorter windows' tails are padding.
 Windows that tile the input exactly (a ViT patch embedding) are a bijection, moved without a
 scatter.
@@ -48,7 +51,7 @@ from ..jacobian import Movement, Reduction
 from ..registry import Attr, OpDef, ShapeError, TensorType, register_op
 from ._common import broadcast_shapes, require_float
 
-__all__ = ["avg_pool_divisor", "adaptive_divisor", "window_positions"]
+__all__ = ["avg_pool_divisor", "adaptive_divisor", "window_counts", "window_positions"]
 
 
 def _per_axis(value, n: int, what: str, default: int) -> List[int]:
@@ -62,8 +65,19 @@ def _per_axis(value, n: int, what: str, default: int) -> List[int]:
     return value
 
 
+def _padding(value, n: int):
+    """``(begin, end)`` per axis from ``padding``: one entry per axis (symmetric) or ``2n``
+    entries ``[b₁, …, bₙ, e₁, …, eₙ]`` (ONNX's order)."""
+    if value is not None and len(value) == 2 * n:
+        value = [int(v) for v in value]
+        return value[:n], value[n:]
+    begin = _per_axis(value, n, "padding", 0)
+    return begin, list(begin)
+
+
 def _geometry(attrs, spatial: Sequence[int]):
-    """Per axis ``(kernel, stride, padding, dilation)``, checked; ``None`` in adaptive mode."""
+    """Per axis ``(kernel, stride, padding, dilation)``, checked; ``None`` in adaptive mode.
+    ``padding`` is the ``(begin, end)`` pair of lists of :func:`_padding`."""
     n = len(spatial)
     if attrs.get("output_size") is not None:
         given = [k for k in ("kernel", "stride", "padding", "dilation") if attrs.get(k) is not None]
@@ -72,18 +86,20 @@ def _geometry(attrs, spatial: Sequence[int]):
         return None
     kernel = _per_axis(attrs["kernel"], n, "kernel", 1)
     stride = _per_axis(attrs.get("stride"), n, "stride", 1)
-    padding = _per_axis(attrs.get("padding"), n, "padding", 0)
+    padding = _padding(attrs.get("padding"), n)
     dilation = _per_axis(attrs.get("dilation"), n, "dilation", 1)
-    if min(kernel) < 1 or min(stride) < 1 or min(dilation) < 1 or min(padding) < 0:
+    if min(kernel) < 1 or min(stride) < 1 or min(dilation) < 1 or min(padding[0] + padding[1]) < 0:
         raise ShapeError(f"kernel {kernel}, stride {stride} and dilation {dilation} must be positive, "
-                         f"padding {padding} non-negative")
+                         f"padding {attrs.get('padding')} non-negative")
     return kernel, stride, padding, dilation
 
 
-def _out_size(size, k, s, p, d, ceil_mode) -> int:
-    span = size + 2 * p - d * (k - 1) - 1
+def _out_size(size, k, s, p, d, ceil_mode, p_end=None) -> int:
+    p_end = p if p_end is None else p_end
+    span = size + p + p_end - d * (k - 1) - 1
     if span < 0:
-        raise ShapeError(f"window of size {d * (k - 1) + 1} does not fit an axis of size {size} with padding {p}")
+        padded = f"padding {p}" if p == p_end else f"padding {p}, {p_end}"
+        raise ShapeError(f"window of size {d * (k - 1) + 1} does not fit an axis of size {size} with {padded}")
     out = (-(-span // s) if ceil_mode else span // s) + 1
     if ceil_mode and (out - 1) * s >= size + p:
         out -= 1                                  # torch: the last window must start inside the input or left padding
@@ -112,9 +128,9 @@ def window_positions(spatial: Sequence[int], attrs) -> List[np.ndarray]:
             pos = start[:, None] + t[None, :]
             out.append(np.where(t[None, :] < (end - start)[:, None], pos, -1))
         return out
-    kernel, stride, padding, dilation = _geometry(attrs, spatial)
-    for size, k, s, p, d in zip(spatial, kernel, stride, padding, dilation):
-        o = np.arange(_out_size(size, k, s, p, d, bool(attrs.get("ceil_mode"))))
+    kernel, stride, (begin, end), dilation = _geometry(attrs, spatial)
+    for size, k, s, p, e, d in zip(spatial, kernel, stride, begin, end, dilation):
+        o = np.arange(_out_size(size, k, s, p, d, bool(attrs.get("ceil_mode")), e))
         pos = o[:, None] * s - p + np.arange(k)[None, :] * d
         out.append(np.where((pos >= 0) & (pos < size), pos, -1))
     return out
@@ -178,8 +194,8 @@ def _tiles(shape, attrs):
     axis a multiple of the kernel: a ViT patch embedding), the kernel; else ``None``."""
     if attrs.get("output_size") is not None:
         return None
-    kernel, stride, padding, dilation = _geometry(attrs, shape[2:])
-    if stride != kernel or any(padding) or any(d != 1 for d in dilation) or any(
+    kernel, stride, (begin, end), dilation = _geometry(attrs, shape[2:])
+    if stride != kernel or any(begin) or any(end) or any(d != 1 for d in dilation) or any(
             s % k for s, k in zip(shape[2:], kernel)):
         return None
     return kernel
@@ -246,9 +262,9 @@ def _max_pool_infer(types, attrs):
     n = _check_input(types[0], attrs, "max_pool")
     if attrs.get("padding") is not None and attrs.get("output_size") is None:
         kernel = _per_axis(attrs["kernel"], n, "kernel", 1)
-        padding = _per_axis(attrs["padding"], n, "padding", 0)
-        if any(2 * p > k for p, k in zip(padding, kernel)):
-            raise ShapeError(f"max_pool padding {padding} must be at most half the kernel {kernel}")
+        begin, end = _padding(attrs["padding"], n)
+        if any(2 * max(b, e) > k for b, e, k in zip(begin, end, kernel)):
+            raise ShapeError(f"max_pool padding {attrs['padding']} must be at most half the kernel {kernel}")
     pos = window_positions(types[0].shape[2:], _pool_attrs(attrs))
     return TensorType(tuple(types[0].shape[:2]) + tuple(p.shape[0] for p in pos), types[0].dtype)
 
@@ -263,6 +279,27 @@ register_op(OpDef(
 
 
 # ------------------------------------------------------------------ window_mean
+def window_counts(spatial: Sequence[int], attrs, count_padding: bool) -> np.ndarray:
+    """The number of taps of each window that read the input (``count_padding=False``) or the
+    input and its declared padding (``True``; taps past the padding, which ``ceil_mode`` can
+    add, never count), shaped ``[*out]``: the divisor of an average pool.
+
+    >>> window_counts([4], {"kernel": [3], "stride": [2], "padding": [1, 0]}, False).tolist()
+    [2.0, 3.0]
+    >>> window_counts([4], {"kernel": [3], "stride": [2], "padding": [1, 0]}, True).tolist()
+    [3.0, 3.0]
+    """
+    pos = window_positions(spatial, attrs)
+    if not count_padding:
+        return _outer_product([(p >= 0).sum(axis=1) for p in pos])
+    kernel, stride, (begin, end), dilation = _geometry(attrs, [int(s) for s in spatial])
+    counts = []
+    for size, k, s, b, e, d, p in zip(spatial, kernel, stride, begin, end, dilation, pos):
+        taps = np.arange(p.shape[0])[:, None] * s - b + np.arange(k)[None, :] * d
+        counts.append((taps < size + e).sum(axis=1))
+    return _outer_product(counts)
+
+
 def avg_pool_divisor(spatial: Sequence[int], kernel, stride=None, padding=None, ceil_mode=False,
                      count_include_pad=True, divisor_override=None) -> np.ndarray:
     """torch's ``avg_pool`` divisor for every output position, shaped ``[*out]``.
@@ -274,16 +311,7 @@ def avg_pool_divisor(spatial: Sequence[int], kernel, stride=None, padding=None, 
     """
     attrs = {"kernel": list(kernel), "stride": list(stride) if stride else list(kernel),
              "padding": list(padding) if padding else None, "ceil_mode": ceil_mode}
-    kernel, stride, padding, _ = _geometry(attrs, spatial)
-    counts = []
-    for size, k, s, p in zip(spatial, kernel, stride, padding):
-        start = np.arange(_out_size(size, k, s, p, 1, ceil_mode)) * s - p
-        end = np.minimum(start + k, size + p)
-        if count_include_pad:
-            counts.append(end - start)
-        else:
-            counts.append(np.minimum(end, size) - np.maximum(start, 0))
-    div = _outer_product(counts)
+    div = window_counts(spatial, attrs, count_include_pad)
     if divisor_override:
         div = np.full(div.shape, float(divisor_override))
     return div
