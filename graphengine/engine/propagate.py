@@ -140,4 +140,5 @@ def propagate(structure, adj: Adjoint, in_shape, sr: Semiring) -> Adjoint:
     """The contribution of one consumer's adjoint to one of its inputs: the structure, then the
     semiring's per-op closing step (:meth:`~graphengine.semirings.base.Semiring.close_op`)."""
     out = THROUGH[type(structure)](structure, adj, tuple(in_shape), sr)
-    return Adjoint(sr.close_op(out.value), out.idx)
+    closed = sr.close_op(out.value)
+    return out if closed is out.value else Adjoint(closed, out.idx)

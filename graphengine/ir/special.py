@@ -17,6 +17,9 @@ import numpy as np
 def _erf_ufunc():
     import numba
 
+    from ..progress import announce_compilation
+    announce_compilation()  # compiling it takes a second on a machine without the cache
+
     @numba.vectorize(["float64(float64)", "float32(float32)"], cache=True)
     def erf(x):  # pragma: no cover - compiled
         return math.erf(x)
