@@ -75,7 +75,7 @@ class NaNReach(Semiring):
 def any_nan(activations: Mapping[int, np.ndarray], among: Optional[Iterable[int]] = None) -> bool:
     """Does any floating-point activation (of the nodes ``among``, default all) hold NaN?"""
     arrays = activations.values() if among is None else (activations[i] for i in among if i in activations)
-    return any(np.issubdtype(np.asarray(a).dtype, np.floating) and np.isnan(a).any() for a in arrays)
+    return any(a.dtype.kind == "f" and np.isnan(a).any() for a in map(np.asarray, arrays))
 
 
 def taint_at(value, activation) -> tuple:

@@ -51,7 +51,7 @@ _ROUTED = ("sum_last", "matmul", "matmul_block", "scatter", "scale", "scale_with
 
 
 def _size(x) -> int:
-    return int(np.size(x))
+    return x.size if isinstance(x, np.ndarray) else int(np.size(x))
 
 
 # the work of one routed call, from its arguments (the reference's cost grows with it)
