@@ -17,6 +17,7 @@ import functools
 import numpy as np
 
 from .dispatch import min_work
+from .families import contiguous
 
 
 @functools.lru_cache(maxsize=None)
@@ -45,7 +46,7 @@ def _compiled():
 
 def take_or_minus1(i: np.ndarray, p: np.ndarray) -> np.ndarray:
     """``i[p]`` where ``p >= 0``, -1 elsewhere (1-D ``i``; ``p`` of any shape)."""
-    flat = np.ascontiguousarray(p, dtype=np.int64).reshape(-1)
+    flat = contiguous(p, np.int64).reshape(-1)
     if i.size == 0:
         out = np.full(flat.shape[0], -1, np.int64)
     elif flat.shape[0] < min_work():
@@ -53,14 +54,14 @@ def take_or_minus1(i: np.ndarray, p: np.ndarray) -> np.ndarray:
         out = np.where(flat >= 0, src[np.maximum(flat, 0)], np.int64(-1))
     else:
         out = np.empty(flat.shape[0], np.int64)
-        _compiled()[0](np.ascontiguousarray(i, dtype=np.int64).reshape(-1), flat, out)
+        _compiled()[0](contiguous(i, np.int64).reshape(-1), flat, out)
     return out.reshape(np.shape(p))
 
 
 def mask_unreached(value: np.ndarray, zero: float, node, slot, elem):
     """Copies of the three backpointer arrays with -1 where ``value == zero`` (no path)."""
     shape = value.shape
-    flat = [np.ascontiguousarray(np.broadcast_to(a, shape)).reshape(-1) for a in (value, node, slot, elem)]
+    flat = [contiguous(np.broadcast_to(a, shape), np.asarray(a).dtype).reshape(-1) for a in (value, node, slot, elem)]
     out = (np.empty(flat[0].shape[0], np.int32), np.empty(flat[0].shape[0], np.int16),
            np.empty(flat[0].shape[0], np.int64))
     _compiled()[1](flat[0].astype(np.float64, copy=False), float(zero), flat[1].astype(np.int32, copy=False),
