@@ -8,13 +8,19 @@ per-semiring code: winners are recorded by each semiring's backpointer policy
 come later in topological order) and is dropped right after it has been pushed, unless the node
 is retained.
 
+What the walk visits, which inputs it pushes into, the retained set and the cone depend only on
+the graph, the QoI node, ``retain`` and ``prune``: :mod:`graphengine.engine.plan` computes
+them once per graph and reuses them for every later call (the next example costs no Python
+time for them).
+
 Tie-breaking for selective semirings: within one structure the lowest consumer element index
 wins; across consumers the consumer visited first wins, i.e. the one latest in topological
 order (and, for one consumer using a node in several slots, the lowest slot).
 
 Devices: ``"cpu"`` (default) runs the heavy reductions (argmax-tracking contractions, dense
 blocks, scatters, k-best selections, log-sum-exp) in Numba kernels and linear contractions in
-BLAS; ``"cuda"`` runs them in ``numba.cuda`` kernels; ``"reference"`` uses only the numpy
+BLAS, except operations too small to gain from a kernel, which run the numpy reference and
+need no compilation (:func:`graphengine.kernels.dispatch.min_work`); ``"cuda"`` runs them in ``numba.cuda`` kernels; ``"reference"`` uses only the numpy
 semiring methods. All three give the same values and backpointers (bit-identical for the
 selective and counting semirings, equal up to summation order otherwise); see
 :mod:`graphengine.kernels`.
