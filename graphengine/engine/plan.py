@@ -95,6 +95,9 @@ class WalkPlan:
         needs = differentiable_nodes(graph)
         self.cone = upstream_of(graph, keep) if prune else None
         self.needs = needs & self.cone if prune else needs
+        for a in (self.needs, self.cone):
+            if a is not None:
+                a.setflags(write=False)  # shared by every result walked with this plan
         reached = np.zeros(len(graph), dtype=bool)
         reached[qnode] = True
         steps: List[Step] = []
