@@ -15,10 +15,7 @@ import numpy as np
 
 @functools.lru_cache(maxsize=None)
 def _erf_ufunc():
-    import numba
-
-    from ..progress import announce_compilation
-    announce_compilation()  # compiling it takes a second on a machine without the cache
+    import numba  # compiling erf takes a fraction of a second: no notice
 
     @numba.vectorize(["float64(float64)", "float32(float32)"], cache=True)
     def erf(x):  # pragma: no cover - compiled
