@@ -151,3 +151,18 @@ def test_a_large_operation_loads_the_kernels_and_says_so_once(tmp_path):
     out, err = _probe(tmp_path, 4000)  # the max pair's scatter into the 4000×8 table: ≥ 2¹⁴ elements
     assert out["kernels"] and out["numba"]
     assert err.count("compiling kernels") == 1
+
+
+def test_a_bad_threshold_in_the_environment_is_one_clear_line(tmp_path):
+    from graphengine.ir.serialize import save
+    g = Graph()
+    x = g.input("x", (1, 2))
+    g.call("tanh", x, name="y")
+    save(g, str(tmp_path / "g.json"))
+    env = dict(os.environ, PYTHONPATH=str(REPO), GRAPHENGINE_KERNEL_MIN_WORK="lots")
+    p = subprocess.run([sys.executable, "-m", "graphengine", "analyze", str(tmp_path / "g.json"), "--qoi", "y[0,1]",
+                        "--input", "x=[[1,2]]", "-o", str(tmp_path / "r.json")], env=env, capture_output=True,
+                       text=True, timeout=600)
+    assert p.returncode == 2
+    assert p.stderr == ("graphengine: error: GRAPHENGINE_KERNEL_MIN_WORK must be a non-negative integer, "
+                        "got 'lots'\n")

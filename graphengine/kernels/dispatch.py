@@ -14,7 +14,7 @@ Devices: ``"reference"`` (the numpy methods themselves), ``"cpu"`` (Numba ``@nji
 Small operations stay on the reference (``"cpu"`` only). Each routed call estimates its work
 (elements × contracted length for a contraction, elements × block size for a dense block,
 elements otherwise); below :func:`min_work` (default 2¹⁴, ``$GRAPHENGINE_KERNEL_MIN_WORK``,
-:func:`set_min_work`) it runs the numpy method, which needs no compilation and on arrays this
+:func:`set_min_work`, 0 for CUDA) it runs the numpy method, which needs no compilation and on arrays this
 small costs no more than the kernel's glue. A graph whose operations are all small therefore
 never imports or compiles a kernel: its first run on a machine is as fast as its second.
 Results are unchanged: the reference's (bit-identical for the selective and counting semirings,
@@ -64,7 +64,8 @@ WORK: Dict[str, Callable[..., int]] = {
     "scale_with_sources": lambda a, w: max(_size(a[0]), _size(w)),
     "plus": lambda a, b: max(_size(a[0]), _size(b[0])),
 }
-_min_work = {"cpu": int(os.environ.get("GRAPHENGINE_KERNEL_MIN_WORK", 1 << 14)), "cuda": 0}
+DEFAULT_MIN_WORK = 1 << 14
+_min_work: Dict[str, int] = {"cuda": 0}  # "cpu": read from the environment on first use
 
 
 class DeviceError(GraphEngineError):
@@ -72,14 +73,31 @@ class DeviceError(GraphEngineError):
 
 
 def min_work(device: str = "cpu") -> int:
-    """Calls on ``device`` whose work is below this run on the reference (0 for CUDA)."""
-    return _min_work.get(device, 0)
+    """Calls on ``device`` whose work is below this run on the reference (0 for CUDA; for the
+    CPU ``$GRAPHENGINE_KERNEL_MIN_WORK`` if set, else :data:`DEFAULT_MIN_WORK`)."""
+    n = _min_work.get(device)
+    if n is None:
+        n = _min_work[device] = _from_environment() if device == "cpu" else 0
+    return n
+
+
+def _from_environment() -> int:
+    text = os.environ.get("GRAPHENGINE_KERNEL_MIN_WORK", "").strip()
+    if not text:
+        return DEFAULT_MIN_WORK
+    try:
+        n = int(text)
+    except ValueError:
+        n = -1
+    if n < 0:
+        raise DeviceError(f"GRAPHENGINE_KERNEL_MIN_WORK must be a non-negative integer, got {text!r}")
+    return n
 
 
 def set_min_work(n: int, device: str = "cpu") -> int:
     """Set :func:`min_work` for ``device`` (0: every call that has a kernel uses it); returns
     the previous value."""
-    old = _min_work.get(device, 0)
+    old = min_work(device)
     _min_work[device] = int(n)
     return old
 
@@ -141,12 +159,12 @@ class DeviceSemiring(Semiring):
         reference, work, device = getattr(self.base, name), WORK[name], self.device
         impl = []
 
-        def call(*args):
-            if work(*args) < _min_work.get(device, 0):
+        def call(*args, **kwargs):
+            if not kwargs and work(*args) < min_work(device):
                 return reference(*args)
             if not impl:
                 impl.append(self._kernel(name))
-            return impl[0](*args)
+            return impl[0](*args, **kwargs)
         call.__name__ = name
         return call
 
