@@ -50,7 +50,7 @@ array([0., 8.])
 
 from __future__ import annotations
 
-from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Union
+from typing import Dict, Iterable, Mapping, Sequence, Union
 
 import numpy as np
 
