@@ -45,7 +45,12 @@ def _mib(b) -> str:
 def _rows(doc: Dict) -> List[tuple]:
     rows = []
     p0 = doc.get("P0", {})
-    for name, label in (("analyze_4_nodes", "`analyze`, 4-node graph"), ("demo_minilm", "`demo` (MiniLM)")):
+    labels = {"analyze_4_nodes": "`analyze`, 4-node graph",
+              "analyze_4_nodes_kernels_forced": "same, every operation forced onto a kernel"}
+    labels.update({k: f"`analyze`, the P2b BERT block ({k.split('_')[-2]} nodes)" for k in p0
+                   if k.startswith("analyze_bert_block_")})
+    labels["demo_minilm"] = "`demo` (MiniLM)"
+    for name, label in labels.items():
         if name in p0:
             r = p0[name]
             rows.append(("P0", f"{label}: cold vs warm Numba cache, whole command", _t(r["cold_s"]),

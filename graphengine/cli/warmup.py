@@ -3,8 +3,10 @@
 One backward pass per semiring on a tiny BERT-style block (token embedding lookup, layer norm,
 attention with softmax, GELU feed-forward: every Jacobian structure the kernels handle), on the
 ``cpu`` device; each line gives the semiring, its kernel family and the seconds it took.
-Compiled kernels land in the on-disk cache (:mod:`graphengine.kernels.cache`), so later
-processes load them instead of compiling; a second ``warmup`` only loads them and is fast.
+Every operation runs its kernel, however small (:func:`graphengine.kernels.dispatch.kernels_for_all`;
+an analysis sends operations below ``min_work`` to the numpy reference, which needs no
+compiling). Compiled kernels land in the on-disk cache (:mod:`graphengine.kernels.cache`), so
+later processes load them instead of compiling; a second ``warmup`` only loads them and is fast.
 
 >>> import io
 >>> times = warmup(io.StringIO(), semirings=["real"])
@@ -35,6 +37,7 @@ def warmup(out, semirings: Optional[Sequence[str]] = None) -> Dict[str, float]:
     on the cpu device, printing a line per semiring to ``out``; seconds per semiring."""
     from ..engine import backward, forward
     from ..kernels.cache import cache_dir
+    from ..kernels.dispatch import kernels_for_all
     from ..semirings import SEMIRINGS, get_semiring
     names = list(semirings) if semirings else list(SEMIRINGS) + list(PARAMETRIC_EXAMPLES)
     graph, feeds = _block()
@@ -44,7 +47,8 @@ def warmup(out, semirings: Optional[Sequence[str]] = None) -> Dict[str, float]:
     start = time.perf_counter()
     for name in names:
         t = time.perf_counter()
-        backward(graph, acts, "last_hidden_state[0,1,2]", semirings=[name], retain="all", device="cpu")
+        with kernels_for_all("cpu"):
+            backward(graph, acts, "last_hidden_state[0,1,2]", semirings=[name], retain="all", device="cpu")
         times[name] = time.perf_counter() - t
         out.write(f"  {name:<12} ({get_semiring(name).kernel or 'reference'} kernels)  {times[name]:.2f} s\n")
     out.write(f"warm: {len(names)} semirings in {time.perf_counter() - start:.2f} s\n")

@@ -8,13 +8,19 @@ per-semiring code: winners are recorded by each semiring's backpointer policy
 come later in topological order) and is dropped right after it has been pushed, unless the node
 is retained.
 
+What the walk visits, which inputs it pushes into, the retained set and the cone depend only on
+the graph, the QoI node, ``retain`` and ``prune``: :mod:`graphengine.engine.plan` computes
+them once per graph and reuses them for every later call (the next example costs no Python
+time for them).
+
 Tie-breaking for selective semirings: within one structure the lowest consumer element index
 wins; across consumers the consumer visited first wins, i.e. the one latest in topological
 order (and, for one consumer using a node in several slots, the lowest slot).
 
 Devices: ``"cpu"`` (default) runs the heavy reductions (argmax-tracking contractions, dense
 blocks, scatters, k-best selections, log-sum-exp) in Numba kernels and linear contractions in
-BLAS; ``"cuda"`` runs them in ``numba.cuda`` kernels; ``"reference"`` uses only the numpy
+BLAS, except operations too small to gain from a kernel, which run the numpy reference and
+need no compilation (:func:`graphengine.kernels.dispatch.min_work`); ``"cuda"`` runs them in ``numba.cuda`` kernels; ``"reference"`` uses only the numpy
 semiring methods. All three give the same values and backpointers (bit-identical for the
 selective and counting semirings, equal up to summation order otherwise); see
 :mod:`graphengine.kernels`.
@@ -44,7 +50,7 @@ array([0., 8.])
 
 from __future__ import annotations
 
-from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Union
+from typing import Dict, Iterable, Mapping, Sequence, Union
 
 import numpy as np
 
@@ -56,6 +62,7 @@ from ..progress import Progress
 from ..semirings import Semiring, get_semiring
 from .budget import check_backward
 from .nan_paths import NaNReach, any_nan, poison, taint_at
+from .plan import differentiable_nodes, walk_plan  # noqa: F401  (differentiable_nodes: public here)
 from .propagate import Adjoint, propagate
 from .qoi import QoI, parse
 from .result import Backpointers, BackwardResult
@@ -63,22 +70,12 @@ from .result import Backpointers, BackwardResult
 RetainSpec = Union[None, str, Iterable]
 
 
-def differentiable_nodes(graph: Graph) -> np.ndarray:
-    """``needs[i]``: node i is floating point and depends on an input or parameter."""
-    needs = np.zeros(len(graph), dtype=bool)
-    for n in graph.nodes:
-        if not is_float(n.dtype):
-            continue
-        needs[n.id] = n.op in ("input", "parameter") or any(needs[i] for i in n.inputs)
-    return needs
-
-
-def _retained_ids(graph: Graph, retain: RetainSpec) -> set:
-    if retain is None:
-        return {n.id for n in graph.nodes if n.op in ("input", "parameter")}
+def _retained(graph: Graph, retain: RetainSpec):
+    """``retain`` as a :func:`~graphengine.engine.plan.walk_plan` key: ``None``, ``"all"`` or a
+    frozenset of node ids."""
+    if retain is None or (isinstance(retain, str) and retain == "all"):
+        return retain
     if isinstance(retain, str):
-        if retain == "all":
-            return set(range(len(graph)))
         retain = [retain]
     ids = set()
     for r in retain:
@@ -86,15 +83,7 @@ def _retained_ids(graph: Graph, retain: RetainSpec) -> set:
             ids.add(graph.node(r).id)
         except KeyError as e:
             raise QoIError(f"cannot retain {r!r}: {e.args[0]}") from None
-    return ids
-
-
-def _upstream_of(graph: Graph, keep) -> np.ndarray:
-    """``cone[i]``: some node in ``keep`` is node i or one of its ancestors."""
-    cone = np.zeros(len(graph), dtype=bool)
-    for n in graph.nodes:
-        cone[n.id] = n.id in keep or any(cone[i] for i in n.inputs)
-    return cone
+    return frozenset(ids)
 
 
 GRANULARITIES = ("scalar", "paper")
@@ -156,68 +145,65 @@ def _walk(graph, activations, qoi, srs, retain, granularity, keep_backpointers, 
     if not is_float(qnode.dtype):
         raise QoIError(f"QoI node '{qnode.name}' is {qnode.dtype}, not floating point")
     result_coef, _ = qoi.coefficients(qnode.shape)
-    needs = differentiable_nodes(graph)
-    keep = _retained_ids(graph, retain)
-    cone = _upstream_of(graph, keep) if prune else None
-    if prune:
-        needs = needs & cone
+    plan = walk_plan(graph, qnode.id, _retained(graph, retain), prune)
+    keep, needs = plan.keep, plan.needs
     check_backward(graph, srs, keep, needs, keep_backpointers)
     result = BackwardResult(graph, qnode.id, srs, granularity, activations)
-    result.cone = cone
+    result.cone = plan.cone
     result.qoi_coefficients = result_coef
-    reach = NaNReach() if any_nan(activations) else None
+    reach = NaNReach() if any_nan(activations, plan.read) else None
     reach_values: Dict[int, np.ndarray] = {}
     if reach is not None:
         outer[reach.name] = inner[reach.name] = reach
         srs = srs + [reach]
+    lanes = [(s, s.name, inner[s.name], outer[s.name], len(s.components), s is reach) for s in srs]
+    kept_values = {s.name: result.by_semiring[s.name].values for s in srs if s is not reach}
+    kept_pointers = {s.name: result.by_semiring[s.name].backpointers for s in srs if s is not reach}
 
     adjoints: Dict[int, Dict[str, Adjoint]] = {}
     pointers: Dict[int, Dict[str, Backpointers]] = {}
     adjoints[qnode.id] = {s.name: Adjoint(qoi.seed(inner[s.name], qnode.shape)) for s in srs}
     pointers[qnode.id] = {s.name: s.pointers.empty(qnode.shape, len(s.components)) for s in srs}
 
-    bar = Progress(qnode.id + 1, "backward", unit="nodes", after=1.0)  # silent unless the walk takes > 1 s
-    for nid in range(qnode.id, -1, -1):
+    bar = Progress(len(plan.steps), "backward", unit="nodes", after=1.0)  # silent unless the walk takes > 1 s
+    for step in plan.steps:
         bar.update()
+        node = step.node
+        nid = node.id
         state = adjoints.pop(nid, None)
         bps = pointers.pop(nid, {})
         if state is None:
             continue
-        node = graph.nodes[nid]
         if reach is not None:
             state[reach.name] = Adjoint(taint_at(state[reach.name].value, activations[nid]))
-            if nid in keep:
+            if step.kept:
                 reach_values[nid] = state[reach.name].value[0]
-        for s in srs:
-            if s is reach:
+        for s, name, _, _, _, is_reach in lanes:
+            if is_reach:
                 continue
-            if nid in keep:
-                result.by_semiring[s.name].values[nid] = state[s.name].value
-            if nid in keep or keep_backpointers:
-                record = s.pointers.finish(state[s.name].value, s.zero_elements, bps.get(s.name))
+            if step.kept:
+                kept_values[name][nid] = state[name].value
+            if step.kept or keep_backpointers:
+                record = s.pointers.finish(state[name].value, s.zero_elements, bps.get(name))
                 if record is not None:
-                    result.by_semiring[s.name].backpointers[nid] = record
-        if node.op in ("input", "parameter", "constant"):
+                    kept_pointers[name][nid] = record
+        if step.leaf or not step.pushes:
             continue
         opdef = get_op(node.op)
         xs = [activations[i] for i in node.inputs]
         y = activations[nid]
-        start_idx = {s.name: inner[s.name].pointers.seed(node.shape, len(s.components)) for s in srs}
-        with np.errstate(divide="ignore", invalid="ignore", over="ignore", under="ignore"):
-            for slot, inp in enumerate(node.inputs):
-                if not needs[inp]:
-                    continue
-                structure = opdef.jacobian(slot, xs, y, node.attrs)
-                if structure is None:
-                    continue
-                in_shape = graph.nodes[inp].shape
-                for s in srs:
-                    start = Adjoint(state[s.name].value, start_idx[s.name])
-                    contrib = propagate(structure, start, in_shape, inner[s.name])
-                    factor = s.edge_factor(node, slot)
-                    if factor is not None:
-                        contrib = Adjoint(s.times(contrib.value, factor), contrib.idx)
-                    _accumulate(adjoints, pointers, inp, outer[s.name], contrib, nid, slot)
+        starts = [Adjoint(state[name].value, plan.seed(sr_in.pointers, node.shape, n))
+                  for _, name, sr_in, _, n, _ in lanes]
+        for slot, inp, in_shape in step.pushes:
+            structure = opdef.jacobian(slot, xs, y, node.attrs)
+            if structure is None:
+                continue
+            for (s, name, sr_in, sr_out, _, _), start in zip(lanes, starts):
+                contrib = propagate(structure, start, in_shape, sr_in)
+                factor = s.edge_factor(node, slot)
+                if factor is not None:
+                    contrib = Adjoint(s.times(contrib.value, factor), contrib.idx)
+                _accumulate(adjoints, pointers, inp, sr_out, contrib, nid, slot)
     bar.close()
     if reach is not None:
         for s in srs[:-1]:

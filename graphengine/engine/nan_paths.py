@@ -24,7 +24,7 @@ of 0/1 matrices, never NaN arithmetic.
 
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Iterable, Mapping, Optional
 
 import numpy as np
 
@@ -72,9 +72,10 @@ class NaNReach(Semiring):
         return {"reach": v[0]}
 
 
-def any_nan(activations: Mapping[int, np.ndarray]) -> bool:
-    """Does any floating-point activation hold NaN?"""
-    return any(np.issubdtype(np.asarray(a).dtype, np.floating) and np.isnan(a).any() for a in activations.values())
+def any_nan(activations: Mapping[int, np.ndarray], among: Optional[Iterable[int]] = None) -> bool:
+    """Does any floating-point activation (of the nodes ``among``, default all) hold NaN?"""
+    arrays = activations.values() if among is None else (activations[i] for i in among if i in activations)
+    return any(a.dtype.kind == "f" and np.isnan(a).any() for a in map(np.asarray, arrays))
 
 
 def taint_at(value, activation) -> tuple:

@@ -113,18 +113,26 @@ def through_movement(s: Movement, adj: Adjoint, in_shape, sr: Semiring) -> Adjoi
 
 
 def through_dense_block(s: DenseBlock, adj: Adjoint, in_shape, sr: Semiring) -> Adjoint:
-    k = len(s.axes)
-    dst = list(range(len(in_shape) - k, len(in_shape)))
-    moved_shape = np.moveaxis(np.empty(in_shape, np.int8), s.axes, dst).shape
-    n = s.size
-    rows = adj.map(lambda a: np.moveaxis(a, s.axes, dst).reshape(moved_shape[: len(in_shape) - k] + (1, n)))
+    nd, k = len(in_shape), len(s.axes)
+    axes = tuple(a % nd for a in s.axes)
+    dst = tuple(range(nd - k, nd))
+    last = axes == dst  # the usual case (softmax, layer norm over the last axis): no axis moves
+    moved_shape = in_shape if last else tuple(in_shape[i] for i in range(nd) if i not in axes) + tuple(
+        in_shape[a] for a in axes)
+    rows_shape = moved_shape[: nd - k] + (1, s.size)
+    if last:
+        rows = adj.map(lambda a: a.reshape(rows_shape))
+    else:
+        rows = adj.map(lambda a: np.moveaxis(a, axes, dst).reshape(rows_shape))
     value, pos = sr.matmul_block(rows.value, s)
 
     def pick(i, p):
         return np.take_along_axis(i, p, axis=-1)
 
     out = Adjoint(value, sr.pointers.gather(rows.idx, pos, pick))
-    return out.map(lambda a: np.moveaxis(a.reshape(moved_shape), dst, s.axes))
+    if last:
+        return out.map(lambda a: a.reshape(in_shape))
+    return out.map(lambda a: np.moveaxis(a.reshape(moved_shape), dst, axes))
 
 
 THROUGH = {
@@ -140,4 +148,5 @@ def propagate(structure, adj: Adjoint, in_shape, sr: Semiring) -> Adjoint:
     """The contribution of one consumer's adjoint to one of its inputs: the structure, then the
     semiring's per-op closing step (:meth:`~graphengine.semirings.base.Semiring.close_op`)."""
     out = THROUGH[type(structure)](structure, adj, tuple(in_shape), sr)
-    return Adjoint(sr.close_op(out.value), out.idx)
+    closed = sr.close_op(out.value)
+    return out if closed is out.value else Adjoint(closed, out.idx)

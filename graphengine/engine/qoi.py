@@ -14,6 +14,7 @@ True
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from typing import Sequence, Tuple, Union
@@ -86,6 +87,7 @@ def batch(qois: Sequence[QoI]) -> QoI:
 _TERM = r"\s*([^\[\]\s][^\[\]]*?)\s*\[\s*(-?\d+(?:\s*,\s*-?\d+)*)\s*\]\s*"
 
 
+@functools.lru_cache(maxsize=256)  # a QoI is immutable; a data set reuses a few texts many times
 def parse(text: str) -> QoI:
     """Parse ``name[i,j,k]`` or ``name[i,j] - name[k,l]`` (one node)."""
     m = re.fullmatch(_TERM + r"(?:-" + _TERM + r")?", text)

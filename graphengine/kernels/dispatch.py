@@ -11,6 +11,17 @@ semirings, equal up to summation order otherwise.
 Devices: ``"reference"`` (the numpy methods themselves), ``"cpu"`` (Numba ``@njit``) and
 ``"cuda"`` (``numba.cuda``; also runs in the Numba CUDA simulator, ``NUMBA_ENABLE_CUDASIM=1``).
 
+Small operations stay on the reference (``"cpu"`` only). Each routed call estimates its work
+(elements × contracted length for a contraction, elements × block size for a dense block,
+elements otherwise); below :func:`min_work` (default 2¹⁴, ``$GRAPHENGINE_KERNEL_MIN_WORK``,
+:func:`set_min_work`, 0 for CUDA) it runs the numpy method, which needs no compilation and on arrays this
+small costs no more than the kernel's glue. A graph whose operations are all small therefore
+never imports or compiles a kernel: its first run on a machine is as fast as its second.
+Results are unchanged: the reference's (bit-identical for the selective and counting semirings,
+equal up to summation order otherwise, as for the kernels). The back end is imported and the
+family's glue built on the first call that reaches a kernel; ``graphengine warmup`` sets the
+threshold to 0 to compile every kernel.
+
 >>> from graphengine.semirings import get_semiring
 >>> s = on_device(get_semiring("max"), "cpu")
 >>> s.name, s.components, s.selective
@@ -23,7 +34,11 @@ graphengine.kernels.dispatch.DeviceError: unknown device 'tpu' (known: reference
 
 from __future__ import annotations
 
-from typing import Optional
+import contextlib
+import os
+from typing import Callable, Dict, Iterator, Optional
+
+import numpy as np
 
 from ..errors import GraphEngineError
 from ..progress import announce_compilation
@@ -35,8 +50,71 @@ DEVICES = ("reference", "cpu", "cuda")
 _ROUTED = ("sum_last", "matmul", "matmul_block", "scatter", "scale", "scale_with_sources", "plus")
 
 
+def _size(x) -> int:
+    return x.size if isinstance(x, np.ndarray) else int(np.size(x))
+
+
+# the work of one routed call, from its arguments (the reference's cost grows with it)
+WORK: Dict[str, Callable[..., int]] = {
+    "sum_last": lambda a: _size(a[0]),
+    "matmul": lambda a, w: _size(a[0]) * int(np.shape(w)[-1]),
+    "matmul_block": lambda a, block: _size(a[0]) * int(block.size),
+    "scatter": lambda a, index, size: max(_size(a[0]), int(size)),
+    "scale": lambda a, w: max(_size(a[0]), _size(w)),
+    "scale_with_sources": lambda a, w: max(_size(a[0]), _size(w)),
+    "plus": lambda a, b: max(_size(a[0]), _size(b[0])),
+}
+DEFAULT_MIN_WORK = 1 << 14
+_min_work: Dict[str, int] = {"cuda": 0}  # "cpu": read from the environment on first use
+
+
 class DeviceError(GraphEngineError):
     """An unknown device, or CUDA requested where it is not available."""
+
+
+def min_work(device: str = "cpu") -> int:
+    """Calls on ``device`` whose work is below this run on the reference (0 for CUDA; for the
+    CPU ``$GRAPHENGINE_KERNEL_MIN_WORK`` if set, else :data:`DEFAULT_MIN_WORK`)."""
+    n = _min_work.get(device)
+    if n is None:
+        n = _min_work[device] = _from_environment() if device == "cpu" else 0
+    return n
+
+
+def _from_environment() -> int:
+    text = os.environ.get("GRAPHENGINE_KERNEL_MIN_WORK", "").strip()
+    if not text:
+        return DEFAULT_MIN_WORK
+    try:
+        n = int(text)
+    except ValueError:
+        n = -1
+    if n < 0:
+        raise DeviceError(f"GRAPHENGINE_KERNEL_MIN_WORK must be a non-negative integer, got {text!r}")
+    return n
+
+
+def set_min_work(n: int, device: str = "cpu") -> int:
+    """Set :func:`min_work` for ``device`` (0: every call that has a kernel uses it); returns
+    the previous value."""
+    old = min_work(device)
+    _min_work[device] = int(n)
+    return old
+
+
+@contextlib.contextmanager
+def kernels_for_all(device: str = "cpu") -> Iterator[None]:
+    """Within the block every routed call on ``device`` uses its kernel, however small.
+
+    >>> with kernels_for_all():
+    ...     min_work()
+    0
+    """
+    old = set_min_work(0, device)
+    try:
+        yield
+    finally:
+        set_min_work(old, device)
 
 
 def backend(device: str) -> Optional[Backend]:
@@ -55,18 +133,40 @@ def backend(device: str) -> Optional[Backend]:
 
 
 class DeviceSemiring(Semiring):
-    """A semiring whose reductions run on a kernel back end (same interface, same results)."""
+    """A semiring whose reductions run on a kernel back end (same interface, same results).
 
-    def __init__(self, base: Semiring, be: Backend):
+    The back end and the family's glue are made on the first call big enough for a kernel
+    (:func:`min_work`); smaller calls run the reference's method.
+    """
+
+    def __init__(self, base: Semiring, device: str):
         self.base = base
-        self.device = be.NAME
+        self.device = device
         for attr in ("name", "components", "zero_elements", "one_elements", "pointers", "dtype"):
             setattr(self, attr, getattr(base, attr))
-        family = FAMILIES.get(getattr(base, "kernel", None))
-        ops = family(base, be) if family is not None else None
+        self._family = FAMILIES.get(getattr(base, "kernel", None))
+        self._ops = None
         for name in _ROUTED:
-            impl = getattr(ops, name, None) if ops is not None else None
-            setattr(self, name, impl if impl is not None else getattr(base, name))
+            routed = self._family is not None and getattr(self._family, name, None) is not None
+            setattr(self, name, self._route(name) if routed else getattr(base, name))
+
+    def _kernel(self, name: str):
+        if self._ops is None:
+            self._ops = self._family(self.base, backend(self.device))
+        return getattr(self._ops, name)
+
+    def _route(self, name: str):
+        reference, work, device = getattr(self.base, name), WORK[name], self.device
+        impl = []
+
+        def call(*args, **kwargs):
+            if not kwargs and work(*args) < min_work(device):
+                return reference(*args)
+            if not impl:
+                impl.append(self._kernel(name))
+            return impl[0](*args, **kwargs)
+        call.__name__ = name
+        return call
 
     def __getattr__(self, attr):  # k, signed, next_component, finalize... come from the base
         return getattr(self.base, attr)
@@ -99,7 +199,8 @@ class DeviceSemiring(Semiring):
 def on_device(sr: Semiring, device: str = "cpu") -> Semiring:
     """``sr`` with its reductions on ``device``; the reference semiring itself for
     ``"reference"``."""
-    be = backend(device)
-    if be is None:
+    if device == "cpu":  # the back end is imported on the first call that needs a kernel
+        return DeviceSemiring(sr, device)
+    if backend(device) is None:
         return sr
-    return DeviceSemiring(sr, be)
+    return DeviceSemiring(sr, device)

@@ -20,8 +20,17 @@ from ..semirings.reductions import safe_log_abs, xlogx_neg
 from .backend import Backend
 
 
+def contiguous(x, dtype) -> np.ndarray:
+    """``x`` as a C-contiguous, writable ``dtype`` array. Numba types a read-only array apart
+    from a writable one and compiles a kernel once per argument type, so read-only inputs
+    (broadcast views, cached index maps) are copied: one specialization per kernel, compiled
+    once per machine."""
+    x = np.ascontiguousarray(x, dtype=dtype)
+    return x if x.flags.writeable else x.copy()
+
+
 def f64(x) -> np.ndarray:
-    return np.ascontiguousarray(x, dtype=np.float64)
+    return contiguous(x, np.float64)
 
 
 def batch_maps(a_batch, w_batch):
@@ -35,7 +44,7 @@ def batch_maps(a_batch, w_batch):
 
     def index(own):
         n = int(np.prod(own, dtype=np.int64))
-        return np.ascontiguousarray(np.broadcast_to(np.arange(n, dtype=np.int64).reshape(own), batch).reshape(-1))
+        return contiguous(np.broadcast_to(np.arange(n, dtype=np.int64).reshape(own), batch).reshape(-1), np.int64)
     return batch, index(a_batch), index(w_batch)
 
 
@@ -115,7 +124,7 @@ class MaxPair(_BlockRows):
         return (o0.reshape(shape), o1.reshape(shape)), (p0.reshape(shape), p1.reshape(shape))
 
     def scatter(self, a, index, size):
-        index = np.ascontiguousarray(index, dtype=np.int64)
+        index = contiguous(index, np.int64)
         out = []
         for c, sign, zero in zip(a, (1, -1), (-np.inf, np.inf)):
             o, p = np.empty(size), np.empty(size, np.int64)
@@ -152,7 +161,7 @@ class MaxSingle(Family):
 
     def scatter(self, a, index, size):
         o, p = np.empty(size), np.empty(size, np.int64)
-        self.be.scatter_select(f64(a[0]), np.ascontiguousarray(index, dtype=np.int64), 1, -np.inf, o, p)
+        self.be.scatter_select(f64(a[0]), contiguous(index, np.int64), 1, -np.inf, o, p)
         return (o,), (p,)
 
 
@@ -189,7 +198,7 @@ class Boolean(Family):
 
     def scatter(self, a, index, size):
         o, p = np.empty(size), np.empty(size, np.int64)
-        self.be.scatter_select(f64(a[0]), np.ascontiguousarray(index, dtype=np.int64), 1, 0.0, o, p)
+        self.be.scatter_select(f64(a[0]), contiguous(index, np.int64), 1, 0.0, o, p)
         return (o,), (p,)
 
 
@@ -201,7 +210,7 @@ class KBest(Family):
         L = cand.shape[-1]
         shape = cand.shape[:-1]
         c = f64(cand).reshape(-1, L)
-        q = np.ascontiguousarray(present, dtype=np.bool_).reshape(-1, L)
+        q = contiguous(present, np.bool_).reshape(-1, L)
         nc = len(self.base.components)
         o, p = np.empty((c.shape[0], nc)), np.empty((c.shape[0], nc), np.int64)
         self.be.kbest_rows(c, q, self.base.k, self.base.signed, o, p)
@@ -278,7 +287,7 @@ class LogAbsolute(Family):
     def scatter(self, a, index, size):
         v = f64(a[0])
         o, wts = np.empty(size), np.empty(v.shape[0])
-        self.be.scatter_logsumexp(v, np.ascontiguousarray(index, dtype=np.int64), o, wts)
+        self.be.scatter_logsumexp(v, contiguous(index, np.int64), o, wts)
         return (o,), None
 
 
@@ -317,7 +326,7 @@ class LogEntropy(Family):
         return self._contract(a[0], a[1], lw, hw)
 
     def scatter(self, a, index, size):
-        index = np.ascontiguousarray(index, dtype=np.int64)
+        index = contiguous(index, np.int64)
         v = f64(a[0])
         o, wts = np.empty(size), np.empty(v.shape[0])
         self.be.scatter_logsumexp(v, index, o, wts)
@@ -366,7 +375,7 @@ class Linear(_BlockRows):
         return tuple(out), None
 
     def scatter(self, a, index, size):
-        index = np.ascontiguousarray(index, dtype=np.int64)
+        index = contiguous(index, np.int64)
         out = []
         for c in a:
             o = np.empty(size)

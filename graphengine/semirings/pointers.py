@@ -30,6 +30,7 @@ Ties keep the first candidate (the earlier consumer, the lower index), as the se
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Callable, Optional, Sequence, Tuple
 
@@ -49,6 +50,23 @@ class Backpointers:
     slot: Tuple[np.ndarray, ...]
     element: Tuple[np.ndarray, ...]
     rank: Optional[Tuple[np.ndarray, ...]] = None  # k-best: the consumer path's component
+
+
+def _shaped(arr, shape, dtype) -> np.ndarray:
+    """``arr`` broadcast to ``shape`` as ``dtype`` (no copy when it already is)."""
+    arr = arr if arr.shape == shape else np.broadcast_to(arr, shape)
+    return arr if arr.dtype == dtype else arr.astype(dtype)
+
+
+@functools.lru_cache(maxsize=4096)
+def _constant(value, shape) -> np.ndarray:
+    """A read-only array of ``shape`` holding ``value`` everywhere (a broadcast view, no memory)."""
+    return np.broadcast_to(value, shape)
+
+
+def _copy_shaped(arr, shape, dtype) -> np.ndarray:
+    """A fresh array: ``arr`` broadcast to ``shape`` as ``dtype``."""
+    return np.array(arr if arr.shape == shape else np.broadcast_to(arr, shape), dtype=dtype)
 
 
 def _minus1(shape, dtype) -> np.ndarray:
@@ -111,10 +129,10 @@ class ElementPointers(NoPointers):
 
     def first(self, consumer, slot, idx, shape, n):
         idx = self._elements(idx, shape, n)
-        node = np.broadcast_to(np.int32(consumer), shape)  # read-only views: written only
-        slots = np.broadcast_to(np.int16(slot), shape)     # through np.where / masking copies
-        return Backpointers((node,) * n, (slots,) * n,
-                            tuple(np.broadcast_to(np.asarray(i, dtype=np.int64), shape) for i in idx))
+        shape = tuple(shape)
+        node = _constant(np.int32(consumer), shape)  # read-only views: written only
+        slots = _constant(np.int16(slot), shape)     # through np.where / masking copies
+        return Backpointers((node,) * n, (slots,) * n, tuple(_shaped(np.asarray(i), shape, np.int64) for i in idx))
 
     def merge(self, old, consumer, slot, idx, picks, shape, n):
         if picks is None:
@@ -138,7 +156,8 @@ class ElementPointers(NoPointers):
         """Component ``c``'s node, slot and element arrays, -1 where ``value == zero``."""
         dead = np.asarray(value) == zero
         shape = dead.shape
-        return tuple(np.where(dead, dtype(-1), np.broadcast_to(arr, shape).astype(dtype, copy=False))
+        fill = _copy_shaped if not dead.any() else (lambda a, sh, dt: np.where(dead, dt(-1), _shaped(a, sh, dt)))
+        return tuple(fill(arr, shape, dtype)
                      for arr, dtype in ((record.node[c], np.int32), (record.slot[c], np.int16),
                                         (record.element[c], np.int64)))
 
@@ -163,6 +182,11 @@ class PairPointers(ElementPointers):
 
     def finish(self, value, zero_elements, record):
         at_zero = [np.asarray(v) == z for v, z in zip(value, zero_elements)]
+        if not (at_zero[0].any() or at_zero[1].any()):  # every element reached in both components
+            shape = at_zero[0].shape
+            return Backpointers(*(tuple(_copy_shaped(arr[c], shape, dtype) for c in range(len(value)))
+                                  for arr, dtype in ((record.node, np.int32), (record.slot, np.int16),
+                                                     (record.element, np.int64))))
         dead = np.logical_and.reduce(at_zero)
         parts = []
         for c in range(len(value)):
@@ -170,10 +194,12 @@ class PairPointers(ElementPointers):
             borrow = at_zero[c] & ~dead
             shape = dead.shape
             part = []
+            lend = borrow.any()
             for arr, dtype in ((record.node, np.int32), (record.slot, np.int16), (record.element, np.int64)):
-                own = np.broadcast_to(arr[c], shape).astype(dtype, copy=False)
-                alt = np.broadcast_to(arr[other], shape).astype(dtype, copy=False)
-                part.append(np.where(dead, dtype(-1), np.where(borrow, alt, own)))
+                own = _shaped(arr[c], shape, dtype)
+                if lend:
+                    own = np.where(borrow, _shaped(arr[other], shape, dtype), own)
+                part.append(np.where(dead, dtype(-1), own))
             parts.append(part)
         return Backpointers(*(tuple(p[j] for p in parts) for j in range(3)))
 
