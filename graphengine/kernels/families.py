@@ -12,11 +12,13 @@ reference (see :class:`graphengine.kernels.dispatch.DeviceSemiring`).
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import Dict, Type
 
 import numpy as np
 
-from ..semirings.reductions import safe_log_abs, xlogx_neg
+from ..ir.jacobian import LowRankBlock
+from ..semirings.reductions import safe_log_abs
 from .backend import Backend
 
 
@@ -401,17 +403,83 @@ class Absolute(Linear):
         return (o.reshape(shape),), None
 
 
+class LiftCache:
+    """The lifted weights of the arrays one backward contracts with, so that an array used by
+    several contractions (a tied or shared parameter, a dense block's Jacobian) is lifted once.
+
+    A family object lives for one ``backward`` call (``on_device`` wraps the semiring per call),
+    and so does its cache: nothing edits an array during a walk, while between calls a user may
+    edit parameters in place. Entries are keyed on the array object, which the cache holds (so
+    its ``id`` is not reused), and the cache keeps at most ``budget`` bytes of lifted arrays,
+    dropping the least recently used first.
+
+    >>> cache = LiftCache(lambda w: (np.abs(w),), budget=1 << 20)
+    >>> w = np.array([-1.0, 2.0])
+    >>> cache(w)[0] is cache(w)[0], cache.misses
+    (True, 1)
+    """
+
+    BUDGET = 64 << 20
+
+    def __init__(self, lift, budget: int = BUDGET):
+        self.lift, self.budget = lift, budget
+        self.entries: "OrderedDict[int, tuple]" = OrderedDict()
+        self.size = self.misses = 0
+
+    def __call__(self, w):
+        hit = self.entries.get(id(w))
+        if hit is not None and hit[0] is w:
+            self.entries.move_to_end(id(w))
+            return hit[1]
+        self.misses += 1
+        lifted = self.lift(w)
+        nbytes = sum(x.nbytes for x in lifted)
+        if nbytes <= self.budget:
+            self.entries[id(w)] = (w, lifted, nbytes)
+            self.size += nbytes
+            while self.size > self.budget:
+                self.size -= self.entries.popitem(last=False)[1][2]
+        return lifted
+
+
 class Entropy(Linear):
+    """⟨Z, R⟩: contractions with weights lifted once per array and call (:class:`LiftCache`);
+    on the host (``HOST_LINEAR``) the three products of
+    :meth:`graphengine.semirings.expectation.Entropy.matmul_lifted` are BLAS calls, and a factored
+    dense block is lifted a few rows at a time (the logs then run in numpy's vectorised loop)
+    and multiplied by BLAS too; on a device the block kernel works from the factors."""
+
+    BLOCK_CHUNK = 1 << 16  # entries of the lifted dense blocks built at a time
+
+    def __init__(self, base, backend):
+        super().__init__(base, backend)
+        self.lifted = LiftCache(base.lift)
+        if backend.HOST_LINEAR:
+            self.matmul = self._matmul_host
+
+    def _matmul_host(self, a, w):
+        return self.base.matmul_lifted(a, self.lifted(w))
+
     def transforms(self, w):
-        aw = np.abs(w)
-        return [[(0, aw)], [(1, aw), (0, xlogx_neg(aw))]]
+        aw, h = self.lifted(w)
+        return [[(0, aw)], [(1, aw), (0, h)]]
 
     def matmul_block(self, a, block):
         if block.factors is None:
             return self.matmul(a, block.jacobian)
         shape, batch, (z, r), (d, u, v) = self._block_rows(a, block)
         oz, orr = np.empty(z.shape), np.empty(z.shape)
-        self.be.block_entropy(z, r, d, u, v, oz, orr)
+        if self.be.HOST_LINEAR:
+            n = z.shape[1]
+            step = max(1, self.BLOCK_CHUNK // max(1, n * n))
+            for b0 in range(0, z.shape[0], step):
+                sl = slice(b0, b0 + step)
+                aj, h = self.base.lift(LowRankBlock(d[sl], u[sl], v[sl]).dense())
+                zz = z[sl, None, :]
+                oz[sl] = np.matmul(zz, aj)[:, 0]
+                orr[sl] = (np.matmul(r[sl, None, :], aj) + np.matmul(zz, h))[:, 0]
+        else:
+            self.be.block_entropy(z, r, d, u, v, oz, orr)
         return (oz.reshape(shape), orr.reshape(shape)), None
 
 
