@@ -17,7 +17,6 @@ from typing import Dict, Type
 
 import numpy as np
 
-from ..ir.jacobian import LowRankBlock
 from ..semirings.reductions import safe_log_abs
 from .backend import Backend
 
@@ -445,11 +444,7 @@ class LiftCache:
 class Entropy(Linear):
     """⟨Z, R⟩: contractions with weights lifted once per array and call (:class:`LiftCache`);
     on the host (``HOST_LINEAR``) the three products of
-    :meth:`graphengine.semirings.expectation.Entropy.matmul_lifted` are BLAS calls, and a factored
-    dense block is lifted a few rows at a time (the logs then run in numpy's vectorised loop)
-    and multiplied by BLAS too; on a device the block kernel works from the factors."""
-
-    BLOCK_CHUNK = 1 << 16  # entries of the lifted dense blocks built at a time
+    :meth:`graphengine.semirings.expectation.Entropy.matmul_lifted` are BLAS calls."""
 
     def __init__(self, base, backend):
         super().__init__(base, backend)
@@ -469,17 +464,7 @@ class Entropy(Linear):
             return self.matmul(a, block.jacobian)
         shape, batch, (z, r), (d, u, v) = self._block_rows(a, block)
         oz, orr = np.empty(z.shape), np.empty(z.shape)
-        if self.be.HOST_LINEAR:
-            n = z.shape[1]
-            step = max(1, self.BLOCK_CHUNK // max(1, n * n))
-            for b0 in range(0, z.shape[0], step):
-                sl = slice(b0, b0 + step)
-                aj, h = self.base.lift(LowRankBlock(d[sl], u[sl], v[sl]).dense())
-                zz = z[sl, None, :]
-                oz[sl] = np.matmul(zz, aj)[:, 0]
-                orr[sl] = (np.matmul(r[sl, None, :], aj) + np.matmul(zz, h))[:, 0]
-        else:
-            self.be.block_entropy(z, r, d, u, v, oz, orr)
+        self.be.block_entropy(z, r, d, u, v, oz, orr)
         return (oz.reshape(shape), orr.reshape(shape)), None
 
 
