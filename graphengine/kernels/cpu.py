@@ -23,7 +23,7 @@ import numba
 import numpy as np
 
 from . import cpu_kbest, cpu_log, cpu_select
-from .cpu_select import scale_pair_hi, scale_pair_lo, scatter_select
+from .cpu_select import group_size, scale_pair_hi, scale_pair_lo, scatter_select
 
 NAME = "cpu"
 HOST_LINEAR = True  # real/absolute/count/entropy contractions, sums and scatters use the numpy reference
@@ -47,8 +47,8 @@ def _gated(kernel, work):
     return launch
 
 
-matmul_pair = _gated(cpu_select.matmul_pair, lambda a0, a1, w, ia, iw, o0, *r: 2 * o0.size * a0.shape[2])
-matmul_max = _gated(cpu_select.matmul_max, lambda a, w, ia, iw, plus, o, p: o.size * a.shape[2])
+_matmul_pair = _gated(cpu_select.matmul_pair, lambda a0, a1, w, ia, iw, o0, *r: 2 * o0.size * a0.shape[2])
+_matmul_max = _gated(cpu_select.matmul_max, lambda a, w, ia, iw, plus, o, *r: o.size * a.shape[2])
 select_last = _gated(cpu_select.select_last, lambda a, *r: a.size)
 block_pair = _gated(cpu_select.block_pair, lambda a0, *r: 2 * a0.size * a0.shape[1])
 block_maxabs = _gated(cpu_select.block_maxabs, lambda a, *r: a.size * a.shape[1])
@@ -72,6 +72,16 @@ def scale_pair(a0, a1, w):
 def matmul_sum(a, w, ia, iw, o):
     """``o[b] = a[ia[b]] @ w[iw[b]]`` (BLAS)."""
     np.matmul(a[ia], w[iw], out=o)
+
+
+def matmul_pair(a0, a1, w, ia, iw, o0, o1, p0, p1):
+    """Signed max pair contraction (:func:`graphengine.kernels.cpu_select.matmul_pair`)."""
+    _matmul_pair(a0, a1, w, ia, iw, o0, o1, p0, p1, group_size(o0.shape[1], numba.get_num_threads()))
+
+
+def matmul_max(a, w, ia, iw, plus, o, p):
+    """Max-abs / max-plus contraction (:func:`graphengine.kernels.cpu_select.matmul_max`)."""
+    _matmul_max(a, w, ia, iw, plus, o, p, group_size(o.shape[1], numba.get_num_threads()))
 
 
 def matmul_logsumexp(a, lw, ia, iw, o):
