@@ -11,22 +11,29 @@ Conventions shared by every kernel here (and by the CUDA back end, :mod:`graphen
 - ties keep the lowest index (candidates are scanned in ascending order and only a strictly
   better one replaces the incumbent); a reduction over nothing but 0̄ gives 0̄ at position 0,
   exactly as ``numpy.argmax`` does in the reference;
-- 0̄ (``-inf``; ``⟨-inf, +inf⟩`` for the pair, whose ``⟨-inf, -inf⟩`` is a path) entries of the adjoint are skipped, so ``-inf · 0`` never
-  produces NaN (the reference masks them the same way);
+- 0̄ (``-inf``; ``⟨-inf, +inf⟩`` for the pair, whose ``⟨-inf, -inf⟩`` is a path) entries of the
+  adjoint never win: a contraction skips the contracted positions where a whole block of rows
+  is 0̄, and a 0̄ entry among live ones only forms products (-inf or NaN) that cannot win;
+  NaN never wins a selection (only a strictly better candidate replaces the incumbent);
 - no fastmath: the products are the same IEEE operations as the numpy reference, so values and
   positions are bit-identical to it.
 
-The contraction kernels are register-blocked: live rows of the contracted dimension are taken
-four at a time, a branch-free tournament picks the best of the four products per output column,
-and only the winner is compared with the running best, which stays in a small tile buffer. The
-scalar steps (the pair's ⊗, a dense block's entry, the selection rule) are the helpers of
+The contraction kernels are register-blocked and cache-tiled: a block of ``MR`` = 4 output rows
+takes the contracted rows four at a time, and a column loop folds the four products into the
+running best and its position by compare-and-blend (no branch, so the loop vectorises): the
+four rows in one loop for max-abs and max-plus, one row per loop with both components for the
+pair (more arrays would exceed the vectoriser's run-time alias checks); the running bests live in a
+``KTILE``-column buffer in L1, and a group of blocks reads each ``NPANEL``-row panel of the
+weights while it is in L2. Parallel jobs (``prange``) are groups of row blocks; every output
+element is computed by one job in the same order, so results do not depend on the thread count.
+The scalar steps (the pair's ⊗, a dense block's entry, the selection rule) are the helpers of
 :mod:`graphengine.kernels.scalar`, shared with the CUDA kernels.
 
 >>> import numpy as np
 >>> a = np.array([[[2.0, -3.0]]]); w = np.array([[[1.0], [-1.0]]])
 >>> o0 = np.empty((1, 1, 1)); o1 = np.empty_like(o0); p0 = np.empty((1, 1, 1), np.int64); p1 = p0.copy()
 >>> z = np.zeros(1, np.int64)
->>> matmul_pair(a, a, w, z, z, o0, o1, p0, p1)
+>>> matmul_pair(a, a, w, z, z, o0, o1, p0, p1, 1)   # jobs of one row block (group_size)
 >>> float(o0[0, 0, 0]), int(p0[0, 0, 0]), float(o1[0, 0, 0]), int(p1[0, 0, 0])
 (3.0, 1, 2.0, 0)
 """
