@@ -127,6 +127,47 @@ def _groups(M, G):
     return nb, (nb + G - 1) // G
 
 
+@njit(inline="always")
+def _job(job, ng, G, nb):
+    """The batch of parallel job ``job`` and its row blocks ``g0 .. g1 - 1``."""
+    b = job // ng
+    g0 = (job - b * ng) * G
+    return b, g0, min(nb, g0 + G)
+
+
+@njit(inline="always")
+def _live_lists(blocks, N):
+    """Per row block: its live positions, their count, and how far the panels have used them."""
+    return np.empty((blocks, N), np.int64), np.empty(blocks, np.int64), np.empty(blocks, np.int64)
+
+
+@njit(inline="always")
+def _rows(A, m0, mc):
+    """The four rows of the block at ``m0`` with ``mc`` real rows; a partial block repeats its
+    last row (computed again, never written)."""
+    return A[m0], A[m0 + min(1, mc - 1)], A[m0 + min(2, mc - 1)], A[m0 + min(3, mc - 1)]
+
+
+@njit(inline="always")
+def _load(acc, pos, o, p, b, m0, mc, k0, T, first, zero):
+    """A block's running bests for the columns ``k0 .. k0 + T - 1``: ``zero`` at position 0
+    on the first panel (and for the repeated rows of a partial block), else where the previous
+    panel left them in ``o``, ``p``."""
+    for i in range(MR):
+        for j in range(T):
+            fresh = first or i >= mc
+            acc[i, j] = zero if fresh else o[b, m0 + i, k0 + j]
+            pos[i, j] = 0 if fresh else p[b, m0 + i, k0 + j]
+
+
+@njit(inline="always")
+def _store(acc, pos, o, p, b, m0, mc, k0, T):
+    for i in range(mc):
+        for j in range(T):
+            o[b, m0 + i, k0 + j] = acc[i, j]
+            p[b, m0 + i, k0 + j] = pos[i, j]
+
+
 @njit(cache=True, parallel=True, boundscheck=False)
 def matmul_max(a, w, ia, iw, plus, o, p, group):
     """``o = max_n a ⊗ w`` with ⊗ = × (``plus`` false: max-abs on lifted ``|w|``) or + (max-plus
@@ -140,14 +181,10 @@ def matmul_max(a, w, ia, iw, plus, o, p, group):
     G = group
     nb, ng = _groups(M, G)
     for job in prange(B * ng):
-        b = job // ng
-        g0 = (job - b * ng) * G
-        g1 = min(nb, g0 + G)
+        b, g0, g1 = _job(job, ng, G, nb)
         A = a[ia[b]]
         W = w[iw[b]]
-        live = np.empty((g1 - g0, N), np.int64)
-        count = np.empty(g1 - g0, np.int64)
-        cursor = np.empty(g1 - g0, np.int64)
+        live, count, cursor = _live_lists(g1 - g0, N)
         for q in range(g1 - g0):
             m0 = (g0 + q) * MR
             count[q] = _live_rows(A, m0, min(MR, M - m0), live[q])
@@ -164,15 +201,8 @@ def matmul_max(a, w, ia, iw, plus, o, p, group):
                 for q in range(g1 - g0):
                     m0 = (g0 + q) * MR
                     mc = min(MR, M - m0)
-                    for i in range(MR):
-                        for j in range(T):
-                            fresh = n0 == 0 or i >= mc
-                            acc[i, j] = -np.inf if fresh else o[b, m0 + i, k0 + j]
-                            pos[i, j] = 0 if fresh else p[b, m0 + i, k0 + j]
-                    x0 = A[m0]
-                    x1 = A[m0 + min(1, mc - 1)]
-                    x2 = A[m0 + min(2, mc - 1)]
-                    x3 = A[m0 + min(3, mc - 1)]
+                    _load(acc, pos, o, p, b, m0, mc, k0, T, n0 == 0, -np.inf)
+                    x0, x1, x2, x3 = _rows(A, m0, mc)
                     lv = live[q]
                     L = count[q]
                     t = cursor[q]
@@ -209,10 +239,7 @@ def matmul_max(a, w, ia, iw, plus, o, p, group):
                                 ci[j], pi[j] = _take(ci[j], pi[j], x + r[j] if plus else x * r[j], n, 1)
                         t += 1
                     cursor[q] = t
-                    for i in range(mc):
-                        for j in range(T):
-                            o[b, m0 + i, k0 + j] = acc[i, j]
-                            p[b, m0 + i, k0 + j] = pos[i, j]
+                    _store(acc, pos, o, p, b, m0, mc, k0, T)
 
 
 @njit(inline="always")
@@ -242,15 +269,11 @@ def matmul_pair(a0, a1, w, ia, iw, o0, o1, p0, p1, group):
     G = group
     nb, ng = _groups(M, G)
     for job in prange(B * ng):
-        b = job // ng
-        g0 = (job - b * ng) * G
-        g1 = min(nb, g0 + G)
+        b, g0, g1 = _job(job, ng, G, nb)
         H = a0[ia[b]]
         Lo = a1[ia[b]]
         W = w[iw[b]]
-        live = np.empty((g1 - g0, N), np.int64)
-        count = np.empty(g1 - g0, np.int64)
-        cursor = np.empty(g1 - g0, np.int64)
+        live, count, cursor = _live_lists(g1 - g0, N)
         for q in range(g1 - g0):
             m0 = (g0 + q) * MR
             count[q] = _live_pair_rows(H, Lo, m0, min(MR, M - m0), live[q])
@@ -271,17 +294,10 @@ def matmul_pair(a0, a1, w, ia, iw, o0, o1, p0, p1, group):
                 for q in range(g1 - g0):
                     m0 = (g0 + q) * MR
                     mc = min(MR, M - m0)
-                    for i in range(MR):
-                        for j in range(T):
-                            fresh = n0 == 0 or i >= mc
-                            hacc[i, j] = -np.inf if fresh else o0[b, m0 + i, k0 + j]
-                            lacc[i, j] = np.inf if fresh else o1[b, m0 + i, k0 + j]
-                            hpos[i, j] = 0 if fresh else p0[b, m0 + i, k0 + j]
-                            lpos[i, j] = 0 if fresh else p1[b, m0 + i, k0 + j]
-                    r0, r1 = m0 + min(1, mc - 1), m0 + min(2, mc - 1)
-                    r2 = m0 + min(3, mc - 1)
-                    x0, y0, x1, y1 = H[m0], Lo[m0], H[r0], Lo[r0]
-                    x2, y2, x3, y3 = H[r1], Lo[r1], H[r2], Lo[r2]
+                    _load(hacc, hpos, o0, p0, b, m0, mc, k0, T, n0 == 0, -np.inf)
+                    _load(lacc, lpos, o1, p1, b, m0, mc, k0, T, n0 == 0, np.inf)
+                    x0, x1, x2, x3 = _rows(H, m0, mc)
+                    y0, y1, y2, y3 = _rows(Lo, m0, mc)
                     lv = live[q]
                     L = count[q]
                     t = cursor[q]
@@ -306,12 +322,8 @@ def matmul_pair(a0, a1, w, ia, iw, o0, o1, p0, p1, group):
                                 lc[j], lq[j] = _take(lc[j], lq[j], f, n, -1)
                         t += 1
                     cursor[q] = t
-                    for i in range(mc):
-                        for j in range(T):
-                            o0[b, m0 + i, k0 + j] = hacc[i, j]
-                            o1[b, m0 + i, k0 + j] = lacc[i, j]
-                            p0[b, m0 + i, k0 + j] = hpos[i, j]
-                            p1[b, m0 + i, k0 + j] = lpos[i, j]
+                    _store(hacc, hpos, o0, p0, b, m0, mc, k0, T)
+                    _store(lacc, lpos, o1, p1, b, m0, mc, k0, T)
 
 
 @njit(cache=True, parallel=True, boundscheck=False)
