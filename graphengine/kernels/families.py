@@ -408,7 +408,8 @@ class LiftCache:
 
     A family object lives for one ``backward`` call (``on_device`` wraps the semiring per call),
     and so does its cache: nothing edits an array during a walk, while between calls a user may
-    edit parameters in place. Entries are keyed on the array object, which the cache holds (so
+    edit parameters in place (code that keeps an ``on_device`` semiring longer must wrap it
+    again after such an edit). Entries are keyed on the array object, which the cache holds (so
     its ``id`` is not reused), and the cache keeps at most ``budget`` bytes of lifted arrays,
     dropping the least recently used first.
 
