@@ -25,7 +25,7 @@ def test_every_method_matches_the_reference(name, seed):
 
 @pytest.mark.parametrize("name", ["max", "maxabs", "maxplus", "kbest:3"])
 def test_larger_contraction_exercises_the_blocked_path(name):
-    # N > 4 live rows (the 4-wide tournament), K > the 512-column tile, dead rows in between
+    # N > 4 live rows (steps of four contracted rows), K > the 256-column tile, dead rows in between
     rng = np.random.default_rng(3)
     ref, dev = get_semiring(name), on_device(get_semiring(name), "cpu")
     from kernel_cases import assert_same, assert_same_pos, semiring_value, weights
@@ -35,6 +35,68 @@ def test_larger_contraction_exercises_the_blocked_path(name):
     got, want = dev.matmul(a, w), ref.matmul(a, w)
     assert_same(name, got[0], want[0], "matmul")
     assert_same_pos(got[1], want[1], "matmul")
+
+
+@pytest.mark.parametrize("name", ["max", "maxabs", "maxplus"])
+def test_blocked_contraction_across_row_blocks_panels_tiles_and_threads(name, monkeypatch):
+    # M = 7: a partial block of four output rows, one of them dead throughout; N = 300 > one
+    # 256-row panel of w; K = 260 > one 256-column tile; w broadcast over the batch. One and two
+    # threads (the gate lowered so the parallel jobs run) give the reference's values and positions.
+    import numba
+    from kernel_cases import assert_same, assert_same_pos, semiring_value, weights
+    rng = np.random.default_rng(5)
+    ref, dev = get_semiring(name), on_device(get_semiring(name), "cpu")
+    a = semiring_value(ref, (2, 7, 300), rng, dead=0.3)
+    for c, z in zip(a, ref.zero_elements):
+        c[1, 5] = z
+    w = weights((300, 260), rng)
+    want = ref.matmul(a, w)
+    monkeypatch.setattr(cpu, "PARALLEL_MIN_WORK", 0)
+    threads = numba.get_num_threads()
+    try:
+        for t in sorted({1, min(2, numba.config.NUMBA_NUM_THREADS)}):
+            numba.set_num_threads(t)
+            got = dev.matmul(a, w)
+            assert_same(name, got[0], want[0], f"matmul, {t} threads")
+            assert_same_pos(got[1], want[1], f"matmul, {t} threads")
+    finally:
+        numba.set_num_threads(threads)
+
+
+def test_a_nan_product_never_wins_a_contraction():
+    # the selection rule (scalar.improves): only a strictly better product replaces the running
+    # best, so a NaN product, wherever it falls among the four rows of a step, is passed over
+    x = np.array([[[1.0, 2.0, 3.0, 4.0, 5.0, 0.5]]])
+    w = np.ones((1, 6, 6))
+    for k in range(6):
+        w[0, k, k] = np.nan
+    ia, iw = np.zeros(1, np.int64), np.zeros(1, np.int64)
+    o, p = np.empty((1, 1, 6)), np.empty((1, 1, 6), np.int64)
+    cpu.matmul_max(x, w, ia, iw, False, o, p)
+    assert o[0, 0].tolist() == [5.0, 5.0, 5.0, 5.0, 4.0, 5.0] and p[0, 0].tolist() == [4, 4, 4, 4, 3, 4]
+    hi, lo = np.empty((1, 1, 6)), np.empty((1, 1, 6))
+    ph, pl = np.empty((1, 1, 6), np.int64), np.empty((1, 1, 6), np.int64)
+    cpu.matmul_pair(x, x, w, ia, iw, hi, lo, ph, pl)
+    assert hi[0, 0].tolist() == [5.0, 5.0, 5.0, 5.0, 4.0, 5.0] and lo[0, 0].tolist() == [0.5, 0.5, 0.5, 0.5, 0.5, 1.0]
+    assert ph[0, 0].tolist() == [4, 4, 4, 4, 3, 4] and pl[0, 0].tolist() == [5, 5, 5, 5, 5, 0]
+
+
+def test_entropy_lifts_each_weight_once_per_call_and_blocks_in_chunks(monkeypatch):
+    from kernel_cases import assert_same, layer_norm_block, semiring_value, weights
+    rng = np.random.default_rng(2)
+    ref = get_semiring("entropy")
+    dev = on_device(ref, "cpu")
+    a = semiring_value(ref, (3, 6), rng)
+    w = weights((6, 5), rng)
+    first, again = dev.matmul(a, w), dev.matmul(a, w)
+    assert_same("entropy", first[0], ref.matmul(a, w)[0], "matmul")
+    assert_same("entropy", again[0], first[0], "matmul again")
+    assert dev.matmul.__self__.lifted.misses == 1   # the second contraction reused the lifted weights
+    assert on_device(ref, "cpu").matmul.__self__.lifted.misses == 0   # a new call starts afresh
+    monkeypatch.setattr(cpu, "BLOCK_CHUNK", 30)   # one 5 x 5 block per chunk: six chunks
+    block = layer_norm_block((2, 3), 5, rng)
+    rows = semiring_value(ref, (2, 3, 1, 5), rng)
+    assert_same("entropy", dev.matmul_block(rows, block)[0], ref.matmul(rows, block.jacobian)[0], "dense block")
 
 
 def test_ties_go_to_the_lowest_index_and_all_dead_gives_zero_at_zero():

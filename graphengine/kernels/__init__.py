@@ -24,7 +24,7 @@ module                 contents
 =====================  ==========================================================================
 
 How the structures map onto kernels: a *contraction* is ``matmul`` (argmax-tracking, register
-blocked, parallel over output rows for the selective families; BLAS for the linear ones on the
+blocked and cache-tiled, parallel over groups of output rows for the selective families; BLAS for the linear ones on the
 CPU); a *dense block* is ``matmul_block``, which works from the factored form
 (:class:`graphengine.ir.jacobian.LowRankBlock`: softmax, log-softmax, layer norm) without
 building the n×n blocks; *diagonal* and *reduction/broadcast* are ``scale`` plus ``sum_last``;

@@ -23,7 +23,7 @@ import numba
 import numpy as np
 
 from . import cpu_kbest, cpu_log, cpu_select
-from .cpu_select import scale_pair_hi, scale_pair_lo, scatter_select
+from .cpu_select import group_size, scale_pair_hi, scale_pair_lo, scatter_select
 
 NAME = "cpu"
 HOST_LINEAR = True  # real/absolute/count/entropy contractions, sums and scatters use the numpy reference
@@ -47,8 +47,8 @@ def _gated(kernel, work):
     return launch
 
 
-matmul_pair = _gated(cpu_select.matmul_pair, lambda a0, a1, w, ia, iw, o0, *r: 2 * o0.size * a0.shape[2])
-matmul_max = _gated(cpu_select.matmul_max, lambda a, w, ia, iw, plus, o, p: o.size * a.shape[2])
+_matmul_pair = _gated(cpu_select.matmul_pair, lambda a0, a1, w, ia, iw, o0, *r: 2 * o0.size * a0.shape[2])
+_matmul_max = _gated(cpu_select.matmul_max, lambda a, w, ia, iw, plus, o, *r: o.size * a.shape[2])
 select_last = _gated(cpu_select.select_last, lambda a, *r: a.size)
 block_pair = _gated(cpu_select.block_pair, lambda a0, *r: 2 * a0.size * a0.shape[1])
 block_maxabs = _gated(cpu_select.block_maxabs, lambda a, *r: a.size * a.shape[1])
@@ -57,7 +57,8 @@ kbest_matmul = _gated(cpu_kbest.kbest_matmul, lambda c, w, ia, iw, k, s, o, p: o
 kbest_scatter = _gated(cpu_kbest.kbest_scatter, lambda c, order, starts, k, *r: c.size * k)
 logsumexp_last = _gated(cpu_log.logsumexp_last, lambda a, o: 8 * a.size)
 _matmul_log = _gated(cpu_log.matmul_log, lambda l, h, lw, hw, ia, iw, with_h, ol, oh: 8 * (1 + with_h) * ol.size * l.shape[2])
-block_entropy = _gated(cpu_log.block_entropy, lambda z, *r: 8 * z.size * z.shape[1])
+_block_abs = _gated(cpu_log.block_abs, lambda d, u, v, b0, aj: aj.size * u.shape[2])
+_block_entropy_lifted = _gated(cpu_log.block_entropy_lifted, lambda z, r, aj, *x: 3 * aj.size)
 block_absolute = _gated(cpu_log.block_absolute, lambda z, *r: z.size * z.shape[1])
 scatter_logsumexp = cpu_log.scatter_logsumexp
 
@@ -73,6 +74,16 @@ def matmul_sum(a, w, ia, iw, o):
     np.matmul(a[ia], w[iw], out=o)
 
 
+def matmul_pair(a0, a1, w, ia, iw, o0, o1, p0, p1):
+    """Signed max pair contraction (:func:`graphengine.kernels.cpu_select.matmul_pair`)."""
+    _matmul_pair(a0, a1, w, ia, iw, o0, o1, p0, p1, group_size(o0.shape[1], numba.get_num_threads()))
+
+
+def matmul_max(a, w, ia, iw, plus, o, p):
+    """Max-abs / max-plus contraction (:func:`graphengine.kernels.cpu_select.matmul_max`)."""
+    _matmul_max(a, w, ia, iw, plus, o, p, group_size(o.shape[1], numba.get_num_threads()))
+
+
 def matmul_logsumexp(a, lw, ia, iw, o):
     """``o = log Σ_n exp(a + lw)`` per output element."""
     _matmul_log(a, a, lw, lw, ia, iw, False, o, o)
@@ -86,6 +97,25 @@ def matmul_logentropy(l, h, lw, hw, ia, iw, ol, oh):
 def scatter_sum(values, index, o):
     """``o[s] = Σ values[index == s]``."""
     o[...] = np.bincount(index, weights=values, minlength=o.shape[0])
+
+
+BLOCK_CHUNK = 1 << 16  # dense-block entries lifted at a time: |J| and log|J| stay in the L2 cache
+
+
+def block_entropy(z, r, d, u, v, oz, orr):
+    """Entropy through factored blocks: ``oz = z·|J|``, ``orr = r·|J| + z·(-|J| log|J|)``. The
+    blocks are lifted a few at a time (``|J|`` compiled, ``log|J|`` by numpy's vectorised log),
+    then contracted; each entry's log is taken once."""
+    B, n = z.shape
+    step = min(B, max(numba.get_num_threads(), BLOCK_CHUNK // max(1, n * n)))
+    aj = np.empty((step, n, n))
+    lg = np.empty((step, n, n))
+    for b0 in range(0, B, step):
+        cb = min(step, B - b0)
+        _block_abs(d, u, v, b0, aj[:cb])
+        with np.errstate(divide="ignore"):
+            np.log(aj[:cb], out=lg[:cb])
+        _block_entropy_lifted(z, r, aj[:cb], lg[:cb], b0, oz, orr)
 
 
 def block_real(a, d, u, v, o):

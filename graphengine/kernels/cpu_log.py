@@ -1,6 +1,10 @@
 """Numba CPU kernels for the log-space semirings (``log``, ``logentropy``, ``logcount``) and
 the factored dense blocks of the linear ones (``absolute``, ``entropy``).
 
+An entropy dense block is lifted a few blocks at a time (``block_abs`` writes ``|J|``, numpy's
+vectorised ``log`` takes the logs, which a scalar loop would spend most of its time on) and
+contracted by ``block_entropy_lifted``; :func:`graphengine.kernels.cpu.block_entropy` chains them.
+
 Log-sum-exp is computed in two passes (max, then Σ exp(x - max)), exactly as the reference's
 ``logsumexp_last``, so -inf entries are exact; only the summation order differs from numpy's,
 which changes results by a few ulps. The scalar steps (the log-sum-exp shift, a dense block's
@@ -104,12 +108,27 @@ def scatter_logsumexp(values, index, o, wts):
 
 
 @njit(cache=True, parallel=True, boundscheck=False)
-def block_entropy(z, r, d, u, v, oz, orr):
-    """Entropy through factored blocks: ``oz[c] = Σ_i z_i |J_ic|`` and
-    ``orr[c] = Σ_i r_i |J_ic| + Σ_i z_i (-|J_ic| log|J_ic|)`` (the two sums kept apart, as the
-    reference's two matrix products)."""
-    B, n = z.shape
-    for b in prange(B):
+def block_abs(d, u, v, b0, aj):
+    """``aj[k] = |J[b0 + k]|`` for the factored blocks ``b0 .. b0 + len(aj) - 1`` (the entries
+    as :func:`graphengine.kernels.scalar.dense_entry` sums them): the first half of the entropy
+    semiring's lift of a dense block, whose logs numpy then takes in its vectorised loop."""
+    cb, n = aj.shape[0], aj.shape[1]
+    for q in prange(cb * n):
+        k = q // n
+        i = q - k * n
+        for c in range(n):
+            aj[k, i, c] = abs(_entry(d, u, v, b0 + k, i, c))
+
+
+@njit(cache=True, parallel=True, boundscheck=False)
+def block_entropy_lifted(z, r, aj, lg, b0, oz, orr):
+    """Entropy through lifted blocks ``aj = |J|``, ``lg = log aj`` of batch rows ``b0 ..``:
+    ``oz[b, c] = Σ_i z_i |J_ic|`` and ``orr[b, c] = Σ_i r_i |J_ic| + Σ_i z_i (-|J_ic| log|J_ic|)``
+    (the two sums kept apart, as the reference's two matrix products; ``0 log 0 = 0``). Rows
+    whose ``z`` and ``r`` are both 0 add nothing and are skipped."""
+    cb, n = aj.shape[0], aj.shape[1]
+    for k in prange(cb):
+        b = b0 + k
         s2 = np.zeros(n)
         for c in range(n):
             oz[b, c] = 0.0
@@ -119,12 +138,14 @@ def block_entropy(z, r, d, u, v, oz, orr):
             ri = r[b, i]
             if zi == 0.0 and ri == 0.0:
                 continue
+            row = aj[k, i]
+            lrow = lg[k, i]
             for c in range(n):
-                aj = abs(_entry(d, u, v, b, i, c))
-                oz[b, c] += zi * aj
-                orr[b, c] += ri * aj
-                if aj > 0.0:
-                    s2[c] += zi * (-aj * math.log(aj))
+                x = row[c]
+                oz[b, c] += zi * x
+                orr[b, c] += ri * x
+                h = zi * (-x * lrow[c])
+                s2[c] += h if x > 0.0 else 0.0
         for c in range(n):
             orr[b, c] += s2[c]
 

@@ -12,11 +12,12 @@ reference (see :class:`graphengine.kernels.dispatch.DeviceSemiring`).
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import Dict, Type
 
 import numpy as np
 
-from ..semirings.reductions import safe_log_abs, xlogx_neg
+from ..semirings.reductions import safe_log_abs
 from .backend import Backend
 
 
@@ -410,10 +411,63 @@ class Absolute(Linear):
         return (o.reshape(shape),), None
 
 
+class LiftCache:
+    """The lifted weights of the arrays one backward contracts with, so that an array used by
+    several contractions (a tied or shared parameter, a dense block's Jacobian) is lifted once.
+
+    A family object lives for one ``backward`` call (``on_device`` wraps the semiring per call),
+    and so does its cache: nothing edits an array during a walk, while between calls a user may
+    edit parameters in place (code that keeps an ``on_device`` semiring longer must wrap it
+    again after such an edit). Entries are keyed on the array object, which the cache holds (so
+    its ``id`` is not reused), and the cache keeps at most ``budget`` bytes of lifted arrays,
+    dropping the least recently used first.
+
+    >>> cache = LiftCache(lambda w: (np.abs(w),), budget=1 << 20)
+    >>> w = np.array([-1.0, 2.0])
+    >>> cache(w)[0] is cache(w)[0], cache.misses
+    (True, 1)
+    """
+
+    BUDGET = 64 << 20
+
+    def __init__(self, lift, budget: int = BUDGET):
+        self.lift, self.budget = lift, budget
+        self.entries: "OrderedDict[int, tuple]" = OrderedDict()
+        self.size = self.misses = 0
+
+    def __call__(self, w):
+        hit = self.entries.get(id(w))
+        if hit is not None and hit[0] is w:
+            self.entries.move_to_end(id(w))
+            return hit[1]
+        self.misses += 1
+        lifted = self.lift(w)
+        nbytes = sum(x.nbytes for x in lifted)
+        if nbytes <= self.budget:
+            self.entries[id(w)] = (w, lifted, nbytes)
+            self.size += nbytes
+            while self.size > self.budget:
+                self.size -= self.entries.popitem(last=False)[1][2]
+        return lifted
+
+
 class Entropy(Linear):
+    """⟨Z, R⟩: contractions with weights lifted once per array and call (:class:`LiftCache`);
+    on the host (``HOST_LINEAR``) the three products of
+    :meth:`graphengine.semirings.expectation.Entropy.matmul_lifted` are BLAS calls."""
+
+    def __init__(self, base, backend):
+        super().__init__(base, backend)
+        self.lifted = LiftCache(base.lift)
+        if backend.HOST_LINEAR:
+            self.matmul = self._matmul_host
+
+    def _matmul_host(self, a, w):
+        return self.base.matmul_lifted(a, self.lifted(w))
+
     def transforms(self, w):
-        aw = np.abs(w)
-        return [[(0, aw)], [(1, aw), (0, xlogx_neg(aw))]]
+        aw, h = self.lifted(w)
+        return [[(0, aw)], [(1, aw), (0, h)]]
 
     def matmul_block(self, a, block):
         if block.factors is None:
