@@ -91,8 +91,8 @@ def test_entropy_lifts_each_weight_once_per_call_and_blocks_in_chunks(monkeypatc
     first, again = dev.matmul(a, w), dev.matmul(a, w)
     assert_same("entropy", first[0], ref.matmul(a, w)[0], "matmul")
     assert_same("entropy", again[0], first[0], "matmul again")
-    assert dev.matmul.__self__.lifted.misses == 1   # the second contraction reused the lifted weights
-    assert on_device(ref, "cpu").matmul.__self__.lifted.misses == 0   # a new call starts afresh
+    assert dev.kernels.lifted.misses == 1   # the second contraction reused the lifted weights
+    assert on_device(ref, "cpu").kernels.lifted.misses == 0   # a new call starts afresh
     monkeypatch.setattr(cpu, "BLOCK_CHUNK", 30)   # one 5 x 5 block per chunk: six chunks
     block = layer_norm_block((2, 3), 5, rng)
     rows = semiring_value(ref, (2, 3, 1, 5), rng)

@@ -150,10 +150,16 @@ class DeviceSemiring(Semiring):
             routed = self._family is not None and getattr(self._family, name, None) is not None
             setattr(self, name, self._route(name) if routed else getattr(base, name))
 
-    def _kernel(self, name: str):
-        if self._ops is None:
+    @property
+    def kernels(self):
+        """The family's kernel glue for this semiring and call (made on first use; ``None`` for
+        a semiring without a kernel family), e.g. to inspect its per-call lift cache."""
+        if self._ops is None and self._family is not None:
             self._ops = self._family(self.base, backend(self.device))
-        return getattr(self._ops, name)
+        return self._ops
+
+    def _kernel(self, name: str):
+        return getattr(self.kernels, name)
 
     def _route(self, name: str):
         reference, work, device = getattr(self.base, name), WORK[name], self.device
