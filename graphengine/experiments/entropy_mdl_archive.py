@@ -163,7 +163,7 @@ def _section(archive: str, doc_dir: str, plots: bool) -> str:
     if index.get("note"):
         wall += f" {index['note']}"
     pics = "".join(f"\n\n![{f}]({rel}/{f})" for k, f in doc["files"].items() if k.startswith("plot"))
-    body = render(doc["aggregate"], runs, cov, heading)
+    body = render(doc["aggregate"], runs, cov, heading).replace("\n### ", "\n#### ")  # under the doc's ###
     head, rest = body.split("\n\n", 1)
     return f"{head}\n\n{wall}\n\n{rest.rstrip()}{pics}\n"
 
