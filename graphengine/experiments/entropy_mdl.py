@@ -78,8 +78,8 @@ from .common import (ExperimentError, Timer, add_retrain_argument, config_hash, 
 from .entropy_mdl_report import PAPER, VARIANTS, coverage_text, write_report
 from .mdl import block_sizes, prequential_mdl
 
-__all__ = ["run", "token_entropies", "pool_rows", "run_path", "record_hash", "collect_runs", "DEFAULTS", "QUICK",
-           "QUICK_TASKS", "PAPER"]
+__all__ = ["run", "token_entropies", "pool_rows", "run_path", "record_hash", "collect_runs", "worker_count",
+           "DEFAULTS", "QUICK", "QUICK_TASKS", "PAPER"]
 
 NAME = "entropy-mdl"
 DESCRIPTION = "paper §5.3: path entropy of the input tokens vs task difficulty (MDL), BERT classifiers"
@@ -358,7 +358,7 @@ def run(out: Optional[str] = None, quick: bool = False, seed: int = 0, progress:
                               f"{', '.join(sorted(known))})")
     if int(cfg["n_seeds"]) < 1:
         raise ExperimentError(f"entropy-mdl: --seeds must be >= 1, got {cfg['n_seeds']}")
-    worker_count(workers, 0)
+    worker_count(workers, 0)  # a bad --workers fails before anything runs
     out = results_dir(out, NAME)
     timer = Timer()
     start = time.perf_counter()
