@@ -46,7 +46,9 @@ alone, so the run records do not depend on the number of workers. Each finished 
 run record ``runs/<task>_seed<s>.json`` at once (atomically, from this process); the trained
 model goes to ``models/<task>_seed<s>.ge``. A rerun skips every job whose record matches the
 settings (``config_hash``) and reuses a saved model whose training settings match, so an
-interrupted run resumes where it stopped. ``aggregate_only`` (``--aggregate-only``) runs
+interrupted run resumes where it stopped. A record made here also holds ``timings_s`` (the
+job's phases in seconds; records of earlier versions lack it, and nothing needs it).
+``aggregate_only`` (``--aggregate-only``) runs
 nothing: it reports on the records present and lists the (task, seed) runs missing.
 
 >>> len(DEFAULTS["tasks"]), QUICK["n_seeds"]
@@ -335,7 +337,8 @@ def add_arguments(parser) -> None:
                         help="worker processes (Dask LocalCluster, one thread each); 0 or 1: this process; "
                              "default: the usable cores, at most one per pending job")
     parser.add_argument("--tasks", type=_task_list, metavar="A,B,...", default=argparse.SUPPRESS,
-                        help="these tasks only (default: the paper's 27; names as in 'graphengine dataset list')")
+                        help="these tasks only, e.g. contains_1,bin_count_ones:6 (default: the paper's 27, "
+                             "graphengine.datasets.SECTION5_TASKS)")
     parser.add_argument("--seeds", type=int, metavar="N", dest="n_seeds", default=argparse.SUPPRESS,
                         help="training seeds S, S+1, ..., S+N-1 (default 3; --quick 1)")
     parser.add_argument("--aggregate-only", action="store_true",
