@@ -92,6 +92,9 @@ def test_cli_aggregate_only_reports_on_the_full_settings(one_process, tmp_path, 
     assert "claim 3: undetermined (n = 0 runs)" in printed
     assert main(["experiment", "entropy-mdl", "--workers", "-1", "--out", out]) == 2
     assert capsys.readouterr().err == "graphengine: error: entropy-mdl: --workers must be >= 0, got -1\n"
+    assert main(["experiment", "entropy-mdl", "--aggregate-only", "--retrain", "--out", out]) == 2
+    assert capsys.readouterr().err == ("graphengine: error: entropy-mdl: --aggregate-only trains nothing; "
+                                       "--retrain contradicts it\n")
 
 
 def _record(task, seed, mdl, entropy, per_example, correct):

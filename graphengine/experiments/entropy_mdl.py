@@ -362,6 +362,9 @@ def run(out: Optional[str] = None, quick: bool = False, seed: int = 0, progress:
     if int(cfg["n_seeds"]) < 1:
         raise ExperimentError(f"entropy-mdl: --seeds must be >= 1, got {cfg['n_seeds']}")
     worker_count(workers, 0)  # a bad --workers fails before anything runs
+    if aggregate_only and (retrain or workers is not None):
+        raise ExperimentError(f"entropy-mdl: --aggregate-only trains nothing; "
+                              f"{'--retrain' if retrain else '--workers'} contradicts it")
     out = results_dir(out, NAME)
     timer = Timer()
     start = time.perf_counter()
