@@ -120,9 +120,12 @@ def _correct_test(runs, variant: str) -> Dict[str, Any]:
 # ----------------------------------------------------------------------------- report
 def _tables(agg, runs) -> str:
     pt = agg["per_task"]
-    rows = [[t, a["n_seeds"], a["val_accuracy_ir"], a["mdl"], a["codelength"], a["entropy_paper"],
+    def spread(a, key):
+        return a[key] if a["n_seeds"] < 2 else f"{fmt(a[key], 4)} ± {fmt(a[key + '_sd'], 2)}"
+
+    rows = [[t, a["n_seeds"], a["val_accuracy_ir"], spread(a, "mdl"), a["codelength"], spread(a, "entropy_paper"),
              a["entropy_paper_per_position"], a["entropy_scalar"]] for t, a in pt.items()]
-    parts = ["### Per task (mean over seeds)\n\n" + markdown_table(
+    parts = ["### Per task (mean over seeds; ± the standard deviation over seeds)\n\n" + markdown_table(
         ["task", "seeds", "val acc", "MDL (paper: Σ block means)", "codelength (Σ over examples)",
          "entropy paper (per row, batches of 4)", "entropy paper per position", "entropy scalar per position"],
         rows, digits=4)]
