@@ -119,7 +119,7 @@ def test_claim_verdicts_follow_the_statistics():
 
     rising = [_record(t, 0, m, 2000.0 + m, [*low[8:], *low[:8]], ok) for t, m in zip(tasks, mdl)]
     c = claims(aggregate(rising, tasks))
-    assert c[0]["verdict"].startswith("contradicted: monotone relation (rho 1,")
+    assert c[0]["verdict"].startswith("contradicted: a significant increasing monotone relation (rho 1,")
     assert c[1]["verdict"].startswith("not supported") and "not U-shaped at paper granularity" in c[1]["verdict"]
     assert c[2]["verdict"].startswith("contradicted (higher entropy)")
 

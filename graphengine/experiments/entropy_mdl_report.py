@@ -249,7 +249,9 @@ def _monotone_verdict(sp: Dict[str, float]) -> str:
     if not _defined(sp["rho"], sp["p"]):
         return f"undetermined (n = {sp['n']} tasks)"
     if sp["p"] < ALPHA:
-        return f"contradicted: monotone relation (rho {fmt(sp['rho'])}, p {fmt(sp['p'])}, n = {sp['n']} tasks)"
+        trend = "decreasing" if sp["rho"] < 0 else "increasing"
+        return (f"contradicted: a significant {trend} monotone relation (rho {fmt(sp['rho'])}, p {fmt(sp['p'])}, "
+                f"n = {sp['n']} tasks)")
     return f"consistent: no significant monotone relation (rho {fmt(sp['rho'])}, p {fmt(sp['p'])}, n = {sp['n']} tasks)"
 
 
