@@ -13,6 +13,7 @@ Nothing here imports torch; :func:`require_torch` does, when an experiment needs
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -30,7 +31,7 @@ from ..errors import GraphEngineError
 __all__ = ["ExperimentError", "require_torch", "require_transformers", "progress", "markdown_table", "fmt",
            "write_json", "write_text", "read_json", "results_dir", "Timer", "pyplot", "save_figure", "config_hash",
            "jsonable", "add_log_probs", "feeds_for", "load_model_graph", "settings",
-           "add_retrain_argument", "save_results"]
+           "add_retrain_argument", "save_results", "single_thread"]
 
 
 class ExperimentError(GraphEngineError):
@@ -208,7 +209,17 @@ def read_json(path: str) -> Any:
         raise ExperimentError(f"cannot read result file {path} ({e})") from None
 
 
-# ----------------------------------------------------------------------------- timing, plots
+# ----------------------------------------------------------------------------- timing, threads, plots
+def single_thread():
+    """A context limiting BLAS to one thread (threadpoolctl), and a note saying what was done."""
+    try:
+        from threadpoolctl import threadpool_limits
+        return threadpool_limits(limits=1), "threadpoolctl"
+    except ImportError:
+        return contextlib.nullcontext(), "not limited (threadpoolctl is not installed)"
+
+
+
 class Timer:
     """Named wall-clock timings: ``with timer("train"): ...``; ``timer.seconds`` sums repeats."""
 

@@ -30,12 +30,26 @@ For every task family (:data:`graphengine.datasets.SECTION5_TASKS`: length 36, i
      scalar granularity, entropy per position — the exact statistic. Per position and per
      vocabulary row differ because a row's paths are the union of several positions' paths.
 
-Outputs: per task the MDL, entropies and accuracy (mean over seeds); the Spearman correlation of
-entropy and MDL; BinCountOnes entropy and MDL vs the number of classes; the per-example entropy
-of correctly vs incorrectly classified validation examples with Welch's t test and the
-Mann–Whitney U test (:mod:`graphengine.experiments.stats`), pooled over runs both raw and
-centred per run. Each (task, seed) is written to ``runs/`` as it finishes, so an interrupted run
-resumes.
+Outputs (:mod:`graphengine.experiments.entropy_mdl_report`): per task the MDL, entropies and
+accuracy (mean over seeds); the Spearman correlation of entropy and MDL; BinCountOnes entropy and
+MDL vs the number of classes; the per-example entropy of correctly vs incorrectly classified
+validation examples with Welch's t test and the Mann–Whitney U test
+(:mod:`graphengine.experiments.stats`), pooled over runs both raw and centred per run; the
+paper's three claims tested with n stated.
+
+**Jobs, workers, resume.** Each (task, seed) is one job; the jobs run through the dataset
+runner's executors (:mod:`graphengine.runner.execute`): with ``workers`` ≥ 2 on a Dask
+``LocalCluster`` of that many spawned single-threaded worker processes, with 0 or 1 in this
+process. Default: the usable cores, capped at the number of pending jobs. Every job runs with
+one torch, Numba and BLAS thread wherever it runs, and training is seeded by (task, seed)
+alone, so the run records do not depend on the number of workers. Each finished job writes its
+run record ``runs/<task>_seed<s>.json`` at once (atomically, from this process); the trained
+model goes to ``models/<task>_seed<s>.ge``. A rerun skips every job whose record matches the
+settings (``config_hash``) and reuses a saved model whose training settings match, so an
+interrupted run resumes where it stopped. A record made here also holds ``timings_s`` (the
+job's phases in seconds; records of earlier versions lack it, and nothing needs it).
+``aggregate_only`` (``--aggregate-only``) runs
+nothing: it reports on the records present and lists the (task, seed) runs missing.
 
 >>> len(DEFAULTS["tasks"]), QUICK["n_seeds"]
 (27, 1)
@@ -45,9 +59,12 @@ resumes.
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import math
 import os
-from typing import Any, Dict, List, Optional, Sequence
+import time
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -57,13 +74,14 @@ from ..engine import backward, forward, weighted
 from ..ir import save
 from ..ir.passes import decompose
 from ..models.bert import word_embedding_lookup
-from .common import (ExperimentError, Timer, add_retrain_argument, config_hash, feeds_for, fmt, load_model_graph,
-                     markdown_table, progress as progress_bar, pyplot, read_json, require_transformers, results_dir,
-                     save_figure, settings, write_json, write_text)
+from .common import (ExperimentError, Timer, add_retrain_argument, config_hash, feeds_for, jsonable, load_model_graph,
+                     progress as progress_bar, read_json, require_transformers, results_dir, settings, single_thread,
+                     write_json)
+from .entropy_mdl_report import PAPER, VARIANTS, coverage_text, write_report
 from .mdl import block_sizes, prequential_mdl
-from .stats import mann_whitney_u, spearman, welch_t
 
-__all__ = ["run", "token_entropies", "pool_rows", "DEFAULTS", "QUICK", "QUICK_TASKS", "PAPER"]
+__all__ = ["run", "token_entropies", "pool_rows", "run_path", "record_hash", "collect_runs", "worker_count",
+           "DEFAULTS", "QUICK", "QUICK_TASKS", "PAPER"]
 
 NAME = "entropy-mdl"
 DESCRIPTION = "paper §5.3: path entropy of the input tokens vs task difficulty (MDL), BERT classifiers"
@@ -77,12 +95,6 @@ DEFAULTS: Dict[str, Any] = dict(data_seed=0, sizes=(3600, 360, 360), length=36, 
 #: ``--quick``: 8 tasks, one seed, 20 epochs, MDL (and the final model) on the first 1,800 training
 #: examples (at 10 epochs most models were still at chance: BERT here learns in a burst after ~600–1,100 steps).
 QUICK: Dict[str, Any] = dict(tasks=QUICK_TASKS, n_seeds=1, epochs=20, n_train=1800)
-VARIANTS = (("scalar", "fused", "scalar"), ("paper", "paper", "paper"))
-PAPER = {"entropy_range": (2050, 2380), "mdl_range": (12, 51),
-         "incorrect_minus_correct": -1.19, "incorrect_vs_correct_p": 0.004,
-         "claims": ["no monotone relation between entropy and MDL",
-                    "BinCountOnes: MDL rises with the number of classes, entropy is U-shaped",
-                    "incorrect examples have slightly lower entropy than correct ones (-1.19 nats, p ~ 0.004)"]}
 
 
 # ----------------------------------------------------------------------------- entropy
@@ -151,15 +163,20 @@ def _mdl_and_export(data, cfg, task: str, seed: int, meta: Dict[str, Any], show:
     return training.export(model, data.val.x, log_probs=True, meta=meta)
 
 
-def _run_one(out: str, cfg, task: str, seed: int, retrain: bool, show: bool, timer: Timer) -> Dict[str, Any]:
+
+def run_path(out: str, task: str, seed: int) -> str:
+    """Where the run record of (``task``, ``seed``) lives under the results folder ``out``."""
+    return os.path.join(out, "runs", f"{_slug(task)}_seed{seed}.json")
+
+
+def record_hash(cfg: Dict[str, Any], task: str, seed: int) -> str:
+    """The ``config_hash`` a run record of (``task``, ``seed``) made with settings ``cfg`` holds."""
+    return config_hash({**_train_config(cfg, task, seed), "entropy_batch": cfg["entropy_batch"]})
+
+
+def _compute_one(out: str, cfg, task: str, seed: int, retrain: bool, show: bool, timer: Timer) -> Dict[str, Any]:
+    """The run record of one job: MDL, training and export (or the saved model), entropies."""
     tcfg = _train_config(cfg, task, seed)
-    h = config_hash({**tcfg, "entropy_batch": cfg["entropy_batch"]})
-    run_path = os.path.join(out, "runs", f"{_slug(task)}_seed{seed}.json")
-    if not retrain and os.path.exists(run_path):
-        rec = read_json(run_path)
-        if rec.get("config_hash") == h:
-            rec["resumed"] = True
-            return rec
     with timer("data"):
         data = get_dataset(task, seed=cfg["data_seed"], sizes=tuple(cfg["sizes"]), length=cfg["length"],
                            vocab_size=cfg["vocab_size"])
@@ -173,7 +190,8 @@ def _run_one(out: str, cfg, task: str, seed: int, retrain: bool, show: bool, tim
         os.makedirs(os.path.dirname(model_path), exist_ok=True)
         save(g, model_path)
     em = g.meta["experiment"]
-    rec: Dict[str, Any] = {"task": task, "seed": seed, "config_hash": h, "model_file": os.path.relpath(model_path, out),
+    rec: Dict[str, Any] = {"task": task, "seed": seed, "config_hash": record_hash(cfg, task, seed),
+                           "model_file": os.path.relpath(model_path, out),
                            "model_reused": reused, "exporter": em.get("exporter"), "mdl": em["mdl"]["mdl"],
                            "codelength": em["mdl"]["codelength"], "mdl_detail": em["mdl"],
                            "n_train_used": em["n_train_used"], "val_accuracy_torch": em["torch_val"]["accuracy"],
@@ -194,229 +212,186 @@ def _run_one(out: str, cfg, task: str, seed: int, retrain: bool, show: bool, tim
     rec["entropy_paper"] = rec["paper"]["run_entropy"]
     rec["entropy_paper_per_position"] = rec["paper"]["run_entropy_per_position"]
     rec["entropy_scalar"] = rec["scalar"]["run_entropy"]
-    write_json(run_path, rec)
     return rec
 
 
-# ----------------------------------------------------------------------------- aggregation
-def _family(task: str) -> str:
-    return task.split(":")[0]
+# ----------------------------------------------------------------------------- jobs
+@contextlib.contextmanager
+def _single_numba_thread() -> Iterator[None]:
+    import numba
+
+    threads = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        yield
+    finally:
+        numba.set_num_threads(threads)
 
 
-def _aggregate(runs: List[Dict[str, Any]], tasks: Sequence[str], min_accuracy: float = 0.9) -> Dict[str, Any]:
-    """Per-task means over seeds, correlations, BinCountOnes, correct vs incorrect; the
-    correlations again over the runs with validation accuracy >= ``min_accuracy`` only (the
-    authors' plots are "high_acc_only"; a model stuck at chance says nothing about the task)."""
-    agg = _aggregate_runs(runs, tasks)
-    good = [r for r in runs if r["val_accuracy_ir"] >= min_accuracy]
-    sub = _aggregate_runs(good, tasks) if good else {"per_task": {}}
-    agg["high_accuracy_only"] = {"min_accuracy": min_accuracy, "n_runs": len(good),
-                                 "tasks": list(sub["per_task"]),
-                                 **{k: v for k, v in sub.items() if k.startswith("spearman") or k == "bin_count_ones"},
-                                 "correct_vs_incorrect": {v: _correct_test(good, v) for v, _, _ in VARIANTS}}
-    agg["correct_vs_incorrect"] = {v: _correct_test(runs, v) for v, _, _ in VARIANTS}
-    return agg
+def _worker_setup(directory: str) -> Dict[str, Any]:
+    """The runner's per-worker "model" of these jobs: nothing to load; imports torch and the
+    training code once (which makes torch single-threaded)."""
+    require_transformers(NAME)
+    from . import training
+
+    return {"pid": os.getpid(), "torch_threads": training.torch.get_num_threads()}
 
 
-def _aggregate_runs(runs: List[Dict[str, Any]], tasks: Sequence[str]) -> Dict[str, Any]:
-    per_task = {}
-    keys = ("mdl", "codelength", "val_accuracy_ir", "entropy_paper", "entropy_paper_per_position", "entropy_scalar")
-    for t in tasks:
-        rs = [r for r in runs if r["task"] == t]
-        if rs:
-            per_task[t] = {"n_seeds": len(rs), **{k: float(np.mean([r[k] for r in rs])) for k in keys},
-                           **{f"{k}_sd": float(np.std([r[k] for r in rs])) for k in ("mdl", "entropy_paper")}}
-    agg: Dict[str, Any] = {"per_task": per_task}
-    mdl = [per_task[t]["mdl"] for t in per_task]
-    for key in ("entropy_paper", "entropy_scalar", "entropy_paper_per_position"):
-        agg[f"spearman_mdl_{key}"] = spearman(mdl, [per_task[t][key] for t in per_task])
-    bco = sorted((int(t.split(":")[1]), t) for t in per_task if _family(t) == "bin_count_ones")
-    if bco:
-        cs = [c for c, _ in bco]
-        b = {"classes": cs, **{k: [per_task[t][k] for _, t in bco] for k in ("mdl", "entropy_paper", "entropy_scalar",
-                                                                            "val_accuracy_ir")}}
-        if len(cs) >= 3:
-            b["spearman_classes_mdl"] = spearman(cs, b["mdl"])
-            for k in ("entropy_paper", "entropy_scalar"):
-                i = int(np.argmin(b[k]))
-                b[f"{k}_argmin_classes"] = cs[i]
-                b[f"{k}_u_shaped"] = bool(0 < i < len(cs) - 1)
-        agg["bin_count_ones"] = b
-    ent = [per_task[t]["entropy_paper"] for t in per_task]
-    agg["ranges"] = {"entropy_paper": [min(ent), max(ent)] if ent else None, "mdl": [min(mdl), max(mdl)] if mdl else None}
-    return agg
+def _job(setup: Dict[str, Any], payload: Dict[str, Any]) -> List[Dict[str, Any]]:
+    """One (task, seed) job on a runner executor: its run record and phase timings. Runs with one
+    torch, Numba and BLAS thread, so its numbers are those of any worker."""
+    import torch
+
+    timer = Timer()
+    blas, _ = single_thread()
+    threads = torch.get_num_threads()
+    start = time.perf_counter()
+    with blas, _single_numba_thread():
+        torch.set_num_threads(1)
+        try:
+            rec = _compute_one(payload["out"], payload["cfg"], payload["task"], payload["seed"], payload["retrain"],
+                               payload["show"], timer)
+        finally:
+            torch.set_num_threads(threads)
+    rec["timings_s"] = {**timer.seconds, "job": time.perf_counter() - start}
+    return [rec]
 
 
-def _correct_test(runs, variant: str) -> Dict[str, Any]:
-    raw_c, raw_i, cen_c, cen_i = [], [], [], []
-    for r in runs:
-        e = np.asarray(r[variant]["per_example"])
-        ok = np.asarray(r["correct"], bool)
-        raw_c += e[ok].tolist()
-        raw_i += e[~ok].tolist()
-        cen_c += (e[ok] - e.mean()).tolist()
-        cen_i += (e[~ok] - e.mean()).tolist()
-    return {"n_correct": len(raw_c), "n_incorrect": len(raw_i),
-            "raw": {"welch_t (incorrect - correct)": welch_t(raw_i, raw_c), "mann_whitney_u": mann_whitney_u(raw_i, raw_c)},
-            "centred_per_run": {"welch_t (incorrect - correct)": welch_t(cen_i, cen_c),
-                                "mann_whitney_u": mann_whitney_u(cen_i, cen_c)}}
+def worker_count(workers: Optional[int], pending: int) -> int:
+    """Worker processes for ``pending`` jobs: ``workers`` (default: the usable cores), at most one
+    per pending job; 0 or 1 means this process.
+
+    >>> worker_count(8, 3), worker_count(0, 5), worker_count(None, 0)
+    (3, 0, 0)
+    """
+    if workers is not None and workers < 0:
+        raise ExperimentError(f"entropy-mdl: --workers must be >= 0, got {workers}")
+    if workers is None:
+        workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return min(workers, pending)
 
 
-# ----------------------------------------------------------------------------- report
-def _tables(agg, runs) -> str:
-    pt = agg["per_task"]
-    rows = [[t, a["n_seeds"], a["val_accuracy_ir"], a["mdl"], a["codelength"], a["entropy_paper"],
-             a["entropy_paper_per_position"], a["entropy_scalar"]] for t, a in pt.items()]
-    parts = ["### Per task (mean over seeds)\n\n" + markdown_table(
-        ["task", "seeds", "val acc", "MDL (paper: Σ block means)", "codelength (Σ over examples)",
-         "entropy paper (per row, batches of 4)", "entropy paper per position", "entropy scalar per position"],
-        rows, digits=4)]
-    rng = agg["ranges"]
-    sp = agg["spearman_mdl_entropy_paper"]
-    sps = agg["spearman_mdl_entropy_scalar"]
-    parts.append("### Against the paper\n\n" + markdown_table(
-        ["quantity", "paper", "graphengine"],
-        [["run entropy range (paper granularity)", "≈2,050–2,380",
-          "–" if rng["entropy_paper"] is None else f"{rng['entropy_paper'][0]:.0f}–{rng['entropy_paper'][1]:.0f}"],
-         ["MDL range (nats)", "≈12–51", "–" if rng["mdl"] is None else f"{rng['mdl'][0]:.1f}–{rng['mdl'][1]:.1f}"],
-         ["Spearman(MDL, entropy) over tasks, paper gran.", "no monotone relation",
-          f"rho {fmt(sp['rho'])}, p {fmt(sp['p'])} (n={sp['n']})"],
-         ["Spearman(MDL, entropy) over tasks, scalar gran.", "–", f"rho {fmt(sps['rho'])}, p {fmt(sps['p'])}"],
-         *_high_acc_rows(agg["high_accuracy_only"])]))
-    b = agg.get("bin_count_ones")
-    if b:
-        rows = [[c, a, m, ep, es] for c, a, m, ep, es in zip(b["classes"], b["val_accuracy_ir"], b["mdl"],
-                                                              b["entropy_paper"], b["entropy_scalar"])]
-        note = ""
-        if "spearman_classes_mdl" in b:
-            note = (f"\n\nMDL vs #classes: Spearman rho {fmt(b['spearman_classes_mdl']['rho'])} (paper: rises). Entropy "
-                    f"minimum at C = {b['entropy_paper_argmin_classes']} (paper granularity; interior minimum = "
-                    f"U-shaped: {b['entropy_paper_u_shaped']}), C = {b['entropy_scalar_argmin_classes']} (scalar; "
-                    f"U-shaped: {b['entropy_scalar_u_shaped']}). Paper: U-shaped.")
-        parts.append("### BinCountOnes: entropy and MDL vs the number of classes\n\n" + markdown_table(
-            ["classes", "val acc", "MDL", "entropy paper", "entropy scalar"], rows, digits=4) + note)
-    rows = []
-    hi = agg["high_accuracy_only"]
-    for runs_label, cvi in (("all runs", agg["correct_vs_incorrect"]),
-                            (f"runs with val acc >= {hi['min_accuracy']}", hi["correct_vs_incorrect"])):
-        for v, _, _ in VARIANTS:
-            c = cvi[v]
-            for kind in ("raw", "centred_per_run"):
-                w, u = c[kind]["welch_t (incorrect - correct)"], c[kind]["mann_whitney_u"]
-                rows.append([runs_label, v, kind, c["n_correct"], c["n_incorrect"], w["diff"], w["t"], w["p"], u["U"],
-                             u["p"]])
-    parts.append("### Per-example entropy: incorrect minus correct (paper: −1.19 nats, p ≈ 0.004)\n\n" + markdown_table(
-        ["runs", "variant", "pooling", "n correct", "n incorrect", "mean diff (nats)", "Welch t", "Welch p",
-         "Mann–Whitney U", "M–W p"], rows, digits=4))
-    return "\n\n".join(parts)
+def _run_jobs(out: str, cfg: Dict[str, Any], jobs: List[Tuple[str, int]], retrain: bool, workers: Optional[int],
+              show: bool, timer: Timer) -> Dict[str, Any]:
+    """Run the pending jobs; every job's record (resumed or new) and how they ran."""
+    from ..runner.execute import Bundle, DaskExecutor, SerialExecutor, Task
+
+    records: Dict[Tuple[str, int], Dict[str, Any]] = {}
+    pending = []
+    for t, s in jobs:
+        path = run_path(out, t, s)
+        rec = None if retrain or not os.path.exists(path) else read_json(path)
+        if rec is not None and rec.get("config_hash") == record_hash(cfg, t, s):
+            records[(t, s)] = {**rec, "resumed": True}
+        else:
+            pending.append((t, s))
+    n = worker_count(workers, len(pending))
+    if pending:
+        require_transformers(NAME)
+        plain = jsonable(cfg)  # what a worker receives; this process uses the same, so the hashes agree
+        tasks = [Task(f"{_slug(t)}_seed{s}", {"out": os.path.abspath(out), "cfg": plain, "task": t, "seed": s,
+                                              "retrain": retrain, "show": show and n <= 1}) for t, s in pending]
+        executor = SerialExecutor() if n <= 1 else DaskExecutor(workers=n, retries=0)
+        with executor:
+            done = executor.map(_job, Bundle(f"{__name__}:_worker_setup", {}), tasks)
+            for _, (rec,) in progress_bar(done, total=len(tasks), desc=f"entropy-mdl jobs ({max(n, 1)} at a time)",
+                                          enabled=show):
+                write_json(run_path(out, rec["task"], rec["seed"]), rec)
+                for k, v in rec["timings_s"].items():
+                    timer.seconds[k] = timer.seconds.get(k, 0.0) + v
+                records[(rec["task"], rec["seed"])] = rec
+    return {"records": records, "workers": n, "pending": len(pending)}
 
 
-def _high_acc_rows(h) -> List[List[Any]]:
-    if "spearman_mdl_entropy_paper" not in h:
-        return [[f"tasks with val acc >= {h['min_accuracy']}", "(the paper's plots: high accuracy only)", "none"]]
-    sp, sps = h["spearman_mdl_entropy_paper"], h["spearman_mdl_entropy_scalar"]
-    return [[f"Spearman(MDL, entropy), runs with val acc >= {h['min_accuracy']} ({h['n_runs']} runs, "
-             f"{len(h['tasks'])} tasks), paper / scalar gran.", "(the paper's plots: high accuracy only)",
-             f"rho {fmt(sp['rho'])} (p {fmt(sp['p'])}) / {fmt(sps['rho'])} (p {fmt(sps['p'])})"]]
+def collect_runs(out: str, cfg: Dict[str, Any], jobs: Sequence[Tuple[str, int]]) -> Tuple[List[Dict], Dict[str, Any]]:
+    """The run records under ``out`` of the (task, seed) ``jobs`` made with settings ``cfg``, by
+    task then seed, and the coverage: ``expected``, ``present`` and the ``missing`` and ``stale``
+    (a record of other settings) jobs."""
+    runs, missing, stale = [], [], []
+    order = {t: i for i, t in enumerate(dict.fromkeys(t for t, _ in jobs))}
+    for t, s in sorted(jobs, key=lambda j: (order[j[0]], j[1])):
+        path = run_path(out, t, s)
+        if not os.path.exists(path):
+            missing.append([t, s])
+            continue
+        rec = read_json(path)
+        if rec.get("config_hash") == record_hash(cfg, t, s):
+            runs.append(rec)
+        else:
+            stale.append([t, s])
+    return runs, {"expected": len(jobs), "present": len(runs), "missing": missing, "stale": stale}
 
 
-def _plots(agg, runs, out) -> List[str]:
-    plt = pyplot()
-    if plt is None:
-        return []
-    files = []
-    pt = agg["per_task"]
-    markers = {"contains_1": "o", "first_token_repeated_immediately": "s", "first_token_repeated_last": "D",
-               "adjacent_duplicate": "^", "contains_token_set": "v", "contains_token_set_ood": "P",
-               "bin_count_ones": "*"}
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
-    for ax, (key, title) in zip(axes, (("entropy_paper", "paper granularity (per vocabulary row)"),
-                                       ("entropy_scalar", "scalar granularity (per position)"))):
-        for fam, mk in markers.items():
-            ts = [t for t in pt if _family(t) == fam]
-            if ts:
-                good = [pt[t]["val_accuracy_ir"] >= agg["high_accuracy_only"]["min_accuracy"] for t in ts]
-                sc = ax.scatter([pt[t]["mdl"] for t in ts], [pt[t][key] for t in ts], marker=mk, s=40, label=fam)
-                color = sc.get_facecolors()[0].copy()
-                sc.set_facecolors([color if g else (0, 0, 0, 0) for g in good])
-                sc.set_edgecolors([color] * len(ts))
-        if key == "entropy_paper":
-            ax.axhspan(*PAPER["entropy_range"], color="grey", alpha=0.15, label="paper's entropy range")
-        ax.set_xlabel("MDL (nats, Σ of per-block mean CE)")
-        ax.set_ylabel("run entropy (nats per example)")
-        ax.set_title(title, fontsize=10)
-    axes[0].legend(fontsize=7)
-    fig.suptitle("Entropy vs MDL per task (mean over seeds; hollow: validation accuracy below "
-                 f"{agg['high_accuracy_only']['min_accuracy']})", fontsize=10)
-    files.append(save_figure(fig, os.path.join(out, "entropy_vs_mdl.png")))
-    b = agg.get("bin_count_ones")
-    if b:
-        fig, ax = plt.subplots(figsize=(6, 4))
-        ax.plot(b["classes"], b["entropy_paper"], "o-", label="entropy, paper granularity")
-        ax.plot(b["classes"], b["entropy_scalar"], "s-", label="entropy, scalar granularity")
-        ax.set_xscale("log", base=2)
-        ax.set_xlabel("number of classes C")
-        ax.set_ylabel("run entropy (nats per example)")
-        ax2 = ax.twinx()
-        ax2.plot(b["classes"], b["mdl"], "k^--", label="MDL")
-        ax2.set_ylabel("MDL (nats)")
-        ax.legend(loc="upper left", fontsize=8)
-        ax2.legend(loc="lower right", fontsize=8)
-        ax.set_title("BinCountOnes: entropy and MDL vs number of classes", fontsize=10)
-        files.append(save_figure(fig, os.path.join(out, "bincountones.png")))
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
-    for ax, (v, _, _) in zip(axes, VARIANTS):
-        c, i = [], []
-        for r in runs:
-            e = np.asarray(r[v]["per_example"])
-            ok = np.asarray(r["correct"], bool)
-            c += (e[ok] - e.mean()).tolist()
-            i += (e[~ok] - e.mean()).tolist()
-        data = [c] + ([i] if i else [])
-        ax.boxplot(data, tick_labels=["correct", "incorrect"][:len(data)], showfliers=False)
-        ax.set_ylabel("per-example entropy − run mean (nats)")
-        ax.set_title(f"{v} granularity", fontsize=10)
-    fig.suptitle("Correct vs incorrect validation examples (pooled over runs)", fontsize=10)
-    files.append(save_figure(fig, os.path.join(out, "correct_vs_incorrect.png")))
-    return files
+# ----------------------------------------------------------------------------- command
+def _task_list(text: str) -> Tuple[str, ...]:
+    tasks = tuple(t.strip() for t in text.split(",") if t.strip())
+    if not tasks:
+        raise argparse.ArgumentTypeError("expected comma-separated task names, e.g. contains_1,bin_count_ones:6")
+    return tasks
 
 
 def add_arguments(parser) -> None:
     """The options of ``graphengine experiment entropy-mdl`` beyond the common ones."""
     add_retrain_argument(parser)
+    parser.add_argument("--workers", type=int, metavar="N",
+                        help="worker processes (Dask LocalCluster, one thread each); 0 or 1: this process; "
+                             "default: the usable cores, at most one per pending job")
+    parser.add_argument("--tasks", type=_task_list, metavar="A,B,...", default=argparse.SUPPRESS,
+                        help="these tasks only, e.g. contains_1,bin_count_ones:6 (default: the paper's 27, "
+                             "graphengine.datasets.SECTION5_TASKS)")
+    parser.add_argument("--seeds", type=int, metavar="N", dest="n_seeds", default=argparse.SUPPRESS,
+                        help="training seeds S, S+1, ..., S+N-1 (default 3; --quick 1)")
+    parser.add_argument("--aggregate-only", action="store_true",
+                        help="train nothing: report on the run records under --out, listing the missing runs")
 
 
 def run(out: Optional[str] = None, quick: bool = False, seed: int = 0, progress: bool = True,
-        retrain: bool = False, **overrides) -> Dict[str, Any]:
-    """Every (task, seed): MDL + final model (or reuse), entropy; then aggregate and write
-    ``results.json``, ``table.md``, ``entropy_vs_mdl.png``, ``bincountones.png``,
-    ``correct_vs_incorrect.png`` under ``out``."""
+        retrain: bool = False, workers: Optional[int] = None, aggregate_only: bool = False,
+        **overrides) -> Dict[str, Any]:
+    """Every (task, seed) job not done yet (``workers``: see the module docstring), then the
+    report over all of them: ``results.json``, ``table.md``, ``entropy_vs_mdl.png``,
+    ``bincountones.png``, ``correct_vs_incorrect.png`` under ``out``. With ``aggregate_only``
+    the report covers the records present and names the missing runs."""
     cfg = settings(NAME, DEFAULTS, QUICK, quick, overrides)
-    unknown = [t for t in cfg["tasks"] if t.split(":")[0] not in {s.split(":")[0] for s in SECTION5_TASKS}]
+    cfg["tasks"] = tuple(cfg["tasks"])
+    known = {s.split(":")[0] for s in SECTION5_TASKS}
+    unknown = [t for t in cfg["tasks"] if t.split(":")[0] not in known]
     if unknown:
-        raise ExperimentError(f"entropy-mdl: unknown task(s) {', '.join(unknown)}")
+        raise ExperimentError(f"entropy-mdl: unknown task(s) {', '.join(unknown)} (known families: "
+                              f"{', '.join(sorted(known))})")
+    if int(cfg["n_seeds"]) < 1:
+        raise ExperimentError(f"entropy-mdl: --seeds must be >= 1, got {cfg['n_seeds']}")
+    worker_count(workers, 0)  # a bad --workers fails before anything runs
+    if aggregate_only and (retrain or workers is not None):
+        raise ExperimentError(f"entropy-mdl: --aggregate-only trains nothing; "
+                              f"{'--retrain' if retrain else '--workers'} contradicts it")
     out = results_dir(out, NAME)
     timer = Timer()
-    seeds = [seed + i for i in range(cfg["n_seeds"])]
+    start = time.perf_counter()
+    seeds = [seed + i for i in range(int(cfg["n_seeds"]))]
     jobs = [(t, s) for s in seeds for t in cfg["tasks"]]
-    runs = [_run_one(out, cfg, t, s, retrain, progress, timer)
-            for t, s in progress_bar(jobs, desc="entropy-mdl runs", enabled=progress)]
-    agg = _aggregate(runs, cfg["tasks"], cfg["min_accuracy"])
-    with timer("report"):
-        pngs = _plots(agg, runs, out)
+    ran = None if aggregate_only else _run_jobs(out, cfg, jobs, retrain, workers, progress, timer)
+    runs, cov = collect_runs(out, cfg, jobs)
+    if ran is not None:  # this process's copies carry the "resumed" flag
+        runs = [ran["records"][(r["task"], r["seed"])] for r in runs]
+    heading = ("# §5.3 entropy vs MDL (graphengine vs paper)\n\n"
+               f"{'Quick mode: ' if quick else ''}{len(cfg['tasks'])} tasks, seeds {seeds}, {cfg['epochs']} epochs, "
+               f"MDL over {cfg['n_train'] or cfg['sizes'][0]} training examples. Entropies in nats per example.")
     doc = {"experiment": NAME, "paper_section": "§5.3 (docs/method.md)", "quick": quick, "seeds": seeds,
-           "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.items()},
+           "config": jsonable(cfg), "aggregate_only": aggregate_only,
            "units": "nats; MDL = n_1 ln 36 + sum over blocks of the mean CE (paper); codelength = the same with "
                     "per-block CE summed over examples; run entropy = sum over examples and positions / #examples",
-           "paper": PAPER, "aggregate": agg,
-           "runs": [{k: v for k, v in r.items() if k not in ("scalar", "paper", "correct")} for r in runs],
-           "n_resumed": sum(1 for r in runs if r.get("resumed")), "timings_s": timer.seconds}
-    doc["files"] = {"json": "results.json", "table": "table.md",
-                    **{f"plot{i}": os.path.basename(p) for i, p in enumerate(pngs)}, "runs": "runs/", "models": "models/"}
-    table = ("# §5.3 entropy vs MDL (graphengine vs paper)\n\n"
-             f"{'Quick mode: ' + str(len(cfg['tasks'])) + ' tasks, ' if quick else ''}seeds {seeds}, {cfg['epochs']} epochs, "
-             f"MDL over {cfg['n_train'] or cfg['sizes'][0]} training examples. Entropies in nats per example.\n\n"
-             + _tables(agg, runs) + "\n")
-    write_json(os.path.join(out, "results.json"), doc)
-    write_text(os.path.join(out, "table.md"), table)
-    return doc
+           "n_resumed": sum(1 for r in runs if r.get("resumed")),
+           "workers": None if ran is None else ran["workers"], "jobs_run": None if ran is None else ran["pending"],
+           "timings_s": {**timer.seconds, "wall (this command, before the report)": time.perf_counter() - start}}
+    return write_report(out, runs, cfg["tasks"], cfg["min_accuracy"], cov, heading, doc, folders=("runs/", "models/"))
+
+
+def summary(doc: Dict[str, Any]) -> List[str]:
+    """What ``graphengine experiment entropy-mdl`` prints after the files: coverage and claims."""
+    lines = [coverage_text(doc["coverage"])]
+    if doc.get("workers") is not None:
+        where = "this process" if doc["workers"] <= 1 else f"{doc['workers']} workers"
+        lines.append(f"jobs run now: {doc['jobs_run']} ({where}), resumed: {doc['n_resumed']}")
+    lines += [f"claim {i}: {c['verdict']}" for i, c in enumerate(doc["aggregate"]["claims"], 1)]
+    return lines

@@ -32,7 +32,6 @@ Writes ``results.json`` and ``scaling.png`` (with matplotlib) into ``--out`` (de
 
 from __future__ import annotations
 
-import contextlib
 import gc
 import os
 import platform
@@ -45,21 +44,12 @@ import numpy as np
 from ..engine import backward, forward
 from ..models.synthetic import layer_weights, layered_dag, output_qoi
 from ..semirings import SEMIRINGS
-from .common import ExperimentError, pyplot, results_dir, save_figure, save_results
+from .common import ExperimentError, pyplot, results_dir, save_figure, save_results, single_thread
 
 NAME = "synthetic-scaling"
 DESCRIPTION = "synthetic: backward time per semiring against the number of edges (log-log slope ~1)"
 QUICK_HELP = "up to 1e5 edges, best of 3 (about a minute)"
 ASYMPTOTIC_FROM = 1e5
-
-
-def single_thread():
-    """A context limiting BLAS to one thread (threadpoolctl), and a note saying what was done."""
-    try:
-        from threadpoolctl import threadpool_limits
-        return threadpool_limits(limits=1), "threadpoolctl"
-    except ImportError:
-        return contextlib.nullcontext(), "not limited (threadpoolctl is not installed)"
 
 
 def sizes(max_edges, layers, per_decade=2):
