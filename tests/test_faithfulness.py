@@ -71,6 +71,34 @@ def test_a_planted_token_ranks_first_and_curves_have_the_right_ends():
     assert "| gradient |" in table.to_markdown()
 
 
+def test_entropy_ranking_equals_enumerated_path_entropy():
+    """Each token's score is minus the entropy of all its paths (units pooled), computed here
+    from the enumerated path products; a token with no path of non-zero weight ranks last."""
+    from oracle import enumerate_paths, scalar_graph
+
+    rng = np.random.default_rng(7)
+    T, d = 4, 2
+    g = Graph(); e = g.input("e", (1, T, d))
+    w = rng.uniform(-1.5, 1.5, size=(1, T, d)); w[0, 1] = 0.0           # token 1: every path has weight 0
+    h = g.call("tanh", g.call("mul", e, g.constant(w)), name="h")
+    mix = g.call("matmul", g.call("reshape", h, shape=[1, T * d]), g.constant(rng.normal(size=(T * d, 3))))
+    g.call("sum", g.call("tanh", mix), axes=[1], name="q")
+    feeds = {"e": rng.normal(size=(1, T, d))}
+    acts = forward(g, feeds)
+    scores = token_scores(g, feeds, select("q", (0,)), "e", methods=("entropy", "entropy_high"))
+    paths = enumerate_paths(scalar_graph(g, acts), {(g["q"].id, 0): 1.0})
+    for t in range(T):
+        a = np.abs([p for k in range(d) for p, _ in paths[(g["e"].id, t * d + k)]])
+        if t == 1:
+            assert a.sum() == 0 and scores["entropy"][t] == -np.inf and scores["entropy_high"][t] == -np.inf
+            continue
+        p = a / a.sum()
+        want = float(-np.sum(p[p > 0] * np.log(p[p > 0])))
+        assert abs(-scores["entropy"][t] - want) <= 1e-9 * max(1.0, want), (t, scores["entropy"][t], want)
+        assert scores["entropy_high"][t] == -scores["entropy"][t]
+    assert ranking(scores["entropy"])[-1] == 1 and ranking(scores["entropy_high"])[-1] == 1
+
+
 def test_bad_requests():
     g, feeds, q = _planted()
     with pytest.raises(FaithfulnessError, match="unknown attribution"):
@@ -118,7 +146,7 @@ def test_batched_faithfulness_equals_one_example_at_a_time():
     h = g.call("tanh", g.call("sum", g.call("mul", e, w), axes=[2], keepdim=True), name="h")
     g.call("sum", h, axes=[1, 2], name="q")
     feeds = {"e": rng.normal(size=(2, 4, 3))}
-    methods = ("gradient", "grad_input", "integrated_gradients", "max", "mass")
+    methods = ("gradient", "grad_input", "integrated_gradients", "max", "mass", "entropy")
     both = batch_faithfulness(g, feeds, batch([select("q", (0,)), select("q", (1,))]), "e", methods, ig_steps=4,
                               replacement=np.ones(3))
     for b in range(2):

@@ -13,6 +13,15 @@ higher ranks first):
 - ``max``: the largest M⁺ over the token's units (the max-product semiring, the paper's choice);
 - ``mass``: the token's path mass Z = Σ |Π w| over all its paths (a share of the total once
   normalised);
+- ``entropy``: the entropy (nats) of the distribution p ∝ |Π w| over every path from the token
+  (its units pooled, :func:`graphengine.analysis.entropy.pooled_entropy`), **lowest first**: a
+  token whose mass runs through a few dominant paths is one the model routes specifically (the
+  [MASK] token's own residual stream, a subject read by one attention head), while a token that
+  matters little reaches the QoI through many comparable weak paths spread over every head and
+  position, which is what a high entropy measures. Entropy does not depend on the mass's scale,
+  so it ranks differently from ``mass`` and ``max``. Tokens with no path of non-zero weight
+  (Z = 0, entropy 0 by convention) rank last. ``entropy_high`` (not in :data:`METHODS`) is the
+  reverse order, the control for that choice;
 - ``attention_rollout``: row ``position`` of the attention rollout (:func:`attention_rollout`;
   ``position`` 0, the [CLS] row a BERT classifier pools, by default);
 - ``random``: a seeded random order (the baseline every method should beat).
@@ -49,11 +58,14 @@ from ..engine import backward, forward
 from ..engine.qoi import QoI, parse
 from ..errors import GraphEngineError
 from .causal import qoi_value
+from .entropy import pooled_entropy
 
-__all__ = ["METHODS", "ATTENTION_SCOPE", "FaithfulnessError", "integrated_gradients", "attention_rollout", "token_scores", "ranking", "curves",
+__all__ = ["METHODS", "KNOWN_METHODS", "ATTENTION_SCOPE", "FaithfulnessError", "integrated_gradients", "attention_rollout", "token_scores", "ranking", "curves",
            "FaithfulnessTable", "faithfulness", "batch_faithfulness"]
 
-METHODS = ("gradient", "grad_input", "integrated_gradients", "max", "mass", "attention_rollout", "random")
+METHODS = ("gradient", "grad_input", "integrated_gradients", "max", "mass", "entropy", "attention_rollout", "random")
+#: Every method :func:`token_scores` accepts: :data:`METHODS` and the reverse-entropy control.
+KNOWN_METHODS = METHODS + ("entropy_high",)
 
 #: The attention probabilities of layer L: a softmax in the scope of ``…layer.L.attention.self``.
 ATTENTION_SCOPE = r"(?:^|\.)layer\.(?P<layer>\d+)\.attention\.self(?:\.|$)"
@@ -121,16 +133,27 @@ def _check_node(graph, node) -> Tuple[int, Tuple[int, ...]]:
     return n.id, n.shape
 
 
+def _entropy_scores(result, nid: int, shape, low_first: bool) -> np.ndarray:
+    """Per token, ∓ its pooled path entropy (higher score ranks first); −∞ where Z = 0, NaN stays NaN."""
+    if nid not in result.retained("entropy"):
+        return np.full(shape[:2], -np.inf)
+    c = result.components(nid, "entropy")
+    Z = np.asarray(c["Z"], np.float64).sum(axis=-1)
+    h = pooled_entropy(c["Z"], c["R"], axis=-1)
+    return np.where(Z > 0, -h if low_first else h, np.where(np.isnan(Z), np.nan, -np.inf))
+
+
 def _all_scores(graph, feeds, acts, qoi: QoI, nid: int, methods, ig_steps: int, seed: int,
                 position: int) -> Dict[str, np.ndarray]:
     """Per method, the scores [B, T] of every example (one batched backward pass)."""
-    unknown = [m for m in methods if m not in METHODS]
+    unknown = [m for m in methods if m not in KNOWN_METHODS]
     if unknown:
-        raise FaithfulnessError(f"unknown attribution method(s) {', '.join(unknown)} (known: {', '.join(METHODS)})")
+        raise FaithfulnessError(f"unknown attribution method(s) {', '.join(unknown)} "
+                                f"(known: {', '.join(KNOWN_METHODS)})")
     e = np.asarray(acts[nid], np.float64)
     B, T = e.shape[:2]
-    sems = [s for m, s in (("gradient", "real"), ("grad_input", "real"), ("max", "max"), ("mass", "absolute"))
-            if m in methods]
+    sems = [s for m, s in (("gradient", "real"), ("grad_input", "real"), ("max", "max"), ("mass", "absolute"),
+                           ("entropy", "entropy"), ("entropy_high", "entropy")) if m in methods]
     r = backward(graph, acts, qoi, semirings=list(dict.fromkeys(sems)), retain=[nid], prune=True) if sems else None
 
     def at(sem):
@@ -148,6 +171,8 @@ def _all_scores(graph, feeds, acts, qoi: QoI, nid: int, methods, ig_steps: int, 
             out[m] = np.where(np.isfinite(v), v, -np.inf).max(axis=-1)
         elif m == "mass":
             out[m] = at("absolute").sum(axis=-1)
+        elif m in ("entropy", "entropy_high"):
+            out[m] = _entropy_scores(r, nid, e.shape, low_first=m == "entropy")
         elif m == "attention_rollout":
             out[m] = np.stack([attention_rollout(graph, acts, b)[position] for b in range(B)])
         else:
