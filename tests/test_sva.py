@@ -14,6 +14,7 @@ from graphengine.datasets.sva_grammar import (CONSTRUCTIONS, COPULA, EMBEDDING, 
                                               TRANSITIVE, VOCAB, sentence_words, sva_grammar, tsv_rows, write_tsv)
 from graphengine.errors import GraphEngineError
 from graphengine.experiments.sva.analysis import Analyzer
+from graphengine.experiments.sva.competitors import competitor_matches, competitor_roles, construction_split
 from graphengine.experiments.sva.data import SVADataError, SVAItem, read_tsv, verb_pair_number
 from graphengine.experiments.sva.model_a import tiny_model
 from graphengine.experiments.sva.models import SVAModelError, export_ge, load_model, save_model
@@ -256,6 +257,37 @@ def test_aggregate_by_hand():
     assert allt["tokens"] == 6 and allt["mean"][0][3] == pytest.approx((1 + 4 + 1 + 6 + 4) / 6)
     e = doc["entropy"]["token"]
     assert e["mean_sentence_entropy"] == pytest.approx(1.5) and e["by_attractors"] == {0: 1.0, 1: 2.0}
+
+
+def test_competitor_nouns_agree_with_the_grammars_attractors(grammar):
+    items = _items(grammar.test, 300)
+    seen = set()
+    for it in items:
+        roles, match = competitor_roles(it), competitor_matches(it)
+        for r in ("first_between", "last_between"):        # a noun between subject and verb is an
+            if roles[r] is not None:                        # attractor exactly when its number differs
+                assert (not match[r]) == (roles[r] in it.attractors), (it.words, r)
+                assert it.subject < roles[r] < it.mask_index
+        assert (roles["before_subject"] is not None) == (it.construction == "sent_comp")
+        if it.construction in ("pp", "subj_rel", "obj_rel", "coord"):
+            assert roles["first_between"] is not None
+        elif it.construction == "simple":
+            assert roles == {"before_subject": None, "first_between": None, "last_between": None}
+        seen.add(it.construction)
+    assert seen == set(CONSTRUCTIONS)
+    # a model that copies the number of the noun nearest the verb: 100% on the matching half, 0% on the other
+    follows = [bool(match["last_between"]) if (match := competitor_matches(it))["last_between"] is not None else True
+               for it in items]
+    split = construction_split(items, follows)
+    for cons, roles in split.items():
+        if "last_between" in roles:
+            h = roles["last_between"]
+            assert h["mismatch"]["accuracy"] in (0.0, None) and h["match"]["accuracy"] in (1.0, None), cons
+    assert split["all"]["last_between"]["mismatch"]["n"] == sum(1 for it in items if competitor_matches(it)["last_between"] is False)
+    assert "before_subject" in split["sent_comp"] and "before_subject" not in split["pp"]
+    doc = aggregate([_row(it.row, it.n_attractors, [[3] * 3], [[1.0] * 3], correct=ok) for it, ok in zip(items, follows)],
+                    items=items)
+    assert doc["construction_split"] == split
 
 
 # ------------------------------------------------------------------ analysis
