@@ -411,6 +411,58 @@ def test_model_files_roundtrip_and_errors(tiny, tmp_path):
         tiny.encode(SVAItem(0, 0, ("the", "dog", "barks", "."), 2, "barks", "bark", 0))
 
 
+def test_role_statistics_agree_with_the_gradient_and_the_best_paths_and_batch_alone(tiny, grammar):
+    from graphengine.engine import backward, batch as batch_qoi, difference, forward
+    from graphengine.experiments.sva.roles import role_statistics, share_table, summarize
+    from graphengine.models.bert import word_embedding_lookup
+
+    pool = _items(grammar.test, 120)
+    common = np.bincount([len(it.words) for it in pool]).argmax()
+    items = [it for it in pool if len(it.words) == common][:2]
+    encs = [tiny.encode(it) for it in items]
+    rows = role_statistics(tiny, items, encs, k=1)
+    g, feeds = tiny.batch_inputs(encs)
+    acts = forward(g, feeds)
+    lg = g.node("logits")
+    q = batch_qoi([difference(lg.id, (b, e.mask_pos, e.good), (b, e.mask_pos, e.bad)) for b, e in enumerate(encs)])
+    emb = word_embedding_lookup(g)
+    r = backward(g, acts, q, semirings=["real", "absolute", "max"], retain=[emb.id])
+    grad, Z, mplus = r.grad(emb.id), r.get(emb.id, "absolute"), r.components(emb.id, "max")["max"]
+    for b, (row, e) in enumerate(zip(rows, encs)):
+        for name, st in row["roles"].items():
+            if not st:
+                continue
+            p = st["positions"]
+            z = Z[b, p].sum()
+            assert abs(st["Z"] - z) <= 1e-9 * z
+            # P − N is gradient·input over the role's units (an independent real-semiring pass)
+            e_val = acts[emb.id][b, p]
+            mass = np.sum(np.abs(e_val) * Z[b, p])                  # P + N: Z⁺ + Z⁻ = Z per unit
+            assert abs(st["balance"] * mass - np.sum(grad[b, p] * e_val)) <= 1e-9 * mass
+            assert st["m_plus"] == pytest.approx(mplus[b, p].max(), rel=1e-12)
+            for layer in range(tiny.bert_config.num_layers):
+                tot = sum(st["shares"][f"L{layer}.{br}"] for br in ("query", "key", "value", "skip"))
+                assert abs(tot - 1.0) <= 1e-9
+        # k = 1: the sentence's most positive path starts at the token with the largest M⁺
+        best = int(np.argmax(mplus[b].max(-1)))
+        for name, st in row["roles"].items():
+            if st:
+                assert st["kbest_pos"] == float(best in st["positions"]), name
+        parts = [row["roles"][n]["positions"] for n in ("subject", "mask", "rest")]
+        parts += [row["roles"][n]["positions"] for n in ("attractors", "first_between", "last_between")
+                  if row["roles"][n]]
+        assert set().union(*map(set, parts)) == set(range(len(e.ids)))
+        alone = role_statistics(tiny, [items[b]], [e], k=1)[0]     # no path joins two sentences
+        assert alone["qoi"] == pytest.approx(row["qoi"], rel=1e-12)
+        assert alone["roles"]["subject"]["entropy"] == pytest.approx(row["roles"]["subject"]["entropy"], rel=1e-9)
+    summary = summarize(rows)
+    assert summary["subject"]["n"] == 2 and summary["mask"]["mass_share"] == pytest.approx(
+        np.mean([r["roles"]["mask"]["mass_share"] for r in rows]))
+    table = share_table(rows, "subject")
+    assert len(table) == tiny.bert_config.num_layers
+    assert sum(table[0][f"top {b}"] for b in ("query", "key", "value", "skip")) == pytest.approx(1.0)
+
+
 # ------------------------------------------------------------------ runs: streaming and resuming
 @pytest.fixture
 def run_files(tiny, grammar, tmp_path):
