@@ -58,7 +58,7 @@ from .accuracy import accuracy_table
 from .competitors import construction_split, split_markdown
 from .models import SVAModelError, load_model
 
-__all__ = ["SVARunError", "run_sva", "aggregate", "read_rows", "LENGTH_BINS", "PAPER", "resolve_model",
+__all__ = ["SVARunError", "run_sva", "sentence_batches", "aggregate", "read_rows", "LENGTH_BINS", "PAPER", "resolve_model",
            "DEFAULT_MODELS"]
 
 LENGTH_BINS = ((10, 20), (20, 30), (30, 40), (40, 50))
@@ -126,7 +126,7 @@ def _check_settings(out: str, settings: Dict[str, Any]) -> None:
 
 
 # ------------------------------------------------------------------ the run
-def _batches(model, items: Sequence[SVAItem], batch_size: int, window: int = 2048):
+def sentence_batches(model, items: Sequence[SVAItem], batch_size: int, window: int = 2048):
     """Batches of one batch key (sentence length), shortest first within windows of ``window``
     sentences in file order, as ``(items, encodings)``; then ``("skipped", rows)`` for the
     sentences the model cannot score."""
@@ -185,7 +185,7 @@ def run_sva(model: str, data: str, out: Optional[str] = None, limit: Optional[in
             rows_path = store.records_path
             _check_settings(out, settings)
             pending = [it for it in ds.items if it.row not in store.done]
-            tasks = [Task(str(k), part) for k, part in enumerate(_batches(m, pending, batch_size))]
+            tasks = [Task(str(k), part) for k, part in enumerate(sentence_batches(m, pending, batch_size))]
             with prog.Progress(len(pending), f"sva {m.name} {granularity}", unit="sentences") as bar:
                 run_tasks(store, SerialExecutor(model=m), analyze, None, tasks, bar=bar, on_records=count)
     except RunStoreError as e:
