@@ -153,3 +153,26 @@ def test_batched_faithfulness_equals_one_example_at_a_time():
         one = faithfulness(g, [(feeds, select("q", (b,)))], "e", methods, example=b, ig_steps=4, replacement=np.ones(3))
         np.testing.assert_allclose(both.deletion_area[b], one.deletion_area[0], rtol=1e-12, atol=1e-15)
         np.testing.assert_allclose(both.insertion_area[b], one.insertion_area[0], rtol=1e-12, atol=1e-15)
+
+
+def test_batched_rollout_takes_one_position_per_example():
+    from graphengine.analysis.faithfulness import attention_rollout, batch_faithfulness
+    from graphengine.engine import batch
+    from graphengine.models import BertConfig, bert_feeds, build_bert, random_bert_weights
+
+    cfg = BertConfig.mini(num_layers=2, hidden_size=8, num_heads=2, intermediate_size=16)
+    g = build_bert(cfg, random_bert_weights(cfg, 1, head="classification", std=0.5), 2, 5, head="classification")
+    feeds = bert_feeds(np.array([[2, 7, 5, 9, 3], [2, 4, 4, 8, 3]]))
+    node = next(n.name for n in g.nodes if n.op == "embedding" and n.scope.endswith("word_embeddings"))
+    q = batch([select("logits", (0, 1)), select("logits", (1, 0))])
+    both = batch_faithfulness(g, feeds, q, node, ("attention_rollout",), position=[3, 1])
+    acts = forward(g, feeds)
+    for b, pos in enumerate((3, 1)):
+        one = faithfulness(g, [(feeds, select("logits", (b, 1 - b)))], node, ("attention_rollout",), example=b,
+                           position=pos)
+        np.testing.assert_allclose(both.deletion_area[b], one.deletion_area[0], rtol=1e-12, atol=1e-15)
+        order = ranking(attention_rollout(g, acts, b)[pos])
+        want = curves(g, feeds, select("logits", (b, 1 - b)), node, order, example=b)
+        np.testing.assert_allclose(both.deletion_curves[b]["attention_rollout"], want["deletion"], rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(both.insertion_curves[b]["attention_rollout"], want["insertion"], rtol=1e-12,
+                                   atol=1e-12)

@@ -23,7 +23,8 @@ higher ranks first):
   (Z = 0, entropy 0 by convention) rank last. ``entropy_high`` (not in :data:`METHODS`) is the
   reverse order, the control for that choice;
 - ``attention_rollout``: row ``position`` of the attention rollout (:func:`attention_rollout`;
-  ``position`` 0, the [CLS] row a BERT classifier pools, by default);
+  ``position`` 0, the [CLS] row a BERT classifier pools, by default; :func:`batch_faithfulness`
+  also takes one position per example, e.g. each sentence's [MASK]);
 - ``random``: a seeded random order (the baseline every method should beat).
 
 Curves (``replacement``: zeros, or a vector such as the [MASK]/pad embedding): *deletion*
@@ -174,7 +175,8 @@ def _all_scores(graph, feeds, acts, qoi: QoI, nid: int, methods, ig_steps: int, 
         elif m in ("entropy", "entropy_high"):
             out[m] = _entropy_scores(r, nid, e.shape, low_first=m == "entropy")
         elif m == "attention_rollout":
-            out[m] = np.stack([attention_rollout(graph, acts, b)[position] for b in range(B)])
+            rows = np.broadcast_to(np.asarray(position, np.int64), (B,))
+            out[m] = np.stack([attention_rollout(graph, acts, b)[rows[b]] for b in range(B)])
         else:
             out[m] = np.stack([np.random.default_rng(seed + b).permutation(T) for b in range(B)]).astype(np.float64)
     return out
@@ -227,6 +229,7 @@ class FaithfulnessTable:
     deletion_area: np.ndarray    # [examples, methods]
     insertion_area: np.ndarray
     deletion_curves: List[Dict[str, np.ndarray]]
+    insertion_curves: Optional[List[Dict[str, np.ndarray]]] = None
 
     def to_markdown(self) -> str:
         lines = ["| method | deletion area (lower is better) | insertion area (higher is better) |", "|---|---|---|"]
@@ -247,16 +250,17 @@ def faithfulness(graph, examples: Sequence[Tuple[Mapping[str, np.ndarray], Union
     """Deletion/insertion areas of every method's ranking on every ``(feeds, qoi)`` example."""
     dele = np.zeros((len(examples), len(methods)))
     ins = np.zeros_like(dele)
-    kept = []
+    kept, kept_ins = [], []
     for i, (feeds, qoi) in enumerate(examples):
         scores = token_scores(graph, feeds, qoi, node, methods, example, ig_steps, seed + i - example, position)
-        per = {}
+        per, per_ins = {}, {}
         for j, m in enumerate(methods):
             c = curves(graph, feeds, qoi, node, ranking(scores[m]), example, replacement)
             dele[i, j], ins[i, j] = c["deletion_area"], c["insertion_area"]
-            per[m] = c["deletion"]
+            per[m], per_ins[m] = c["deletion"], c["insertion"]
         kept.append(per)
-    return FaithfulnessTable(list(methods), dele, ins, kept)
+        kept_ins.append(per_ins)
+    return FaithfulnessTable(list(methods), dele, ins, kept, kept_ins)
 
 
 def _per_example(graph, acts, qoi: QoI) -> np.ndarray:
@@ -269,7 +273,7 @@ def _per_example(graph, acts, qoi: QoI) -> np.ndarray:
 
 def batch_faithfulness(graph, feeds, qoi: Union[QoI, str], node, methods: Sequence[str] = METHODS,
                        ig_steps: int = 32, replacement: Optional[np.ndarray] = None, seed: int = 0,
-                       position: int = 0) -> FaithfulnessTable:
+                       position: Union[int, Sequence[int]] = 0) -> FaithfulnessTable:
     """:func:`faithfulness` for every example of one batch at once: ``qoi`` seeds one term (or
     several) per example (index 0 of the QoI node is the example, as index 0 of ``node``), so
     one batched backward pass gives every example's scores (no path joins two examples) and
@@ -293,10 +297,11 @@ def batch_faithfulness(graph, feeds, qoi: Union[QoI, str], node, methods: Sequen
     dele = np.zeros((B, len(methods)))
     ins = np.zeros_like(dele)
     kept = [dict() for _ in range(B)]
+    kept_ins = [dict() for _ in range(B)]
     for j, m in enumerate(methods):
         dc = np.stack([run(True, orders[m], k) for k in range(T + 1)], axis=1)
         ic = np.stack([run(False, orders[m], k) for k in range(T + 1)], axis=1)
         dele[:, j], ins[:, j] = np.trapezoid(dc, x, axis=1), np.trapezoid(ic, x, axis=1)
         for b in range(B):
-            kept[b][m] = dc[b]
-    return FaithfulnessTable(list(methods), dele, ins, kept)
+            kept[b][m], kept_ins[b][m] = dc[b], ic[b]
+    return FaithfulnessTable(list(methods), dele, ins, kept, kept_ins)
