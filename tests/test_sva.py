@@ -411,7 +411,7 @@ def test_model_files_roundtrip_and_errors(tiny, tmp_path):
         tiny.encode(SVAItem(0, 0, ("the", "dog", "barks", "."), 2, "barks", "bark", 0))
 
 
-def test_role_statistics_agree_with_the_gradient_and_the_best_paths_and_batch_alone(tiny, grammar):
+def test_role_statistics_agree_with_the_path_mass_and_the_best_paths_and_batch_alone(tiny, grammar):
     from graphengine.engine import backward, batch as batch_qoi, difference, forward
     from graphengine.experiments.sva.roles import role_statistics, share_table, summarize
     from graphengine.models.bert import word_embedding_lookup
@@ -426,8 +426,8 @@ def test_role_statistics_agree_with_the_gradient_and_the_best_paths_and_batch_al
     lg = g.node("logits")
     q = batch_qoi([difference(lg.id, (b, e.mask_pos, e.good), (b, e.mask_pos, e.bad)) for b, e in enumerate(encs)])
     emb = word_embedding_lookup(g)
-    r = backward(g, acts, q, semirings=["real", "absolute", "max"], retain=[emb.id])
-    grad, Z, mplus = r.grad(emb.id), r.get(emb.id, "absolute"), r.components(emb.id, "max")["max"]
+    r = backward(g, acts, q, semirings=["absolute", "max"], retain=[emb.id])
+    Z, mplus = r.get(emb.id, "absolute"), r.components(emb.id, "max")["max"]
     for b, (row, e) in enumerate(zip(rows, encs)):
         for name, st in row["roles"].items():
             if not st:
@@ -435,10 +435,6 @@ def test_role_statistics_agree_with_the_gradient_and_the_best_paths_and_batch_al
             p = st["positions"]
             z = Z[b, p].sum()
             assert abs(st["Z"] - z) <= 1e-9 * z
-            # P − N is gradient·input over the role's units (an independent real-semiring pass)
-            e_val = acts[emb.id][b, p]
-            mass = np.sum(np.abs(e_val) * Z[b, p])                  # P + N: Z⁺ + Z⁻ = Z per unit
-            assert abs(st["balance"] * mass - np.sum(grad[b, p] * e_val)) <= 1e-9 * mass
             assert st["m_plus"] == pytest.approx(mplus[b, p].max(), rel=1e-12)
             for layer in range(tiny.bert_config.num_layers):
                 tot = sum(st["shares"][f"L{layer}.{br}"] for br in ("query", "key", "value", "skip"))

@@ -1,4 +1,4 @@
-"""The engine's view of the role tokens of agreement sentences: mass shares, entropy, signed mass,
+"""The engine's view of the role tokens of agreement sentences: mass shares, entropy,
 k-best paths and top paths of the subject, the competitor nouns, the attractors and [MASK].
 
 One backward pass per batch of equal-length sentences (QoI as in
@@ -9,14 +9,10 @@ the WordPieces of one word pooled too):
 - ``Z``: the path mass Σ |Π w| of all its paths to the QoI, and ``mass_share``: its fraction of
   the sentence's total;
 - ``entropy``: the entropy (nats) of the distribution p ∝ |Π w| over those paths;
-- ``balance`` = (P − N) / (P + N), the signed mass of the token's paths *extended by its
-  embedding values* (one more edge of weight e_d in front of unit d): with ⟨Z⁺, Z⁻⟩ from the
-  ``signedmass`` semiring, P = Σ_d |e_d| (Z⁺_d if e_d > 0 else Z⁻_d) is the mass of those
-  paths whose product pushes the QoI towards the correct verb and N the rest, so P − N is
-  gradient·input. +1: every path pushes towards the correct verb, −1: towards the wrong one.
-  (Without the input edge the sum over units is ~0 for every token: the embeddings enter a
-  layer norm, whose gradient sums to zero over the units);
 - ``m_plus`` / ``m_minus``: the largest and the most negative single path product (``max``);
+  signed, unlike the statistics above. (A signed *mass*, ⟨Z⁺, Z⁻⟩ weighted by the embedding
+  values, is not reported: at the word-embedding lookup it is gradient·input, which the
+  embedding layer norm's scale invariance makes ~0 for every token of model A);
 - ``kbest_pos`` / ``kbest_neg`` (``kbest:K``): of the sentence's K most positive and K most
   negative path products (all tokens together), the fraction that start at the token;
 - ``shares``: per (layer, branch) the probability that a path from the token goes through the
@@ -68,7 +64,7 @@ __all__ = ["ROLE_NAMES", "STATS", "role_words", "role_statistics", "summarize", 
 
 ROLE_NAMES = ("subject",) + COMPETITORS + ("attractors", "mask", "rest")
 #: The per-role scalar statistics :func:`summarize` averages.
-STATS = ("mass_share", "entropy", "balance", "m_plus", "m_minus", "kbest_pos", "kbest_neg")
+STATS = ("mass_share", "entropy", "m_plus", "m_minus", "kbest_pos", "kbest_neg")
 
 
 def role_words(item: SVAItem) -> Dict[str, Optional[List[int]]]:
@@ -101,13 +97,11 @@ def role_statistics(model, items: Sequence[SVAItem], encs: Sequence[Encoded], k:
     layers = find_layer_inputs(g)
     feats = FeatureExpectation(branch_features(branch_points(g, {"attention": DEFAULT_PATTERNS})), order=1,
                                name="branch_shares")
-    sems: List[Any] = ["max", "entropy", "signedmass", feats] + ([f"kbest:{k}"] if k else [])
+    sems: List[Any] = ["max", "entropy", feats] + ([f"kbest:{k}"] if k else [])
     r = backward(g, acts, qoi, semirings=sems, retain=[li.node for li in layers] + [emb.id], prune=True,
                  device=device)
     credits = kqv_credits(r, "max")
     Z, R = (np.asarray(c, np.float64) for c in r.raw(emb.id, "entropy"))
-    sm = r.components(emb.id, "signedmass")
-    zpos, zneg = np.asarray(sm["Z+"], np.float64), np.asarray(sm["Z-"], np.float64)
     mx = r.components(emb.id, "max")
     mplus, mminus = np.asarray(mx["max"], np.float64), np.asarray(mx["min"], np.float64)
     fe = r.components(emb.id, feats.name)
@@ -117,7 +111,6 @@ def role_statistics(model, items: Sequence[SVAItem], encs: Sequence[Encoded], k:
         top = np.stack([kb[f"top{i + 1}"] for i in range(k)], -1)     # [B, T, H, k]
         rest = np.stack([kb[f"rest{i + 1}"] for i in range(k)], -1)
     lg = acts[logits.id]
-    e_val = np.asarray(acts[emb.id], np.float64)
     rows = []
     for b, (it, e) in enumerate(zip(items, encs)):
         T = len(e.ids)
@@ -142,14 +135,9 @@ def role_statistics(model, items: Sequence[SVAItem], encs: Sequence[Encoded], k:
                 roles[name] = None
                 continue
             z = Z[b, p].sum()
-            up = e_val[b, p] > 0
-            ea = np.abs(e_val[b, p])
-            zp = float(np.sum(ea * np.where(up, zpos[b, p], zneg[b, p])))
-            zn = float(np.sum(ea * np.where(up, zneg[b, p], zpos[b, p])))
             st: Dict[str, Any] = {
                 "positions": p, "Z": float(z), "mass_share": float(z / z_total) if z_total > 0 else None,
                 "entropy": float(pooled_entropy(Z[b, p], R[b, p])),
-                "balance": float((zp - zn) / (zp + zn)) if zp + zn > 0 else None,
                 "m_plus": _pool_max(mplus[b, p]), "m_minus": -_pool_max(-mminus[b, p]),
                 "shares": {c: (float(fe[f"R:{c}"][b, p].sum() / z) if z > 0 else None) for c in names},
                 "top_branch": [[COLUMNS[c] if c >= 0 else None for c in credits.branch[li, b, p]]
