@@ -12,7 +12,7 @@ averaged over sentences (:func:`graphengine.analysis.faithfulness.batch_faithful
 length, QoI = good minus bad verb logit at [MASK] (as the ``sva`` experiment); scores at the
 word-embedding lookup; a deleted token's word embedding is replaced by the [MASK] token's (the
 model's own "no information here" input); the [MASK] token itself is ranked like any other
-token (replacing it changes nothing); attention rollout uses the [MASK] row. The methods are :data:`METHODS` plus ``entropy_high``,
+token (replacing it changes nothing); attention rollout uses the [MASK] row. The methods are :data:`METHODS` plus ``entropy_low``,
 the reverse of the entropy ranking. Areas are per sentence over k/T ∈ [0, 1], averaged over
 all sentences and over the correct and the wrong ones; the plot (``--png``) shows the mean
 curves on a common grid of k/T (each sentence's curve interpolated linearly).
@@ -40,7 +40,7 @@ from graphengine.ir import load
 
 GRID = np.linspace(0.0, 1.0, 21)
 LABELS = {"gradient": "|gradient|", "grad_input": "|gradient·input|", "integrated_gradients": "|integrated gradients|",
-          "max": "M⁺", "mass": "path mass Z", "entropy": "entropy, low first", "entropy_high": "entropy, high first",
+          "max": "M⁺", "mass": "path mass Z", "entropy": "entropy, high first", "entropy_low": "entropy, low first",
           "attention_rollout": "attention rollout", "random": "random"}
 
 
@@ -82,7 +82,7 @@ def agreement(args) -> int:
 
     model, path = resolve_model(args.sva)
     data = read_tsv(args.data, limit=args.limit)
-    methods = list(METHODS) + ["entropy_high"]
+    methods = list(METHODS) + ["entropy_low"]
     dele, ins, correct, qoi = [], [], [], []
     dcurves = {m: [] for m in methods}
     icurves = {m: [] for m in methods}
@@ -141,7 +141,7 @@ def agreement(args) -> int:
             for ax, kind in zip(axes, ("deletion", "insertion")):
                 for m in methods:
                     ax.plot(GRID, doc[f"mean_{kind}_curve"][m], label=LABELS[m],
-                            ls="--" if m in ("random", "entropy_high") else "-")
+                            ls="--" if m in ("random", "entropy_low") else "-")
                 ax.set_xlabel(f"fraction of tokens {'replaced' if kind == 'deletion' else 'restored'} (top first)")
                 ax.set_title(f"{kind} (n = {len(correct)})", fontsize=10)
                 ax.axhline(0.0, color="#999999", lw=0.5)

@@ -72,7 +72,7 @@ def test_a_planted_token_ranks_first_and_curves_have_the_right_ends():
 
 
 def test_entropy_ranking_equals_enumerated_path_entropy():
-    """Each token's score is minus the entropy of all its paths (units pooled), computed here
+    """Each token's score is the entropy of all its paths (units pooled), computed here
     from the enumerated path products; a token with no path of non-zero weight ranks last."""
     from oracle import enumerate_paths, scalar_graph
 
@@ -85,18 +85,18 @@ def test_entropy_ranking_equals_enumerated_path_entropy():
     g.call("sum", g.call("tanh", mix), axes=[1], name="q")
     feeds = {"e": rng.normal(size=(1, T, d))}
     acts = forward(g, feeds)
-    scores = token_scores(g, feeds, select("q", (0,)), "e", methods=("entropy", "entropy_high"))
+    scores = token_scores(g, feeds, select("q", (0,)), "e", methods=("entropy", "entropy_low"))
     paths = enumerate_paths(scalar_graph(g, acts), {(g["q"].id, 0): 1.0})
     for t in range(T):
         a = np.abs([p for k in range(d) for p, _ in paths[(g["e"].id, t * d + k)]])
         if t == 1:
-            assert a.sum() == 0 and scores["entropy"][t] == -np.inf and scores["entropy_high"][t] == -np.inf
+            assert a.sum() == 0 and scores["entropy"][t] == -np.inf and scores["entropy_low"][t] == -np.inf
             continue
         p = a / a.sum()
         want = float(-np.sum(p[p > 0] * np.log(p[p > 0])))
-        assert abs(-scores["entropy"][t] - want) <= 1e-9 * max(1.0, want), (t, scores["entropy"][t], want)
-        assert scores["entropy_high"][t] == -scores["entropy"][t]
-    assert ranking(scores["entropy"])[-1] == 1 and ranking(scores["entropy_high"])[-1] == 1
+        assert abs(scores["entropy"][t] - want) <= 1e-9 * max(1.0, want), (t, scores["entropy"][t], want)
+        assert scores["entropy_low"][t] == -scores["entropy"][t]
+    assert ranking(scores["entropy"])[-1] == 1 and ranking(scores["entropy_low"])[-1] == 1
 
 
 def test_bad_requests():

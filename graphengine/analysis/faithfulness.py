@@ -14,14 +14,15 @@ higher ranks first):
 - ``mass``: the token's path mass Z = Σ |Π w| over all its paths (a share of the total once
   normalised);
 - ``entropy``: the entropy (nats) of the distribution p ∝ |Π w| over every path from the token
-  (its units pooled, :func:`graphengine.analysis.entropy.pooled_entropy`), **lowest first**: a
-  token whose mass runs through a few dominant paths is one the model routes specifically (the
-  [MASK] token's own residual stream, a subject read by one attention head), while a token that
-  matters little reaches the QoI through many comparable weak paths spread over every head and
-  position, which is what a high entropy measures. Entropy does not depend on the mass's scale,
-  so it ranks differently from ``mass`` and ``max``. Tokens with no path of non-zero weight
-  (Z = 0, entropy 0 by convention) rank last. ``entropy_high`` (not in :data:`METHODS`) is the
-  reverse order, the control for that choice;
+  (its units pooled, :func:`graphengine.analysis.entropy.pooled_entropy`), **highest first**: a
+  token the model reads is copied by attention into many positions and heads, so its mass is
+  spread over many comparable paths, while a token that is ignored keeps its mass on a few
+  dominant routes (its own residual stream; the [MASK] token's residual path to the QoI). The
+  opposite argument (low entropy = a specific route = important) was the first choice and was
+  refuted on the agreement models (docs/sva.md: low-first ranks worse than random there). Entropy
+  does not depend on the mass's scale, so it ranks differently from ``mass`` and ``max``.
+  Tokens with no path of non-zero weight (Z = 0, entropy 0 by convention) rank last.
+  ``entropy_low`` (not in :data:`METHODS`) is the reverse order, the control for that choice;
 - ``attention_rollout``: row ``position`` of the attention rollout (:func:`attention_rollout`;
   ``position`` 0, the [CLS] row a BERT classifier pools, by default; :func:`batch_faithfulness`
   also takes one position per example, e.g. each sentence's [MASK]);
@@ -66,7 +67,7 @@ __all__ = ["METHODS", "KNOWN_METHODS", "ATTENTION_SCOPE", "FaithfulnessError", "
 
 METHODS = ("gradient", "grad_input", "integrated_gradients", "max", "mass", "entropy", "attention_rollout", "random")
 #: Every method :func:`token_scores` accepts: :data:`METHODS` and the reverse-entropy control.
-KNOWN_METHODS = METHODS + ("entropy_high",)
+KNOWN_METHODS = METHODS + ("entropy_low",)
 
 #: The attention probabilities of layer L: a softmax in the scope of ``…layer.L.attention.self``.
 ATTENTION_SCOPE = r"(?:^|\.)layer\.(?P<layer>\d+)\.attention\.self(?:\.|$)"
@@ -154,7 +155,7 @@ def _all_scores(graph, feeds, acts, qoi: QoI, nid: int, methods, ig_steps: int, 
     e = np.asarray(acts[nid], np.float64)
     B, T = e.shape[:2]
     sems = [s for m, s in (("gradient", "real"), ("grad_input", "real"), ("max", "max"), ("mass", "absolute"),
-                           ("entropy", "entropy"), ("entropy_high", "entropy")) if m in methods]
+                           ("entropy", "entropy"), ("entropy_low", "entropy")) if m in methods]
     r = backward(graph, acts, qoi, semirings=list(dict.fromkeys(sems)), retain=[nid], prune=True) if sems else None
 
     def at(sem):
@@ -172,8 +173,8 @@ def _all_scores(graph, feeds, acts, qoi: QoI, nid: int, methods, ig_steps: int, 
             out[m] = np.where(np.isfinite(v), v, -np.inf).max(axis=-1)
         elif m == "mass":
             out[m] = at("absolute").sum(axis=-1)
-        elif m in ("entropy", "entropy_high"):
-            out[m] = _entropy_scores(r, nid, e.shape, low_first=m == "entropy")
+        elif m in ("entropy", "entropy_low"):
+            out[m] = _entropy_scores(r, nid, e.shape, low_first=m == "entropy_low")
         elif m == "attention_rollout":
             rows = np.broadcast_to(np.asarray(position, np.int64), (B,))
             out[m] = np.stack([attention_rollout(graph, acts, b)[rows[b]] for b in range(B)])
