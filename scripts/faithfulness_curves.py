@@ -14,7 +14,8 @@ word-embedding lookup; a deleted token's word embedding is replaced by the [MASK
 model's own "no information here" input); the [MASK] token itself is ranked like any other
 token (replacing it changes nothing); attention rollout uses the [MASK] row. The methods are :data:`METHODS` plus ``entropy_low``,
 the reverse of the entropy ranking. Areas are per sentence over k/T ∈ [0, 1], averaged over
-all sentences and over the correct and the wrong ones; the plot (``--png``) shows the mean
+all sentences and over the correct and the wrong ones, with the role of the token each method
+ranks first (subject, other noun, other word, [MASK], [CLS]/[SEP]); the plot (``--png``) shows the mean
 curves on a common grid of k/T (each sentence's curve interpolated linearly).
 
     python scripts/faithfulness_curves.py GRAPH.ge [--out results/faithfulness.json] [--ig-steps 16]
@@ -83,6 +84,19 @@ def agreement(args) -> int:
     model, path = resolve_model(args.sva)
     data = read_tsv(args.data, limit=args.limit)
     methods = list(METHODS) + ["entropy_low"]
+    from graphengine.datasets.sva_grammar import noun_number
+
+    def role(it, e, t):
+        w = e.word_of[t]
+        if t == e.mask_pos:
+            return "[MASK]"
+        if w < 0:
+            return "[CLS]/[SEP]"
+        if it.subject is not None and w == it.subject:
+            return "subject"
+        return "other noun" if noun_number(it.words[w]) is not None else "other word"
+
+    first_role = {m: {} for m in methods}
     dele, ins, correct, qoi = [], [], [], []
     dcurves = {m: [] for m in methods}
     icurves = {m: [] for m in methods}
@@ -90,7 +104,7 @@ def agreement(args) -> int:
     for part in sentence_batches(model, data.items, args.batch_size):
         if part[0] == "skipped":
             continue
-        _, encs = part
+        its, encs = part
         g, feeds = model.batch_inputs(encs)
         acts = forward(g, feeds)
         lg = g.node("logits")
@@ -101,7 +115,10 @@ def agreement(args) -> int:
                                position=[e.mask_pos for e in encs])
         dele.append(t.deletion_area)
         ins.append(t.insertion_area)
-        for b, e in enumerate(encs):
+        for b, (it, e) in enumerate(zip(its, encs)):
+            for m in methods:
+                r = role(it, e, int(t.orders[m][b, 0]))
+                first_role[m][r] = first_role[m].get(r, 0) + 1
             v = float(acts[lg.id][b, e.mask_pos, e.good] - acts[lg.id][b, e.mask_pos, e.bad])
             qoi.append(v)
             correct.append(v > 0)
@@ -114,7 +131,7 @@ def agreement(args) -> int:
            "replacement": "the [MASK] token's word embedding", "seconds": seconds, "methods": methods,
            "accuracy": float(correct.mean()), "mean_qoi": float(np.mean(qoi)),
            "deletion_area": dele.tolist(), "insertion_area": ins.tolist(), "correct": correct.tolist(),
-           "grid": GRID.tolist(),
+           "grid": GRID.tolist(), "first_ranked_token": first_role,
            "mean_deletion_curve": {m: np.mean(dcurves[m], axis=0).tolist() for m in methods},
            "mean_insertion_curve": {m: np.mean(icurves[m], axis=0).tolist() for m in methods}}
     for name, sel in (("all", np.ones_like(correct)), ("correct", correct), ("wrong", ~correct)):
@@ -134,6 +151,11 @@ def agreement(args) -> int:
             if name in doc:
                 cells += [f"{doc[name]['deletion'][m]:.3f}", f"{doc[name]['insertion'][m]:.3f}"]
         print("| " + " | ".join(cells) + " |")
+    roles = sorted({r for v in first_role.values() for r in v})
+    print("\nThe token each method ranks first (sentences):\n")
+    print("| method | " + " | ".join(roles) + " |\n" + "|---" * (len(roles) + 1) + "|")
+    for m in methods:
+        print(f"| {LABELS[m]} | " + " | ".join(str(first_role[m].get(r, 0)) for r in roles) + " |")
     if args.png:
         plt = pyplot()
         if plt is not None:

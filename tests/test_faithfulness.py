@@ -172,6 +172,7 @@ def test_batched_rollout_takes_one_position_per_example():
                            position=pos)
         np.testing.assert_allclose(both.deletion_area[b], one.deletion_area[0], rtol=1e-12, atol=1e-15)
         order = ranking(attention_rollout(g, acts, b)[pos])
+        assert both.orders["attention_rollout"][b].tolist() == order.tolist()
         want = curves(g, feeds, select("logits", (b, 1 - b)), node, order, example=b)
         np.testing.assert_allclose(both.deletion_curves[b]["attention_rollout"], want["deletion"], rtol=1e-12, atol=1e-12)
         np.testing.assert_allclose(both.insertion_curves[b]["attention_rollout"], want["insertion"], rtol=1e-12,

@@ -231,6 +231,7 @@ class FaithfulnessTable:
     insertion_area: np.ndarray
     deletion_curves: List[Dict[str, np.ndarray]]
     insertion_curves: Optional[List[Dict[str, np.ndarray]]] = None
+    orders: Optional[Dict[str, np.ndarray]] = None   # per method, [examples, T] token positions, best first
 
     def to_markdown(self) -> str:
         lines = ["| method | deletion area (lower is better) | insertion area (higher is better) |", "|---|---|---|"]
@@ -305,4 +306,4 @@ def batch_faithfulness(graph, feeds, qoi: Union[QoI, str], node, methods: Sequen
         dele[:, j], ins[:, j] = np.trapezoid(dc, x, axis=1), np.trapezoid(ic, x, axis=1)
         for b in range(B):
             kept[b][m], kept_ins[b][m] = dc[b], ic[b]
-    return FaithfulnessTable(list(methods), dele, ins, kept, kept_ins)
+    return FaithfulnessTable(list(methods), dele, ins, kept, kept_ins, orders)
