@@ -18,9 +18,10 @@ higher ranks first):
   token the model reads is copied by attention into many positions and heads, so its mass is
   spread over many comparable paths, while a token that is ignored keeps its mass on a few
   dominant routes (its own residual stream; the [MASK] token's residual path to the QoI). The
-  opposite argument (low entropy = a specific route = important) was the first choice and was
-  refuted on the agreement models (docs/sva.md: low-first ranks worse than random there). Entropy
-  does not depend on the mass's scale, so it ranks differently from ``mass`` and ``max``.
+  opposite argument (low entropy = a specific route = important) is as plausible, and the data
+  do not settle it: on agreement model A low-first ranks worse than random and high-first second
+  best, on model B the reverse (docs/sva.md), so always read it beside its control. Entropy does
+  not depend on the mass's scale, so it ranks differently from ``mass`` and ``max``.
   Tokens with no path of non-zero weight (Z = 0, entropy 0 by convention) rank last.
   ``entropy_low`` (not in :data:`METHODS`) is the reverse order, the control for that choice;
 - ``attention_rollout``: row ``position`` of the attention rollout (:func:`attention_rollout`;
