@@ -14,7 +14,9 @@ Printed (and written to ``--out`` as JSON, with every row):
    query / key / value / skip branch beside the fraction of the role's tokens whose top path
    leaves through it, for all sentences and for the wrong ones;
 3. for every construction with at least ``--min-wrong`` wrong sentences: the role statistics of
-   the wrong sentences beside the correct ones.
+   the wrong sentences beside the correct ones, and their last-layer mass and top-path shares.
+
+``--from-json FILE`` prints the tables of an earlier run's JSON without computing anything.
 
     python scripts/sva_roles.py A --data results/sva/model_a/test.tsv --limit 400 --out results/sva/roles_a.json
     python scripts/sva_roles.py A --data results/sva/model_a/test.tsv --limit 200 --construction sent_comp --k 3
@@ -23,6 +25,7 @@ Printed (and written to ``--out`` as JSON, with every row):
 from __future__ import annotations
 
 import argparse
+import json
 import time
 
 from graphengine import io as files
@@ -53,20 +56,29 @@ def main(argv=None) -> int:
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--min-wrong", type=int, default=5, help="constructions with at least this many wrong sentences")
     ap.add_argument("--out", default=None, help="JSON output (default results/sva/roles_<model>.json)")
+    ap.add_argument("--from-json", default=None, metavar="FILE",
+                    help="print the tables of an earlier run's JSON (same model and data) instead of computing")
     args = ap.parse_args(argv)
     model, path = resolve_model(args.model)
     data = read_tsv(args.data, limit=args.limit)
     out = args.out or f"results/sva/roles_{model.name}.json"
     t0 = time.perf_counter()
     rows, items = [], {}
-    chosen = [it for it in data.items if args.construction in (None, it.construction)]
-    for part in sentence_batches(model, chosen, args.batch_size):
-        if part[0] == "skipped":
-            continue
-        its, encs = part
-        rows += role_statistics(model, its, encs, k=args.k)
-        items.update({it.row: it for it in its})
-    seconds = time.perf_counter() - t0
+    if args.from_json:
+        with open(args.from_json, encoding="utf-8") as f:
+            old = json.load(f)
+        rows, seconds = old["rows"], old["seconds"]
+        items = {it.row: it for it in data.items}
+        out = args.out or args.from_json
+    else:
+        chosen = [it for it in data.items if args.construction in (None, it.construction)]
+        for part in sentence_batches(model, chosen, args.batch_size):
+            if part[0] == "skipped":
+                continue
+            its, encs = part
+            rows += role_statistics(model, its, encs, k=args.k)
+            items.update({it.row: it for it in its})
+        seconds = time.perf_counter() - t0
     order = [r["id"] for r in rows]
     split = construction_split([items[i] for i in order], [r["correct"] for r in rows])
     held = (getattr(model, "info", {}) or {}).get("held_out") or []
@@ -101,6 +113,15 @@ def main(argv=None) -> int:
             if w or c:
                 lines.append([role] + [f"{fmt((w or {}).get(s), 3)} / {fmt((c or {}).get(s), 3)}" for s in STATS])
         print(markdown_table(["role (wrong / correct)"] + list(STATS), lines) + "\n")
+        last = []
+        for role in SHOWN:
+            w, c = share_table(bad, role), share_table(good, role)
+            if w and c:
+                last.append([role] + [f"{fmt(w[-1][f'{kind} {b}'], 3)} / {fmt(c[-1][f'{kind} {b}'], 3)}"
+                                      for kind in ("mass", "top") for b in ("query", "key", "value", "skip")])
+        print(f"{cons}, last layer, wrong / correct:\n")
+        print(markdown_table(["role", "mass Q", "mass K", "mass V", "mass skip", "top Q", "top K", "top V", "top skip"],
+                             last) + "\n")
     files.write_json(out, doc)
     print(f"wrote {out}")
     return 0
