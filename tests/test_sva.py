@@ -632,3 +632,35 @@ def test_a_second_run_on_one_directory_is_refused_and_repeated_rows_count_once(r
         f.write(open(rows_path, encoding="utf-8").read())
     doc = run_sva(model, data, out=out, limit=3, show_progress=False)
     assert doc["sentences"] == 3 and doc["accuracy"]["n"] == 3 and doc["run"]["new_rows_this_run"] == 0
+
+
+def test_role_and_faithfulness_scripts_on_a_tiny_model(run_files, tmp_path, capsys):
+    """The fast subset of scripts/sva_roles.py and scripts/faithfulness_curves.py --sva."""
+    import importlib
+    import sys
+
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), os.pardir, "scripts"))
+    try:
+        roles_script = importlib.import_module("sva_roles")
+        faith_script = importlib.import_module("faithfulness_curves")
+    finally:
+        sys.path.pop(0)
+    model, data, _ = run_files
+    out = str(tmp_path / "roles.json")
+    assert roles_script.main([model, "--data", data, "--limit", "10", "--min-wrong", "1", "--out", out]) == 0
+    doc = json.load(open(out, encoding="utf-8"))
+    assert doc["sentences"] == len(doc["rows"]) == 10
+    text = capsys.readouterr().out
+    assert "match / mismatch" in text and "mass share vs top path" in text
+    again = str(tmp_path / "again.json")
+    assert roles_script.main([model, "--data", data, "--limit", "10", "--from-json", out, "--out", again]) == 0
+    assert json.load(open(again, encoding="utf-8"))["construction_split"] == doc["construction_split"]
+    fout = str(tmp_path / "faith.json")
+    assert faith_script.main(["--sva", model, "--data", data, "--limit", "6", "--ig-steps", "1", "--out", fout]) == 0
+    f = json.load(open(fout, encoding="utf-8"))
+    assert f["sentences"] == 6 and "entropy_low" in f["methods"] and "entropy" in f["methods"]
+    assert sum(f["first_ranked_token"]["max"].values()) == 6
+    # the control is the exact reverse: its areas swap deletion and insertion of the entropy ranking
+    d, i = np.array(f["deletion_area"]), np.array(f["insertion_area"])
+    e, lo = f["methods"].index("entropy"), f["methods"].index("entropy_low")
+    np.testing.assert_allclose(d[:, e], i[:, lo], rtol=1e-9, atol=1e-12)
