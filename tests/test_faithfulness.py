@@ -71,6 +71,34 @@ def test_a_planted_token_ranks_first_and_curves_have_the_right_ends():
     assert "| gradient |" in table.to_markdown()
 
 
+def test_entropy_ranking_equals_enumerated_path_entropy():
+    """Each token's score is the entropy of all its paths (units pooled), computed here
+    from the enumerated path products; a token with no path of non-zero weight ranks last."""
+    from oracle import enumerate_paths, scalar_graph
+
+    rng = np.random.default_rng(7)
+    T, d = 4, 2
+    g = Graph(); e = g.input("e", (1, T, d))
+    w = rng.uniform(-1.5, 1.5, size=(1, T, d)); w[0, 1] = 0.0           # token 1: every path has weight 0
+    h = g.call("tanh", g.call("mul", e, g.constant(w)), name="h")
+    mix = g.call("matmul", g.call("reshape", h, shape=[1, T * d]), g.constant(rng.normal(size=(T * d, 3))))
+    g.call("sum", g.call("tanh", mix), axes=[1], name="q")
+    feeds = {"e": rng.normal(size=(1, T, d))}
+    acts = forward(g, feeds)
+    scores = token_scores(g, feeds, select("q", (0,)), "e", methods=("entropy", "entropy_low"))
+    paths = enumerate_paths(scalar_graph(g, acts), {(g["q"].id, 0): 1.0})
+    for t in range(T):
+        a = np.abs([p for k in range(d) for p, _ in paths[(g["e"].id, t * d + k)]])
+        if t == 1:
+            assert a.sum() == 0 and scores["entropy"][t] == -np.inf and scores["entropy_low"][t] == -np.inf
+            continue
+        p = a / a.sum()
+        want = float(-np.sum(p[p > 0] * np.log(p[p > 0])))
+        assert abs(scores["entropy"][t] - want) <= 1e-9 * max(1.0, want), (t, scores["entropy"][t], want)
+        assert scores["entropy_low"][t] == -scores["entropy"][t]
+    assert ranking(scores["entropy"])[-1] == 1 and ranking(scores["entropy_low"])[-1] == 1
+
+
 def test_bad_requests():
     g, feeds, q = _planted()
     with pytest.raises(FaithfulnessError, match="unknown attribution"):
@@ -118,10 +146,34 @@ def test_batched_faithfulness_equals_one_example_at_a_time():
     h = g.call("tanh", g.call("sum", g.call("mul", e, w), axes=[2], keepdim=True), name="h")
     g.call("sum", h, axes=[1, 2], name="q")
     feeds = {"e": rng.normal(size=(2, 4, 3))}
-    methods = ("gradient", "grad_input", "integrated_gradients", "max", "mass")
+    methods = ("gradient", "grad_input", "integrated_gradients", "max", "mass", "entropy")
     both = batch_faithfulness(g, feeds, batch([select("q", (0,)), select("q", (1,))]), "e", methods, ig_steps=4,
                               replacement=np.ones(3))
     for b in range(2):
         one = faithfulness(g, [(feeds, select("q", (b,)))], "e", methods, example=b, ig_steps=4, replacement=np.ones(3))
         np.testing.assert_allclose(both.deletion_area[b], one.deletion_area[0], rtol=1e-12, atol=1e-15)
         np.testing.assert_allclose(both.insertion_area[b], one.insertion_area[0], rtol=1e-12, atol=1e-15)
+
+
+def test_batched_rollout_takes_one_position_per_example():
+    from graphengine.analysis.faithfulness import attention_rollout, batch_faithfulness
+    from graphengine.engine import batch
+    from graphengine.models import BertConfig, bert_feeds, build_bert, random_bert_weights
+
+    cfg = BertConfig.mini(num_layers=2, hidden_size=8, num_heads=2, intermediate_size=16)
+    g = build_bert(cfg, random_bert_weights(cfg, 1, head="classification", std=0.5), 2, 5, head="classification")
+    feeds = bert_feeds(np.array([[2, 7, 5, 9, 3], [2, 4, 4, 8, 3]]))
+    node = next(n.name for n in g.nodes if n.op == "embedding" and n.scope.endswith("word_embeddings"))
+    q = batch([select("logits", (0, 1)), select("logits", (1, 0))])
+    both = batch_faithfulness(g, feeds, q, node, ("attention_rollout",), position=[3, 1])
+    acts = forward(g, feeds)
+    for b, pos in enumerate((3, 1)):
+        one = faithfulness(g, [(feeds, select("logits", (b, 1 - b)))], node, ("attention_rollout",), example=b,
+                           position=pos)
+        np.testing.assert_allclose(both.deletion_area[b], one.deletion_area[0], rtol=1e-12, atol=1e-15)
+        order = ranking(attention_rollout(g, acts, b)[pos])
+        assert both.orders["attention_rollout"][b].tolist() == order.tolist()
+        want = curves(g, feeds, select("logits", (b, 1 - b)), node, order, example=b)
+        np.testing.assert_allclose(both.deletion_curves[b]["attention_rollout"], want["deletion"], rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(both.insertion_curves[b]["attention_rollout"], want["insertion"], rtol=1e-12,
+                                   atol=1e-12)

@@ -14,6 +14,7 @@ from graphengine.datasets.sva_grammar import (CONSTRUCTIONS, COPULA, EMBEDDING, 
                                               TRANSITIVE, VOCAB, sentence_words, sva_grammar, tsv_rows, write_tsv)
 from graphengine.errors import GraphEngineError
 from graphengine.experiments.sva.analysis import Analyzer
+from graphengine.experiments.sva.competitors import competitor_matches, competitor_roles, construction_split
 from graphengine.experiments.sva.data import SVADataError, SVAItem, read_tsv, verb_pair_number
 from graphengine.experiments.sva.model_a import tiny_model
 from graphengine.experiments.sva.models import SVAModelError, export_ge, load_model, save_model
@@ -258,6 +259,37 @@ def test_aggregate_by_hand():
     assert e["mean_sentence_entropy"] == pytest.approx(1.5) and e["by_attractors"] == {0: 1.0, 1: 2.0}
 
 
+def test_competitor_nouns_agree_with_the_grammars_attractors(grammar):
+    items = _items(grammar.test, 300)
+    seen = set()
+    for it in items:
+        roles, match = competitor_roles(it), competitor_matches(it)
+        for r in ("first_between", "last_between"):        # a noun between subject and verb is an
+            if roles[r] is not None:                        # attractor exactly when its number differs
+                assert (not match[r]) == (roles[r] in it.attractors), (it.words, r)
+                assert it.subject < roles[r] < it.mask_index
+        assert (roles["before_subject"] is not None) == (it.construction == "sent_comp")
+        if it.construction in ("pp", "subj_rel", "obj_rel", "coord"):
+            assert roles["first_between"] is not None
+        elif it.construction == "simple":
+            assert roles == {"before_subject": None, "first_between": None, "last_between": None}
+        seen.add(it.construction)
+    assert seen == set(CONSTRUCTIONS)
+    # a model that copies the number of the noun nearest the verb: 100% on the matching half, 0% on the other
+    follows = [bool(match["last_between"]) if (match := competitor_matches(it))["last_between"] is not None else True
+               for it in items]
+    split = construction_split(items, follows)
+    for cons, roles in split.items():
+        if "last_between" in roles:
+            h = roles["last_between"]
+            assert h["mismatch"]["accuracy"] in (0.0, None) and h["match"]["accuracy"] in (1.0, None), cons
+    assert split["all"]["last_between"]["mismatch"]["n"] == sum(1 for it in items if competitor_matches(it)["last_between"] is False)
+    assert "before_subject" in split["sent_comp"] and "before_subject" not in split["pp"]
+    doc = aggregate([_row(it.row, it.n_attractors, [[3] * 3], [[1.0] * 3], correct=ok) for it, ok in zip(items, follows)],
+                    items=items)
+    assert doc["construction_split"] == split
+
+
 # ------------------------------------------------------------------ analysis
 @pytest.fixture(scope="module")
 def tiny():
@@ -377,6 +409,54 @@ def test_model_files_roundtrip_and_errors(tiny, tmp_path):
         load_model(str(tmp_path / "nope"))
     with pytest.raises(SVAModelError, match="not in the model's vocabulary"):
         tiny.encode(SVAItem(0, 0, ("the", "dog", "barks", "."), 2, "barks", "bark", 0))
+
+
+def test_role_statistics_agree_with_the_path_mass_and_the_best_paths_and_batch_alone(tiny, grammar):
+    from graphengine.engine import backward, batch as batch_qoi, difference, forward
+    from graphengine.experiments.sva.roles import role_statistics, share_table, summarize
+    from graphengine.models.bert import word_embedding_lookup
+
+    pool = _items(grammar.test, 120)
+    common = np.bincount([len(it.words) for it in pool]).argmax()
+    items = [it for it in pool if len(it.words) == common][:2]
+    encs = [tiny.encode(it) for it in items]
+    rows = role_statistics(tiny, items, encs, k=1)
+    g, feeds = tiny.batch_inputs(encs)
+    acts = forward(g, feeds)
+    lg = g.node("logits")
+    q = batch_qoi([difference(lg.id, (b, e.mask_pos, e.good), (b, e.mask_pos, e.bad)) for b, e in enumerate(encs)])
+    emb = word_embedding_lookup(g)
+    r = backward(g, acts, q, semirings=["absolute", "max"], retain=[emb.id])
+    Z, mplus = r.get(emb.id, "absolute"), r.components(emb.id, "max")["max"]
+    for b, (row, e) in enumerate(zip(rows, encs)):
+        for name, st in row["roles"].items():
+            if not st:
+                continue
+            p = st["positions"]
+            z = Z[b, p].sum()
+            assert abs(st["Z"] - z) <= 1e-9 * z
+            assert st["m_plus"] == pytest.approx(mplus[b, p].max(), rel=1e-12)
+            for layer in range(tiny.bert_config.num_layers):
+                tot = sum(st["shares"][f"L{layer}.{br}"] for br in ("query", "key", "value", "skip"))
+                assert abs(tot - 1.0) <= 1e-9
+        # k = 1: the sentence's most positive path starts at the token with the largest M⁺
+        best = int(np.argmax(mplus[b].max(-1)))
+        for name, st in row["roles"].items():
+            if st:
+                assert st["kbest_pos"] == float(best in st["positions"]), name
+        parts = [row["roles"][n]["positions"] for n in ("subject", "mask", "rest")]
+        parts += [row["roles"][n]["positions"] for n in ("attractors", "first_between", "last_between")
+                  if row["roles"][n]]
+        assert set().union(*map(set, parts)) == set(range(len(e.ids)))
+        alone = role_statistics(tiny, [items[b]], [e], k=1)[0]     # no path joins two sentences
+        assert alone["qoi"] == pytest.approx(row["qoi"], rel=1e-12)
+        assert alone["roles"]["subject"]["entropy"] == pytest.approx(row["roles"]["subject"]["entropy"], rel=1e-9)
+    summary = summarize(rows)
+    assert summary["subject"]["n"] == 2 and summary["mask"]["mass_share"] == pytest.approx(
+        np.mean([r["roles"]["mask"]["mass_share"] for r in rows]))
+    table = share_table(rows, "subject")
+    assert len(table) == tiny.bert_config.num_layers
+    assert sum(table[0][f"top {b}"] for b in ("query", "key", "value", "skip")) == pytest.approx(1.0)
 
 
 # ------------------------------------------------------------------ runs: streaming and resuming
@@ -552,3 +632,35 @@ def test_a_second_run_on_one_directory_is_refused_and_repeated_rows_count_once(r
         f.write(open(rows_path, encoding="utf-8").read())
     doc = run_sva(model, data, out=out, limit=3, show_progress=False)
     assert doc["sentences"] == 3 and doc["accuracy"]["n"] == 3 and doc["run"]["new_rows_this_run"] == 0
+
+
+def test_role_and_faithfulness_scripts_on_a_tiny_model(run_files, tmp_path, capsys):
+    """The fast subset of scripts/sva_roles.py and scripts/faithfulness_curves.py --sva."""
+    import importlib
+    import sys
+
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), os.pardir, "scripts"))
+    try:
+        roles_script = importlib.import_module("sva_roles")
+        faith_script = importlib.import_module("faithfulness_curves")
+    finally:
+        sys.path.pop(0)
+    model, data, _ = run_files
+    out = str(tmp_path / "roles.json")
+    assert roles_script.main([model, "--data", data, "--limit", "10", "--min-wrong", "1", "--out", out]) == 0
+    doc = json.load(open(out, encoding="utf-8"))
+    assert doc["sentences"] == len(doc["rows"]) == 10
+    text = capsys.readouterr().out
+    assert "match / mismatch" in text and "mass share vs top path" in text
+    again = str(tmp_path / "again.json")
+    assert roles_script.main([model, "--data", data, "--limit", "10", "--from-json", out, "--out", again]) == 0
+    assert json.load(open(again, encoding="utf-8"))["construction_split"] == doc["construction_split"]
+    fout = str(tmp_path / "faith.json")
+    assert faith_script.main(["--sva", model, "--data", data, "--limit", "6", "--ig-steps", "1", "--out", fout]) == 0
+    f = json.load(open(fout, encoding="utf-8"))
+    assert f["sentences"] == 6 and "entropy_low" in f["methods"] and "entropy" in f["methods"]
+    assert sum(f["first_ranked_token"]["max"].values()) == 6
+    # the control is the exact reverse: its areas swap deletion and insertion of the entropy ranking
+    d, i = np.array(f["deletion_area"]), np.array(f["insertion_area"])
+    e, lo = f["methods"].index("entropy"), f["methods"].index("entropy_low")
+    np.testing.assert_allclose(d[:, e], i[:, lo], rtol=1e-9, atol=1e-12)

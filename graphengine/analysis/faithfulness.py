@@ -13,8 +13,20 @@ higher ranks first):
 - ``max``: the largest M⁺ over the token's units (the max-product semiring, the paper's choice);
 - ``mass``: the token's path mass Z = Σ |Π w| over all its paths (a share of the total once
   normalised);
+- ``entropy``: the entropy (nats) of the distribution p ∝ |Π w| over every path from the token
+  (its units pooled, :func:`graphengine.analysis.entropy.pooled_entropy`), **highest first**: a
+  token the model reads is copied by attention into many positions and heads, so its mass is
+  spread over many comparable paths, while a token that is ignored keeps its mass on a few
+  dominant routes (its own residual stream; the [MASK] token's residual path to the QoI). The
+  opposite argument (low entropy = a specific route = important) is as plausible, and the data
+  do not settle it: on agreement model A low-first ranks worse than random and high-first second
+  best, on model B the reverse (docs/sva.md), so always read it beside its control. Entropy does
+  not depend on the mass's scale, so it ranks differently from ``mass`` and ``max``.
+  Tokens with no path of non-zero weight (Z = 0, entropy 0 by convention) rank last.
+  ``entropy_low`` (not in :data:`METHODS`) is the reverse order, the control for that choice;
 - ``attention_rollout``: row ``position`` of the attention rollout (:func:`attention_rollout`;
-  ``position`` 0, the [CLS] row a BERT classifier pools, by default);
+  ``position`` 0, the [CLS] row a BERT classifier pools, by default; :func:`batch_faithfulness`
+  also takes one position per example, e.g. each sentence's [MASK]);
 - ``random``: a seeded random order (the baseline every method should beat).
 
 Curves (``replacement``: zeros, or a vector such as the [MASK]/pad embedding): *deletion*
@@ -49,11 +61,14 @@ from ..engine import backward, forward
 from ..engine.qoi import QoI, parse
 from ..errors import GraphEngineError
 from .causal import qoi_value
+from .entropy import pooled_entropy
 
-__all__ = ["METHODS", "ATTENTION_SCOPE", "FaithfulnessError", "integrated_gradients", "attention_rollout", "token_scores", "ranking", "curves",
+__all__ = ["METHODS", "KNOWN_METHODS", "ATTENTION_SCOPE", "FaithfulnessError", "integrated_gradients", "attention_rollout", "token_scores", "ranking", "curves",
            "FaithfulnessTable", "faithfulness", "batch_faithfulness"]
 
-METHODS = ("gradient", "grad_input", "integrated_gradients", "max", "mass", "attention_rollout", "random")
+METHODS = ("gradient", "grad_input", "integrated_gradients", "max", "mass", "entropy", "attention_rollout", "random")
+#: Every method :func:`token_scores` accepts: :data:`METHODS` and the reverse-entropy control.
+KNOWN_METHODS = METHODS + ("entropy_low",)
 
 #: The attention probabilities of layer L: a softmax in the scope of ``…layer.L.attention.self``.
 ATTENTION_SCOPE = r"(?:^|\.)layer\.(?P<layer>\d+)\.attention\.self(?:\.|$)"
@@ -121,16 +136,27 @@ def _check_node(graph, node) -> Tuple[int, Tuple[int, ...]]:
     return n.id, n.shape
 
 
+def _entropy_scores(result, nid: int, shape, low_first: bool) -> np.ndarray:
+    """Per token, ∓ its pooled path entropy (higher score ranks first); −∞ where Z = 0, NaN stays NaN."""
+    if nid not in result.retained("entropy"):
+        return np.full(shape[:2], -np.inf)
+    c = result.components(nid, "entropy")
+    Z = np.asarray(c["Z"], np.float64).sum(axis=-1)
+    h = pooled_entropy(c["Z"], c["R"], axis=-1)
+    return np.where(Z > 0, -h if low_first else h, np.where(np.isnan(Z), np.nan, -np.inf))
+
+
 def _all_scores(graph, feeds, acts, qoi: QoI, nid: int, methods, ig_steps: int, seed: int,
                 position: int) -> Dict[str, np.ndarray]:
     """Per method, the scores [B, T] of every example (one batched backward pass)."""
-    unknown = [m for m in methods if m not in METHODS]
+    unknown = [m for m in methods if m not in KNOWN_METHODS]
     if unknown:
-        raise FaithfulnessError(f"unknown attribution method(s) {', '.join(unknown)} (known: {', '.join(METHODS)})")
+        raise FaithfulnessError(f"unknown attribution method(s) {', '.join(unknown)} "
+                                f"(known: {', '.join(KNOWN_METHODS)})")
     e = np.asarray(acts[nid], np.float64)
     B, T = e.shape[:2]
-    sems = [s for m, s in (("gradient", "real"), ("grad_input", "real"), ("max", "max"), ("mass", "absolute"))
-            if m in methods]
+    sems = [s for m, s in (("gradient", "real"), ("grad_input", "real"), ("max", "max"), ("mass", "absolute"),
+                           ("entropy", "entropy"), ("entropy_low", "entropy")) if m in methods]
     r = backward(graph, acts, qoi, semirings=list(dict.fromkeys(sems)), retain=[nid], prune=True) if sems else None
 
     def at(sem):
@@ -148,8 +174,11 @@ def _all_scores(graph, feeds, acts, qoi: QoI, nid: int, methods, ig_steps: int, 
             out[m] = np.where(np.isfinite(v), v, -np.inf).max(axis=-1)
         elif m == "mass":
             out[m] = at("absolute").sum(axis=-1)
+        elif m in ("entropy", "entropy_low"):
+            out[m] = _entropy_scores(r, nid, e.shape, low_first=m == "entropy_low")
         elif m == "attention_rollout":
-            out[m] = np.stack([attention_rollout(graph, acts, b)[position] for b in range(B)])
+            rows = np.broadcast_to(np.asarray(position, np.int64), (B,))
+            out[m] = np.stack([attention_rollout(graph, acts, b)[rows[b]] for b in range(B)])
         else:
             out[m] = np.stack([np.random.default_rng(seed + b).permutation(T) for b in range(B)]).astype(np.float64)
     return out
@@ -202,6 +231,8 @@ class FaithfulnessTable:
     deletion_area: np.ndarray    # [examples, methods]
     insertion_area: np.ndarray
     deletion_curves: List[Dict[str, np.ndarray]]
+    insertion_curves: Optional[List[Dict[str, np.ndarray]]] = None
+    orders: Optional[Dict[str, np.ndarray]] = None   # per method, [examples, T] token positions, best first
 
     def to_markdown(self) -> str:
         lines = ["| method | deletion area (lower is better) | insertion area (higher is better) |", "|---|---|---|"]
@@ -222,16 +253,17 @@ def faithfulness(graph, examples: Sequence[Tuple[Mapping[str, np.ndarray], Union
     """Deletion/insertion areas of every method's ranking on every ``(feeds, qoi)`` example."""
     dele = np.zeros((len(examples), len(methods)))
     ins = np.zeros_like(dele)
-    kept = []
+    kept, kept_ins = [], []
     for i, (feeds, qoi) in enumerate(examples):
         scores = token_scores(graph, feeds, qoi, node, methods, example, ig_steps, seed + i - example, position)
-        per = {}
+        per, per_ins = {}, {}
         for j, m in enumerate(methods):
             c = curves(graph, feeds, qoi, node, ranking(scores[m]), example, replacement)
             dele[i, j], ins[i, j] = c["deletion_area"], c["insertion_area"]
-            per[m] = c["deletion"]
+            per[m], per_ins[m] = c["deletion"], c["insertion"]
         kept.append(per)
-    return FaithfulnessTable(list(methods), dele, ins, kept)
+        kept_ins.append(per_ins)
+    return FaithfulnessTable(list(methods), dele, ins, kept, kept_ins)
 
 
 def _per_example(graph, acts, qoi: QoI) -> np.ndarray:
@@ -244,7 +276,7 @@ def _per_example(graph, acts, qoi: QoI) -> np.ndarray:
 
 def batch_faithfulness(graph, feeds, qoi: Union[QoI, str], node, methods: Sequence[str] = METHODS,
                        ig_steps: int = 32, replacement: Optional[np.ndarray] = None, seed: int = 0,
-                       position: int = 0) -> FaithfulnessTable:
+                       position: Union[int, Sequence[int]] = 0) -> FaithfulnessTable:
     """:func:`faithfulness` for every example of one batch at once: ``qoi`` seeds one term (or
     several) per example (index 0 of the QoI node is the example, as index 0 of ``node``), so
     one batched backward pass gives every example's scores (no path joins two examples) and
@@ -268,10 +300,11 @@ def batch_faithfulness(graph, feeds, qoi: Union[QoI, str], node, methods: Sequen
     dele = np.zeros((B, len(methods)))
     ins = np.zeros_like(dele)
     kept = [dict() for _ in range(B)]
+    kept_ins = [dict() for _ in range(B)]
     for j, m in enumerate(methods):
         dc = np.stack([run(True, orders[m], k) for k in range(T + 1)], axis=1)
         ic = np.stack([run(False, orders[m], k) for k in range(T + 1)], axis=1)
         dele[:, j], ins[:, j] = np.trapezoid(dc, x, axis=1), np.trapezoid(ic, x, axis=1)
         for b in range(B):
-            kept[b][m] = dc[b]
-    return FaithfulnessTable(list(methods), dele, ins, kept)
+            kept[b][m], kept_ins[b][m] = dc[b], ic[b]
+    return FaithfulnessTable(list(methods), dele, ins, kept, kept_ins, orders)

@@ -13,7 +13,9 @@ too many tokens) get a row with ``skipped`` and are not retried.
 Aggregation (:func:`aggregate`, over the rows of the sentences in the current data/limit):
 
 - accuracy (QoI > 0) overall, by attractor count and by construction (held-out constructions
-  of model A marked), beside the majority-class baseline of the same sentences;
+  of model A marked), beside the majority-class baseline of the same sentences; for the
+  grammar's sentences also by construction and competitor noun, split by whether the
+  competitor's number matches the subject's (:mod:`graphengine.experiments.sva.competitors`);
 - the K/Q/V/skip table (docs/method.md): per token subset (``all`` tokens, ``subject``,
   ``attractors`` before the verb, ``mask``) and layer, the mean credited M⁺ per branch over the
   subset's (sentence, token) pairs, "% keys" = K / (K + Q + V + skip), and the fraction of
@@ -53,9 +55,10 @@ from .analysis import GRANULARITIES, Analyzer
 from .data import SVAItem, read_tsv
 from ..stats import spearman
 from .accuracy import accuracy_table
+from .competitors import construction_split, split_markdown
 from .models import SVAModelError, load_model
 
-__all__ = ["SVARunError", "run_sva", "aggregate", "read_rows", "LENGTH_BINS", "PAPER", "resolve_model",
+__all__ = ["SVARunError", "run_sva", "sentence_batches", "aggregate", "read_rows", "LENGTH_BINS", "PAPER", "resolve_model",
            "DEFAULT_MODELS"]
 
 LENGTH_BINS = ((10, 20), (20, 30), (30, 40), (40, 50))
@@ -123,7 +126,7 @@ def _check_settings(out: str, settings: Dict[str, Any]) -> None:
 
 
 # ------------------------------------------------------------------ the run
-def _batches(model, items: Sequence[SVAItem], batch_size: int, window: int = 2048):
+def sentence_batches(model, items: Sequence[SVAItem], batch_size: int, window: int = 2048):
     """Batches of one batch key (sentence length), shortest first within windows of ``window``
     sentences in file order, as ``(items, encodings)``; then ``("skipped", rows)`` for the
     sentences the model cannot score."""
@@ -182,7 +185,7 @@ def run_sva(model: str, data: str, out: Optional[str] = None, limit: Optional[in
             rows_path = store.records_path
             _check_settings(out, settings)
             pending = [it for it in ds.items if it.row not in store.done]
-            tasks = [Task(str(k), part) for k, part in enumerate(_batches(m, pending, batch_size))]
+            tasks = [Task(str(k), part) for k, part in enumerate(sentence_batches(m, pending, batch_size))]
             with prog.Progress(len(pending), f"sva {m.name} {granularity}", unit="sentences") as bar:
                 run_tasks(store, SerialExecutor(model=m), analyze, None, tasks, bar=bar, on_records=count)
     except RunStoreError as e:
@@ -194,7 +197,7 @@ def run_sva(model: str, data: str, out: Optional[str] = None, limit: Optional[in
         if r["id"] in wanted and r["id"] not in seen:
             seen.add(r["id"])
             rows.append(r)
-    doc = aggregate(rows, held_out=(getattr(m, "info", {}) or {}).get("held_out") or [])
+    doc = aggregate(rows, held_out=(getattr(m, "info", {}) or {}).get("held_out") or [], items=ds.items)
     doc["run"] = {**settings, "out": out, "limit": limit, "sentences_in_file": len(ds), "dropped_same_verb": len(ds.dropped_same_verb),
                   "new_rows_this_run": n_new, "seconds_this_run": seconds,
                   "seconds_per_sentence_this_run": seconds / n_new if n_new else None,
@@ -296,8 +299,11 @@ def _entropy(rows) -> Optional[Dict[str, Any]]:
     return out
 
 
-def aggregate(rows: Iterable[Dict[str, Any]], held_out: Sequence[str] = ()) -> Dict[str, Any]:
-    """Summaries of the per-sentence rows (see the module docstring)."""
+def aggregate(rows: Iterable[Dict[str, Any]], held_out: Sequence[str] = (),
+              items: Optional[Sequence[SVAItem]] = None) -> Dict[str, Any]:
+    """Summaries of the per-sentence rows (see the module docstring); with the data file's
+    ``items``, also the construction split by competitor noun
+    (:func:`graphengine.experiments.sva.competitors.construction_split`)."""
     rows = list(rows)
     scored = [r for r in rows if "skipped" not in r]
     skipped = [r for r in rows if "skipped" in r]
@@ -308,6 +314,11 @@ def aggregate(rows: Iterable[Dict[str, Any]], held_out: Sequence[str] = ()) -> D
     doc["accuracy"] = accuracy_table([r["correct"] for r in scored], [r.get("good_number") for r in scored],
                                      [r["n_attractors"] for r in scored], [r.get("construction") for r in scored],
                                      held_out)
+    if items is not None:
+        by_id = {it.row: it for it in items}
+        pairs = [(by_id[r["id"]], r["correct"]) for r in scored if r["id"] in by_id and by_id[r["id"]].has_roles]
+        if pairs:
+            doc["construction_split"] = construction_split([p[0] for p in pairs], [p[1] for p in pairs])
     doc["kqv"] = _kqv(scored)
     doc["mask_top_path"] = _mask_paths(scored)
     doc["entropy"] = _entropy(scored)
@@ -348,6 +359,11 @@ def to_markdown(doc: Dict[str, Any]) -> str:
         rows = [[c + (" (held out)" if v["held_out"] else ""), v["n"], _pct(v["accuracy"]), _pct(v["majority_baseline"])]
                 for c, v in acc["by_construction"].items()]
         lines += ["By construction:", "", markdown_table(["construction", "n", "accuracy", "majority baseline"], rows), ""]
+    if doc.get("construction_split"):
+        held = [c for c, v in acc.get("by_construction", {}).items() if v["held_out"]]
+        lines += ["By construction and competitor noun (docs/sva.md): accuracy where the competitor's number "
+                  "matches the subject's / where it does not (sentences):", "",
+                  split_markdown(doc["construction_split"], held), ""]
     kqv = doc["kqv"]
     L = kqv["layers"]
     subj = kqv["subsets"].get("subject")
