@@ -141,7 +141,9 @@ def test_promoted_float64_matches_an_fx_rewritten_float64_program(checkpoints, f
     scale = max(float(gr.abs().max()) for _, gr in pairs)   # analytic zeros: absolute against all gradients
     for name, gr in pairs:
         err = np.max(np.abs(result.grad(name) - gr.numpy()))
-        assert err <= 1e-10 * max(float(gr.abs().max()), 1e-6 * scale), name
+        # relative 1e-10 for every parameter whose gradient is at least 1e-4 of the largest; below that
+        # (e.g. an analytically zero part) 1e-14 of the largest gradient, absolute: rounding noise
+        assert err <= 1e-10 * max(float(gr.abs().max()), 1e-4 * scale), name
 
 
 @pytest.mark.parametrize("family", ["gpt_neox", "llama"])
