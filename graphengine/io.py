@@ -288,6 +288,32 @@ def write_npz(path: str, arrays: Dict[str, np.ndarray]) -> None:
         np.savez(f, **arrays)
 
 
+def marked_section(text: str, begin: str, end: str, label: str = "text",
+                   error: Type[Exception] = WriteError) -> str:
+    r"""The part of ``text`` between the marker lines ``begin`` and ``end`` (a generated section
+    of a README or doc); one ``error`` line unless each marker occurs once, in that order.
+
+    >>> marked_section("a\n<b>\nbody\n<e>\nz", "<b>", "<e>")
+    '\nbody\n'
+    """
+    if text.count(begin) != 1 or text.count(end) != 1 or text.index(begin) > text.index(end):
+        raise error(f"{label}: needs exactly one '{begin}' line followed by one '{end}' line")
+    return text.split(begin, 1)[1].split(end, 1)[0]
+
+
+def replace_marked_section(text: str, begin: str, end: str, body: str, label: str = "text",
+                           error: Type[Exception] = WriteError) -> str:
+    r"""``text`` with the part between the markers replaced by ``body`` (which should end in a
+    newline); the markers themselves stay.
+
+    >>> replace_marked_section("a\n<b>\nold\n<e>\nz", "<b>", "<e>", "new\n")
+    'a\n<b>\nnew\n<e>\nz'
+    """
+    marked_section(text, begin, end, label, error)
+    head, rest = text.split(begin, 1)
+    return f"{head}{begin}\n{body}{end}{rest.split(end, 1)[1]}"
+
+
 def same_file(a: str, b: str) -> bool:
     """Whether ``a`` and ``b`` name one file (through links, ``..`` or hard links).
 

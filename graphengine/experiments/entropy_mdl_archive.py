@@ -176,9 +176,7 @@ def write_section(doc_path: str, archive: str = ARCHIVE, plots: bool = True) -> 
             text = f.read()
     except OSError as e:
         raise ArchiveError(f"{doc_path}: cannot read ({e.strerror or e})") from None
-    if text.count(BEGIN) != 1 or text.count(END) != 1 or text.index(BEGIN) > text.index(END):
-        raise ArchiveError(f"{doc_path}: needs exactly one '{BEGIN}' line followed by one '{END}' line")
+    files.marked_section(text, BEGIN, END, doc_path, ArchiveError)
     section = _section(archive, os.path.dirname(os.path.abspath(doc_path)), plots)
-    head, rest = text.split(BEGIN, 1)
-    files.write_text(doc_path, f"{head}{BEGIN}\n{section}{END}{rest.split(END, 1)[1]}")
+    files.write_text(doc_path, files.replace_marked_section(text, BEGIN, END, section, doc_path, ArchiveError))
     return section

@@ -71,9 +71,11 @@ def _onnx_section() -> list:
 
 def readme_section(text: str) -> str:
     """The generated part of a README's text (between the markers); ``""`` if absent."""
+    from .. import io as files
+
     if BEGIN not in text or END not in text:
         return ""
-    return text.split(BEGIN, 1)[1].split(END, 1)[0].strip("\n") + "\n"
+    return files.marked_section(text, BEGIN, END, "README").strip("\n") + "\n"
 
 
 def write_readme(path: str) -> None:
@@ -82,11 +84,7 @@ def write_readme(path: str) -> None:
 
     with open(path, encoding="utf-8") as f:
         text = f.read()
-    if BEGIN not in text or END not in text:
-        raise SystemExit(f"{path}: no support-table markers")
-    head, rest = text.split(BEGIN, 1)
-    tail = rest.split(END, 1)[1]
-    files.write_text(path, f"{head}{BEGIN}\n{render_support()}{END}{tail}")
+    files.write_text(path, files.replace_marked_section(text, BEGIN, END, render_support(), path))
 
 
 if __name__ == "__main__":  # pragma: no cover - maintenance command
