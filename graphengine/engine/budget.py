@@ -32,7 +32,6 @@ from .. import io as files
 from ..errors import ResourceLimitError
 from ..ir.budget import budget_setting
 
-VALUE_BYTES = 8                  # float64 per component
 POINTER_BYTES = 4 + 2 + 8        # consumer node (int32), slot (int16), element (int64) per component
 RANK_BYTES = 2                   # k-best: the consumer path's rank (int16)
 SORT_BYTES = 8 + 1 + 8           # a k-best candidate: value, presence flag, sort position
@@ -43,9 +42,10 @@ def per_element(sr) -> dict:
     """Bytes per tensor element of one semiring: its ``value``, its ``pointers`` and the
     ``working`` set of one ⊕ (two operands and the result, plus k-best's candidates)."""
     n = len(sr.components)
+    value_bytes = np.dtype(getattr(sr, "dtype", np.float64)).itemsize  # float32 values: 4
     pointers = n * (POINTER_BYTES + (RANK_BYTES if sr.cross_components else 0)) if sr.selective else 0
-    working = 3 * n * VALUE_BYTES + (2 * n * SORT_BYTES if sr.cross_components else 0)
-    return {"value": n * VALUE_BYTES, "pointers": pointers, "working": working}
+    working = 3 * n * value_bytes + (2 * n * SORT_BYTES if sr.cross_components else 0)
+    return {"value": n * value_bytes, "pointers": pointers, "working": working}
 
 
 def per_tensor(sr) -> dict:

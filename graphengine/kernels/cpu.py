@@ -108,8 +108,8 @@ def block_entropy(z, r, d, u, v, oz, orr):
     then contracted; each entry's log is taken once."""
     B, n = z.shape
     step = min(B, max(numba.get_num_threads(), BLOCK_CHUNK // max(1, n * n)))
-    aj = np.empty((step, n, n))
-    lg = np.empty((step, n, n))
+    aj = np.empty((step, n, n), z.dtype)  # float32 values: float32 blocks, and float32 logs
+    lg = np.empty((step, n, n), z.dtype)
     for b0 in range(0, B, step):
         cb = min(step, B - b0)
         _block_abs(d, u, v, b0, aj[:cb])

@@ -3,8 +3,9 @@ family (the semiring's ``kernel`` attribute names it).
 
 Each class implements some of ``sum_last``, ``matmul``, ``matmul_block``, ``scatter``, ``scale``,
 ``scale_with_sources`` and ``plus`` with the same meaning, arguments and results as the
-reference methods in :mod:`graphengine.semirings`: it shapes the arrays (contiguous float64,
-batch dims flattened to index maps, no broadcast copies), calls the back end's kernels (the
+reference methods in :mod:`graphengine.semirings`: it shapes the arrays (contiguous, in the
+semiring's value dtype: float64, or float32 for a linear semiring asked for it; batch dims
+flattened to index maps, no broadcast copies), calls the back end's kernels (the
 interface :class:`graphengine.kernels.backend.Backend`, whose per-family protocols name the
 kernels each class here uses) and shapes the results back. Whatever a class does not implement falls back to the numpy
 reference (see :class:`graphengine.kernels.dispatch.DeviceSemiring`).
@@ -49,34 +50,37 @@ def batch_maps(a_batch, w_batch):
     return batch, index(a_batch), index(w_batch)
 
 
-def as3(x) -> np.ndarray:
-    """``(.., M, N)`` as a contiguous float64 ``(B, M, N)``."""
-    x = f64(x)
+def as3(x, dtype=np.float64) -> np.ndarray:
+    """``(.., M, N)`` as a contiguous ``(B, M, N)`` (float64 unless ``dtype`` says otherwise)."""
+    x = contiguous(x, dtype)
     return x.reshape((-1,) + x.shape[-2:])
 
 
-def rows(x) -> np.ndarray:
-    """``(.., N)`` as a contiguous float64 ``(R, N)``."""
-    x = f64(x)
+def rows(x, dtype=np.float64) -> np.ndarray:
+    """``(.., N)`` as a contiguous ``(R, N)`` (float64 unless ``dtype`` says otherwise)."""
+    x = contiguous(x, dtype)
     return x.reshape((-1, x.shape[-1]))
 
 
-def _block_factors(block, batch):
-    """The block's factors broadcast to ``batch`` and flattened: ``d (B, n)``, ``u, v (B, n, R)``."""
+def _block_factors(block, batch, dtype):
+    """The block's factors broadcast to ``batch``, flattened and in ``dtype``: ``d (B, n)``,
+    ``u, v (B, n, R)``."""
     f = block.factors
     n = f.diag.shape[-1]
     R = f.u.shape[-1]
-    d = f64(np.broadcast_to(f.diag, batch + (n,))).reshape(-1, n)
-    u = f64(np.broadcast_to(f.u, batch + (n, R))).reshape(-1, n, R)
-    v = f64(np.broadcast_to(f.v, batch + (n, R))).reshape(-1, n, R)
+    d = contiguous(np.broadcast_to(f.diag, batch + (n,)), dtype).reshape(-1, n)
+    u = contiguous(np.broadcast_to(f.u, batch + (n, R)), dtype).reshape(-1, n, R)
+    v = contiguous(np.broadcast_to(f.v, batch + (n, R)), dtype).reshape(-1, n, R)
     return d, u, v
 
 
 class Family:
-    """Base: holds the reference semiring and the back end."""
+    """Base: holds the reference semiring, the back end and the value dtype (float64 for every
+    family but the linear ones, which follow their semiring's ``dtype``)."""
 
     def __init__(self, base, backend: Backend):
         self.base, self.be = base, backend
+        self.dtype = np.dtype(np.float64)
 
 
 class _BlockRows(Family):
@@ -85,7 +89,8 @@ class _BlockRows(Family):
     def _block_rows(self, a, block):
         shape = a[0].shape
         batch, n = shape[:-2], shape[-1]
-        return shape, batch, [f64(c).reshape(-1, n) for c in a], _block_factors(block, batch)
+        rows_ = [contiguous(c, self.dtype).reshape(-1, n) for c in a]
+        return shape, batch, rows_, _block_factors(block, batch, self.dtype)
 
 
 # ================================================================ selective
@@ -338,10 +343,14 @@ class LogEntropy(Family):
 # ================================================================ linear
 class Linear(_BlockRows):
     """Real, absolute, counting, entropy. On the CPU (``HOST_LINEAR``) contractions, sums and
-    scatters stay with the numpy reference (BLAS); on a device they use its sum kernels."""
+    scatters stay with the numpy reference (BLAS); on a device they use its sum kernels.
+
+    Values are in the semiring's ``dtype``: float32 values reach the kernels as float32 arrays
+    (Numba compiles a float32 specialisation of each kernel the first time one is used)."""
 
     def __init__(self, base, backend):
         super().__init__(base, backend)
+        self.dtype = np.dtype(base.dtype)
         if backend.HOST_LINEAR:  # keep the reference's BLAS calls
             for name in ("sum_last", "matmul", "scatter"):
                 setattr(self, name, getattr(base, name))
@@ -354,22 +363,22 @@ class Linear(_BlockRows):
     def sum_last(self, a):
         out = []
         for c in a:
-            r = rows(c)
-            o = np.empty((r.shape[0], 1, 1))
-            self.be.matmul_sum(r.reshape(-1, 1, r.shape[1]), np.ones((1, r.shape[1], 1)),
+            r = rows(c, self.dtype)
+            o = np.empty((r.shape[0], 1, 1), self.dtype)
+            self.be.matmul_sum(r.reshape(-1, 1, r.shape[1]), np.ones((1, r.shape[1], 1), self.dtype),
                                np.arange(r.shape[0], dtype=np.int64), np.zeros(r.shape[0], np.int64), o)
             out.append(o.reshape(c.shape[:-1]))
         return tuple(out), None
 
     def matmul(self, a, w):
         out = []
-        for terms in self.transforms(np.asarray(w, dtype=np.float64)):
+        for terms in self.transforms(np.asarray(w, dtype=self.dtype)):
             total = None
             for comp, ww in terms:
                 batch, ia, iw = batch_maps(a[comp].shape[:-2], ww.shape[:-2])
                 M, K = a[comp].shape[-2], ww.shape[-1]
-                o = np.empty((len(ia), M, K))
-                self.be.matmul_sum(as3(a[comp]), as3(ww), ia, iw, o)
+                o = np.empty((len(ia), M, K), self.dtype)
+                self.be.matmul_sum(as3(a[comp], self.dtype), as3(ww, self.dtype), ia, iw, o)
                 o = o.reshape(batch + (M, K))
                 total = o if total is None else total + o
             out.append(total)
@@ -379,8 +388,8 @@ class Linear(_BlockRows):
         index = contiguous(index, np.int64)
         out = []
         for c in a:
-            o = np.empty(size)
-            self.be.scatter_sum(f64(c), index, o)
+            o = np.empty(size, self.dtype)
+            self.be.scatter_sum(contiguous(c, self.dtype), index, o)
             out.append(o)
         return tuple(out), None
 
@@ -393,7 +402,7 @@ class Real(Linear):
         if block.factors is None:
             return self.matmul(a, block.jacobian)
         shape, batch, (x,), (d, u, v) = self._block_rows(a, block)
-        o = np.empty(x.shape)
+        o = np.empty(x.shape, self.dtype)
         self.be.block_real(x, d, u, v, o)
         return (o.reshape(shape),), None
 
@@ -406,7 +415,7 @@ class Absolute(Linear):
         if block.factors is None:
             return self.matmul(a, block.jacobian)
         shape, batch, (x,), (d, u, v) = self._block_rows(a, block)
-        o = np.empty(x.shape)
+        o = np.empty(x.shape, self.dtype)
         self.be.block_absolute(x, d, u, v, o)
         return (o.reshape(shape),), None
 
@@ -473,14 +482,14 @@ class Entropy(Linear):
         if block.factors is None:
             return self.matmul(a, block.jacobian)
         shape, batch, (z, r), (d, u, v) = self._block_rows(a, block)
-        oz, orr = np.empty(z.shape), np.empty(z.shape)
+        oz, orr = np.empty(z.shape, self.dtype), np.empty(z.shape, self.dtype)
         self.be.block_entropy(z, r, d, u, v, oz, orr)
         return (oz.reshape(shape), orr.reshape(shape)), None
 
 
 class Counting(Linear):
     def transforms(self, w):
-        return [[(0, np.ones(w.shape))]]
+        return [[(0, np.ones(w.shape, self.dtype))]]
 
     def matmul_block(self, a, block):
         # every edge of a dense block exists: each column receives the row total

@@ -20,6 +20,11 @@ kbest:K        the K largest signed path products (backpointers with ranks)
 kbestabs:K     the K largest |path products| (backpointers with ranks)
 =============  ==========================================================================
 
+**Value dtype**: ``NAME:float32`` (``real:float32``, ``absolute:float32``, ``entropy:float32``,
+``count:float32``) holds that semiring's values in float32 (:meth:`Semiring.with_dtype`;
+results are keyed by the spec, as ``kbest:K``'s are); ``NAME:float64`` is ``NAME``, the default. float32 roughly halves the
+time and memory of the values at a rounding error bounded in docs/method.md ("Value dtype").
+
 Modules: :mod:`~graphengine.semirings.base` (the interface and its declared attributes),
 :mod:`~graphengine.semirings.families` (linear, log-linear and selective bases that derive ⊕ and
 every reduction), :mod:`~graphengine.semirings.pointers` (backpointer policies),
@@ -39,9 +44,13 @@ shortest paths from outside the package.
 ('Z', 'R')
 >>> get_semiring("kbest:2").components
 ('top1', 'top2', 'rest1', 'rest2')
+>>> get_semiring("entropy:float32")
+Entropy(dtype=float32)
 """
 
 from typing import Callable, Dict
+
+import numpy as np
 
 from .absolute import Absolute, LogAbsolute
 from .base import Semiring, Value
@@ -88,19 +97,36 @@ def unregister_semiring(name: str) -> None:
         raise ValueError(f"unknown semiring {name!r}")
 
 
+VALUE_DTYPES = ("float64", "float32")  # the ``NAME:DTYPE`` spec suffixes
+
+
 def get_semiring(spec) -> Semiring:
-    """A semiring instance from an instance or a name like ``"real"`` or ``"kbest:5"``."""
+    """A semiring instance from an instance or a name like ``"real"``, ``"kbest:5"`` or
+    ``"real:float32"`` (values held in float32, for the semirings whose ``value_dtypes`` allow it).
+
+    >>> get_semiring("max:float32")
+    Traceback (most recent call last):
+    ...
+    ValueError: bad semiring 'max:float32': semiring 'max' holds its values in float64, not float32
+    """
     if isinstance(spec, Semiring):
         return spec
     if isinstance(spec, str) and spec in SEMIRINGS:
         return SEMIRINGS[spec]()
+    head, _, option = spec.partition(":") if isinstance(spec, str) else ("", "", "")
+    if head in SEMIRINGS and option in VALUE_DTYPES:
+        try:
+            return SEMIRINGS[head]().with_dtype(option)
+        except ValueError as e:
+            raise ValueError(f"bad semiring {spec!r}: {e}") from None
     if isinstance(spec, str) and spec.split(":")[0] in PARAMETRIC:
         head, _, k = spec.partition(":")
         if not k.isdigit() or int(k) < 1:
             raise ValueError(f"bad semiring {spec!r}: expected {head}:K with K a positive integer")
         return PARAMETRIC[head](int(k))
     known = sorted(SEMIRINGS) + [f"{p}:K" for p in sorted(PARAMETRIC)]
-    raise ValueError(f"unknown semiring {spec!r} (known: {', '.join(known)})")
+    raise ValueError(f"unknown semiring {spec!r} (known: {', '.join(known)}; NAME:float32 for "
+                     f"{', '.join(n for n in sorted(SEMIRINGS) if np.float32 in SEMIRINGS[n].value_dtypes)})")
 
 
 for _cls in (Real, Absolute, LogAbsolute, SignedMaxPair, MaxAbs, MaxPlus, Entropy, LogEntropy, Counting,
@@ -114,4 +140,4 @@ __all__ = ["Semiring", "Value", "LinearSemiring", "LogLinearSemiring", "Selectiv
            "FeatureExpectation", "PathLength", "SignedMass",
            "Counting", "LogCounting", "Boolean", "NoPointers", "ElementPointers", "PairPointers", "RankedPointers",
            "Backpointers",
-           "SEMIRINGS", "PARAMETRIC", "get_semiring", "register_semiring", "unregister_semiring"]
+           "SEMIRINGS", "PARAMETRIC", "VALUE_DTYPES", "get_semiring", "register_semiring", "unregister_semiring"]

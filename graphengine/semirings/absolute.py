@@ -23,6 +23,7 @@ class Absolute(LinearSemiring):
     kernel = "absolute"
     components = ("Z",)
     log_twin = "log"
+    value_dtypes = (np.float64, np.float32)
 
     def lift(self, w):
         return (np.abs(np.asarray(w, dtype=self.dtype)),)

@@ -24,7 +24,15 @@ reductions as well, so a semiring of a known family declares only its constants,
 
 The other declared attributes say what the rest of the package needs to know about a semiring
 (instead of testing its name): ``directions``, ``log_space``, ``log_twin``, ``weighted``,
-``is_entropy``, ``may_cancel``, ``paper_granularity``, ``kernel``.
+``is_entropy``, ``may_cancel``, ``paper_granularity``, ``kernel``, ``value_dtypes``.
+
+Value dtype: every semiring holds its values in float64 (``dtype``) unless asked otherwise. A
+semiring that lists float32 in ``value_dtypes`` (the linear ones: real, absolute, entropy,
+count) can run in float32 instead: :meth:`Semiring.with_dtype` (or the spec ``"real:float32"``
+of :func:`graphengine.semirings.get_semiring`) returns a copy whose lifts, contractions (float32
+BLAS), dense blocks, scatters and results are float32. float64 stays the default: it keeps the
+reference engine's exactness and parity guarantees; float32 halves the memory and time of the
+values at a documented rounding error (docs/method.md, "Value dtype").
 
 >>> import numpy as np
 >>> class MaxTimes(Semiring):   # the largest |path product|, no backpointers: six methods
@@ -42,6 +50,7 @@ array([[8.]])
 
 from __future__ import annotations
 
+import copy
 from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
@@ -75,6 +84,7 @@ class Semiring:
     is_entropy: bool = False  # finalize gives "entropy", and ⊕-pooling elements gives their joint entropy
     may_cancel: bool = False  # the headline may be 0 by cancellation of signed paths, not only by underflow
     paper_granularity: bool = True  # has a meaning at granularity="paper" (see paper_view)
+    value_dtypes: Tuple[type, ...] = (np.float64,)  # the dtypes its values may be held in (with_dtype)
 
     def __init_subclass__(cls, **kwargs):
         # A kernel family hard-codes its semiring's algebra: a subclass that changes the algebra
@@ -83,6 +93,32 @@ class Semiring:
         super().__init_subclass__(**kwargs)
         if "kernel" not in cls.__dict__:
             cls.kernel = None
+
+    def with_dtype(self, dtype) -> "Semiring":
+        """This semiring with its values held in ``dtype`` (``"float32"``, ``np.float32``...): a
+        copy named ``NAME:float32`` (results are keyed by that name, as ``kbest:K``'s are, so one
+        backward may compute ``real`` and ``real:float32`` side by side), or ``self`` when the
+        dtype is already its own. Raises ``ValueError`` for a dtype not in ``value_dtypes``.
+
+        >>> from graphengine.semirings import Real
+        >>> r32 = Real().with_dtype("float32")
+        >>> r32.name, r32.lift(np.array([0.1]))[0].dtype, r32.with_dtype("float64").name
+        ('real:float32', dtype('float32'), 'real')
+        >>> Real().with_dtype("float16")
+        Traceback (most recent call last):
+        ...
+        ValueError: semiring 'real' holds its values in float64 or float32, not float16
+        """
+        dt = np.dtype(dtype)
+        if dt == np.dtype(self.dtype):
+            return self
+        if dt not in [np.dtype(d) for d in self.value_dtypes]:
+            allowed = " or ".join(np.dtype(d).name for d in self.value_dtypes)
+            raise ValueError(f"semiring '{self.name}' holds its values in {allowed}, not {dt.name}")
+        out = copy.copy(self)
+        out.dtype = dt.type
+        out.name = type(self).name if dt == np.float64 else f"{type(self).name}:{dt.name}"
+        return out
 
     @property
     def selective(self) -> bool:
@@ -201,4 +237,5 @@ class Semiring:
         return tuple(np.where(mask, x, y) for x, y in zip(a, b))
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}()"
+        dt = np.dtype(self.dtype)
+        return f"{type(self).__name__}()" if dt == np.float64 else f"{type(self).__name__}(dtype={dt.name})"

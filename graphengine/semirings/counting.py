@@ -28,6 +28,7 @@ class Counting(LinearSemiring):
     components = ("paths",)
     log_twin = "logcount"
     weighted = False
+    value_dtypes = (np.float64, np.float32)  # float32 counts are exact up to 2**24 paths
 
     def lift(self, w):
         return (np.ones(np.shape(w), dtype=self.dtype),)

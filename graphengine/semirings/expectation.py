@@ -39,9 +39,10 @@ class Entropy(LinearSemiring):
     one_elements = (1.0, 0.0)
     log_twin = "logentropy"
     is_entropy = True
+    value_dtypes = (np.float64, np.float32)
 
     def lift(self, w):
-        return abs_xlogx_neg(w)
+        return abs_xlogx_neg(w, self.dtype)
 
     def times(self, a, b):
         return (a[0] * b[0], a[0] * b[1] + a[1] * b[0])

@@ -23,6 +23,7 @@ class Real(LinearSemiring):
     one_elements = (1.0,)
     log_twin = "log"  # log Z bounds |grad|
     may_cancel = True
+    value_dtypes = (np.float64, np.float32)
 
     def lift(self, w):
         return (np.asarray(w, dtype=self.dtype),)

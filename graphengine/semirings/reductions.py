@@ -35,7 +35,7 @@ def contract(a, b, times, reduce_last, zeros, with_positions: bool):
     if M == 0 or N == 0:
         return zeros(shape), pos
     step = max(1, CHUNK_ELEMENTS // max(1, int(np.prod(batch, dtype=np.int64)) * N * K))
-    out = tuple(np.empty(shape, np.float64) for _ in a)
+    out = tuple(np.empty(shape, z.dtype) for z in zeros((0,)))
     for m0 in range(0, M, step):
         prod = times(tuple(c[..., m0:m0 + step, :, None] for c in a), tuple(c[..., None, :, :] for c in b))
         full = batch + (min(step, M - m0), N, K)
@@ -116,8 +116,8 @@ def _xlogx_neg_into(a: np.ndarray, out: np.ndarray, absolute: np.ndarray = None)
         np.copyto(o, 0.0, where=~(x > 0))
 
 
-def _lift(w, absolute: bool):
-    w = np.asarray(w, dtype=np.float64)
+def _lift(w, absolute: bool, dtype=np.float64):
+    w = np.asarray(w, dtype=dtype)
     out = np.empty_like(w)
     aw = np.empty_like(w) if absolute else None
     flat = [_flat(x) for x in (w, out) + ((aw,) if absolute else ())]
@@ -139,15 +139,16 @@ def xlogx_neg(a: np.ndarray) -> np.ndarray:
     return _lift(a, False)[1]
 
 
-def abs_xlogx_neg(w) -> Tuple[np.ndarray, np.ndarray]:
+def abs_xlogx_neg(w, dtype=np.float64) -> Tuple[np.ndarray, np.ndarray]:
     """``(|w|, -|w| log|w|)``: the entropy semiring's lift of real weights (with
     ``0 log 0 = 0``), in one chunked pass; the same numbers as ``xlogx_neg(np.abs(w))``.
+    Computed in ``dtype`` (the semiring's value dtype).
 
     >>> aw, h = abs_xlogx_neg(np.array([[-0.5, 0.0]]))
     >>> aw.tolist(), h.tolist()
     ([[0.5, 0.0]], [[0.34657359027997264, 0.0]])
     """
-    return _lift(w, True)
+    return _lift(w, True, dtype)
 
 
 def safe_log_abs(w) -> np.ndarray:
