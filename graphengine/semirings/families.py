@@ -46,7 +46,14 @@ class LinearSemiring(Semiring):
         return tuple(x.sum(axis=-1) for x in a), None
 
     def scatter(self, a, index, size):
-        return tuple(np.bincount(index, weights=x, minlength=size).astype(self.dtype, copy=False) for x in a), None
+        if np.dtype(self.dtype) == np.float64:
+            return tuple(np.bincount(index, weights=x, minlength=size) for x in a), None
+        # float32 values: accumulate in place, in float32 (bincount would fill a float64
+        # array of the whole output, a 30522×384 word table for an embedding, and then copy it)
+        out = tuple(np.zeros(size, self.dtype) for _ in a)
+        for o, x in zip(out, a):
+            np.add.at(o, index, x)
+        return out, None
 
     def matmul(self, a, w):
         if len(self.components) == 1:
