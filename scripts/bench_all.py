@@ -15,7 +15,8 @@ Every job is defined so that both sides do the same work:
   output (``model.embeddings``'s output, replaced by a leaf that requires grad) requiring grad,
   forward + backward; graphengine retaining the embedding output (pruned to its cone).
   *all parameters retained*: torch with every parameter requiring grad; graphengine retaining
-  inputs and parameters (``retain=None``).
+  inputs and parameters (``retain=None``). Each job again with real and entropy in float32
+  (``real:float32, max, entropy:float32``: the ``_float32`` lines).
   Not ``--quick``: the same two jobs on the built MiniLM-size encoder, seq 32
   (``bench_bert.bench_speed``).
 - **P1b** the demo's job: the same exported graph, retaining only the layer inputs; torch
@@ -29,11 +30,16 @@ Every job is defined so that both sides do the same work:
   backward time divided by the number of nodes (best wall time, and best process CPU time),
   the walk plan cached as for every example after the first; the reference device beside it.
 - **P3** real-semiring backward only vs torch backward only, all parameters retained, on the
-  exported MiniLM.
+  exported MiniLM; graphengine's values in float64 (``real``) and, as a second line, in float32
+  (``real:float32``, the same job). The float32 line records its accuracy on this job: the
+  largest |g32 − g64| over all parameter gradients, relative to the largest |g64| and to the
+  absolute semiring's Z at that element (the scale of the documented bound, docs/method.md
+  "Value dtype"), beside torch float32's own |g_torch − g64|.
 - **P4** argmax max-times / max-pair contraction vs numpy sgemm, 512² and 1024²
   (``bench_contraction.run``).
 - **P5** peak memory of P1 (built MiniLM-size, all parameters) vs torch, each in a fresh
-  spawned process, and RSS over repeated analyses (``bench_bert.bench_memory``).
+  spawned process, and RSS over repeated analyses (``bench_bert.bench_memory``); graphengine
+  also with real and entropy in float32 (``graphengine_float32``).
 - **P6** time ∝ |E|: the log-log slope from ``graphengine.experiments.scaling`` (real).
 - **P8** GPT-2 small (12 layers, hidden 768, 12 heads, vocab 50257) with random weights from a
   transformers config, exported with the torch frontend, seq ``--gpt2-seq`` (default 64; 32
@@ -44,7 +50,8 @@ Every job is defined so that both sides do the same work:
   includes the parent's RSS at fork) and the rise of the
   peak over the RSS before the timed run.
 
-torch runs in float32, graphengine in float64 (semiring values); one thread on both sides
+torch runs in float32, graphengine in float64 (semiring values) unless a line says float32; one
+thread on both sides
 (``torch.set_num_threads(1)``, BLAS limited by threadpoolctl, ``numba.set_num_threads(1)``).
 Best of ``--repeat``. The JSON records the machine (platform, cpu count), threads and dtypes,
 and the load average at the start and the end of the run.
@@ -71,6 +78,7 @@ import numpy as np
 
 TEXT = "The keys to the cabinet are on the table."
 THREE = ["real", "max", "entropy"]
+THREE_FLOAT32 = ["real:float32", "max", "entropy:float32"]  # max stays float64: selections are exact
 FOUR = ["real", "max", "absolute", "entropy"]
 QOI = "last_hidden_state[0,0,0]"
 
@@ -223,17 +231,46 @@ def bench_minilm(repeat: int) -> dict:
         t_torch, _ = bc.best_of(run_t, repeat)
         if hook is not None:
             hook.handle.remove()
-        t_ours, _ = bc.best_of(_ours(graph, feeds, QOI, THREE, retain, prune=not name.endswith("prune_false")),
-                               repeat)
-        out[name] = {"torch_s": t_torch, "graphengine_s": t_ours, "ratio": t_ours / t_torch}
-        print(name, out[name], flush=True)
+        variants = {"": THREE, "_float32": THREE_FLOAT32} if name.startswith("P1_") else {"": THREE}
+        for suffix, semirings in variants.items():
+            t_ours, _ = bc.best_of(_ours(graph, feeds, QOI, semirings, retain,
+                                         prune=not name.endswith("prune_false")), repeat)
+            out[name + suffix] = {"torch_s": t_torch, "graphengine_s": t_ours, "ratio": t_ours / t_torch,
+                                  "semirings": semirings}
+            print(name + suffix, out[name + suffix], flush=True)
     _, prep, bwd, _ = _torch_job(model, kwargs, idx, params=True)
     t_torch_b = _bwd_only(prep, bwd, repeat)
     acts = forward(graph, feeds)
-    t_ours_b, _ = bc.best_of(lambda: backward(graph, acts, QOI, semirings=["real"]), repeat)
-    out["P3_real_backward"] = {"torch_s": t_torch_b, "graphengine_s": t_ours_b, "ratio": t_ours_b / t_torch_b}
-    print("P3", out["P3_real_backward"], flush=True)
+    for key, sr in (("P3_real_backward", "real"), ("P3_real_backward_float32", "real:float32")):
+        t_ours_b, _ = bc.best_of(lambda: backward(graph, acts, QOI, semirings=[sr]), repeat)
+        out[key] = {"torch_s": t_torch_b, "graphengine_s": t_ours_b, "ratio": t_ours_b / t_torch_b, "semiring": sr}
+        print(key, out[key], flush=True)
+    out["P3_real_backward_float32"]["accuracy"] = _float32_accuracy(graph, acts, model)
     return out
+
+
+def _float32_accuracy(graph, acts, model) -> dict:
+    """|g32 − g64| over every parameter gradient of the P3 job (torch's ``.grad`` from the last
+    backward beside it): the largest, relative to the largest |g64|, and the largest ratio to Z."""
+    from graphengine.engine import backward
+    r = backward(graph, acts, QOI, semirings=["real", "real:float32", "absolute"])
+    named = dict(model.named_parameters())
+    prefix = model.base_model_prefix + "."
+    err = err_torch = scale = to_z = 0.0
+    for p in graph.parameters():
+        if p.id not in r.by_semiring["real"].values:
+            continue
+        g64 = r.grad(p.name)
+        diff = np.abs(r.get(p.name, "real:float32").astype(np.float64) - g64)
+        z = r.get(p.name, "absolute")
+        err, scale = max(err, float(diff.max())), max(scale, float(np.abs(g64).max()))
+        to_z = max(to_z, float(np.max(np.where(z > 0, diff / np.where(z > 0, z, 1.0), 0.0))))
+        t = named.get(p.name, named.get(prefix + p.name))
+        if t is not None and t.grad is not None:
+            err_torch = max(err_torch, float(np.max(np.abs(t.grad.numpy().astype(np.float64) - g64))))
+    return {"max_abs_error_vs_float64": err, "relative_to_largest_gradient": err / scale,
+            "max_error_over_Z": to_z, "torch_float32_max_abs_error_vs_graphengine_float64": err_torch,
+            "torch_relative_to_largest_gradient": err_torch / scale}
 
 
 # ------------------------------------------------------------------ P2b
@@ -350,7 +387,9 @@ def main(argv=None):
     out_path = Path(args.out) if args.out else bc.RESULTS / "all.json"
     res = json.loads(out_path.read_text()) if only and out_path.exists() else {}
     res.update({"description": __doc__, "threads": {"torch": 1, "blas": 1, "numba": 1},
-                "dtypes": {"torch": "float32", "graphengine": "float64"}, "load_average_start": _load()})
+                "dtypes": {"torch": "float32", "graphengine": "float64",
+                           "graphengine_float32_lines": "real and entropy float32 (NAME:float32), max float64"},
+                "load_average_start": _load()})
     parts = {
         "P0": lambda: bench_p0(args.quick),
         "P1": lambda: bench_minilm(args.repeat),

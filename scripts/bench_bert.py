@@ -8,6 +8,8 @@
 (d) peak memory of (b) vs torch's, each measured in a fresh process as the rise of the peak RSS
     (VmHWM, reset through /proc/self/clear_refs) over the RSS after setup and one warm-up run;
     plus the RSS after each of ``--repeats`` analyses in one process. Target ≤ 2× and flat.
+    graphengine is measured twice: values in float64, and real/entropy in float32
+    (``real:float32, max, entropy:float32``; the max pair stays float64).
 (e) a 2-layer, hidden-128 BERT (2 heads, FFN 512, vocab 30522) at 16 tokens with the four
     statistics of the original implementation (gradient, max pair, absolute, entropy), forward
     + backward, absolute time. Target ≤ 20 ms.
@@ -39,6 +41,9 @@ MINILM = dict(vocab_size=30522, hidden_size=384, num_layers=6, num_heads=12, int
               max_position=512)
 TINY = dict(vocab_size=30522, hidden_size=128, num_layers=2, num_heads=2, intermediate_size=512, max_position=512)
 QOI = "last_hidden_state[0,0,0]"
+# P5's graphengine jobs: semiring values in float64, and real/entropy in float32 (max stays exact)
+MEMORY_SEMIRINGS = {"graphengine": ["real", "max", "entropy"],
+                    "graphengine_float32": ["real:float32", "max", "entropy:float32"]}
 _TORCH_PARAMS: list = []
 
 
@@ -175,7 +180,7 @@ def _mem_worker(kind: str, q):
     if kind == "torch":
         _, run, _, _ = _torch(cfg, weights, ids)
     else:
-        _, run = _ours(g, feeds, ["real", "max", "entropy"])
+        _, run = _ours(g, feeds, MEMORY_SEMIRINGS[kind])
     run()  # warm-up: compiled kernels loaded, allocator warm
     if kind == "torch":
         import torch
@@ -220,14 +225,18 @@ def _in_fresh_process(target, *args):
 
 def bench_memory(repeats: int) -> dict:
     ours = _in_fresh_process(_mem_worker, "graphengine")
+    ours32 = _in_fresh_process(_mem_worker, "graphengine_float32")
     theirs = _in_fresh_process(_mem_worker, "torch")
     rss = _in_fresh_process(_rss_worker, repeats)
     mib = 1 << 20
     out = {"method": "peak RSS (VmHWM after /proc/self/clear_refs=5) minus RSS before one analysis, "
                      "fresh spawned process per side, after one warm-up analysis; tracemalloc peak for numpy",
-           "graphengine": ours, "torch": theirs,
+           "graphengine": ours, "graphengine_float32": ours32, "torch": theirs,
+           "semirings": MEMORY_SEMIRINGS,
            "ratio_peak_delta": (ours["peak_rss_delta"] / theirs["peak_rss_delta"]
                                 if ours["peak_rss_delta"] and theirs["peak_rss_delta"] else None),
+           "ratio_peak_delta_float32": (ours32["peak_rss_delta"] / theirs["peak_rss_delta"]
+                                        if ours32["peak_rss_delta"] and theirs["peak_rss_delta"] else None),
            "repeated_rss_mib": {"repeats": repeats, "first": rss[0] / mib, "last": rss[-1] / mib,
                                 "max": max(rss) / mib, "min": min(rss) / mib,
                                 "growth_last_half_mib": (rss[-1] - rss[len(rss) // 2]) / mib,

@@ -60,11 +60,14 @@ def _rows(doc: Dict) -> List[tuple]:
     p1 = doc.get("P1", {})
     for key, label, target in (("P1_embeddings", "MiniLM (hf export), {real, max pair, entropy}, w.r.t. token "
                                 "embeddings", "≤ 4×"),
+                               ("P1_embeddings_float32", "same, real and entropy in float32", "≤ 4×"),
                                ("P1_all_parameters", "same, all parameters retained", "≤ 4×"),
+                               ("P1_all_parameters_float32", "same, real and entropy in float32", "≤ 4×"),
                                ("P1b_layer_inputs", "same, retaining the layer inputs (demo job)", "≤ 4×"),
                                ("P1b_layer_inputs_prune_false", "same, with prune=False (the walk before)", "–"),
                                ("P3_real_backward", "real backward only vs torch backward, all parameters",
-                                "≤ 1.2×")):
+                                "≤ 1.2×"),
+                               ("P3_real_backward_float32", "same, values in float32 (`real:float32`)", "≤ 1.2×")):
         if key in p1:
             r = p1[key]
             rows.append((key.split("_")[0], label, _t(r["graphengine_s"]), _t(r["torch_s"]), _x(r["ratio"]), target))
@@ -93,6 +96,10 @@ def _rows(doc: Dict) -> List[tuple]:
         rows.append(("P5", "peak RSS rise of the P1 built job (all parameters)",
                      _mib(p5["graphengine"].get("peak_rss_delta")), _mib(p5["torch"].get("peak_rss_delta")),
                      _x(p5.get("ratio_peak_delta")), "≤ 2×"))
+        if "graphengine_float32" in p5:
+            rows.append(("P5", "same, real and entropy in float32",
+                         _mib(p5["graphengine_float32"].get("peak_rss_delta")),
+                         _mib(p5["torch"].get("peak_rss_delta")), _x(p5.get("ratio_peak_delta_float32")), "≤ 2×"))
         rr = p5["repeated_rss_mib"]
         rows.append(("P5", f"RSS over {rr['repeats']} analyses", f"{rr['first']:.0f} → {rr['last']:.0f} MiB",
                      "–", "–", "flat"))
