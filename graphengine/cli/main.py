@@ -594,7 +594,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--qoi", metavar="QOI", help="'node[i,j]' or 'node[i,j] - node[k,l]' (default: the QoI "
                    "recorded at export, e.g. by export hf --target/--foil)")
     p.add_argument("--semiring", default="max,entropy", metavar="LIST",
-                   help="comma-separated semirings, e.g. max,entropy,kbest:5 (default max,entropy)")
+                   help="comma-separated semirings, e.g. max,entropy,kbest:5 (default max,entropy); "
+                        "real:float32, entropy:float32... hold a linear semiring's values in float32")
     p.add_argument("--granularity", choices=("scalar", "paper"), default="scalar",
                    help="scalar: exact per-scalar paths (default); paper: the paper's coarser granularity "
                         "(docs/granularity.md)")

@@ -8,8 +8,10 @@ from the same functions (:mod:`graphengine.kernels.scalar`).
 
 Conventions shared by every kernel:
 
-- inputs are C-contiguous float64 values and int64 positions; outputs are preallocated by the
-  caller and filled in place (only ``scale_pair`` returns its results);
+- inputs are C-contiguous float64 values (float32 for the linear families when the semiring's
+  values are float32: every array of one call has the same value dtype) and int64 positions;
+  outputs are preallocated by the caller and filled in place (only ``scale_pair`` returns its
+  results);
 - a *contraction* takes ``a (Ba, M, N)``, ``w (Bw, N, K)`` and index maps ``ia``, ``iw`` (length
   ``B``): output batch ``b`` contracts ``a[ia[b]]`` with ``w[iw[b]]``, so broadcast batch
   dimensions are never materialized; outputs are ``(B, M, K)``;

@@ -12,6 +12,10 @@ the host between ops). Works in the Numba CUDA simulator (``NUMBA_ENABLE_CUDASIM
 ``numba.cuda`` is first imported), which is how the tests run it; the built-in ``numba.cuda``
 of numba 0.68 and the ``numba-cuda`` package (the ``cuda`` extra) both provide it.
 
+The linear kernels (``matmul_sum``, ``scatter_sum``, the dense blocks) also take float32 values
+(``real:float32``...): Numba compiles a float32 specialisation on first use; each thread sums in
+float64 registers and stores float32.
+
 k-best kernels keep their lists in per-thread local arrays of at most :data:`MAX_K` entries;
 larger k runs on the CPU kernels. The scalar steps (the pair's ⊗, a dense block's entry, the
 selection rule, the log-sum-exp shift, the k-best list operations) are the helpers of
