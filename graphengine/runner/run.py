@@ -46,12 +46,16 @@ def _sha256(path: str) -> str:
 
 
 def _check_semirings(semirings: Sequence[str]) -> List[str]:
+    from numpy import float64
+
     from ..semirings import get_semiring
 
     names = list(semirings)
     try:
         for name in names:
-            get_semiring(name)
+            if get_semiring(name).dtype is not float64:  # records name their statistics by semiring
+                raise ValueError(f"{name}: dataset runs hold semiring values in float64; give "
+                                 f"{name.partition(':')[0]!r}")
     except ValueError as e:
         raise RunOptionsError(f"semirings: {' '.join(str(e).split())}") from None
     if not names or len(set(names)) != len(names):
