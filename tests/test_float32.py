@@ -265,4 +265,4 @@ def test_dataset_runs_refuse_float32_specs(tmp_path):
     from graphengine.runner.run import RunOptionsError, run_dataset
     with pytest.raises(RunOptionsError, match="real:float32: dataset runs hold semiring values in float64; give 'real'"):
         run_dataset(str(tmp_path / "model"), str(tmp_path / "data.jsonl"), str(tmp_path / "out"),
-                    semirings=["real:float32", "max"])
+                    target="label", semirings=["real:float32", "max"])
