@@ -266,3 +266,17 @@ def test_dataset_runs_refuse_float32_specs(tmp_path):
     with pytest.raises(RunOptionsError, match="real:float32: dataset runs hold semiring values in float64; give 'real'"):
         run_dataset(str(tmp_path / "model"), str(tmp_path / "data.jsonl"), str(tmp_path / "out"),
                     target="label", semirings=["real:float32", "max"])
+
+
+def test_float32_underflow_is_reported_where_float64_still_holds_the_value():
+    from graphengine.analysis.numerics import underflow_report
+    g = Graph()
+    h = x = g.input("x", (1, 1))
+    for k in range(30):  # one path of weight 1e-60: below float32's 1.4e-45, far above float64's range end
+        h = g.call("linear", h, g.parameter(f"W{k}", np.full((1, 1), 0.01)), name=f"h{k}")
+    r = backward(g, forward(g, {"x": np.ones((1, 1))}), select("h29", (0, 0)),
+                 semirings=["real", "real:float32", "absolute:float32", "log"])
+    assert r.get("x", "real:float32")[0, 0] == 0 and r.get("x", "real")[0, 0] > 0
+    rep = underflow_report(r, "x")
+    assert rep["real:float32"]["underflow"] == 1 and rep["absolute:float32"]["underflow"] == 1
+    assert not rep["real"]["degenerate"] and not rep["log"]["degenerate"]

@@ -44,7 +44,8 @@ def underflow_report(result, node) -> Dict[str, Dict[str, object]]:
     must be non-zero when a path exists: ``Z`` for ``entropy`` (``H`` may legitimately be 0),
     ``max(|M⁺|, |M⁻|)`` for ``max``. A semiring that ``may_cancel`` (``real``) can be 0 by
     cancellation, so a zero gradient counts only where even its bound (its log twin, ``log Z``)
-    is below the smallest float64; non-finite gradients always count. Log-space semirings are
+    is below the smallest positive number of its value dtype (float64, or float32 for
+    ``real:float32``); non-finite gradients always count. Log-space semirings are
     degenerate where they hold NaN or +inf.
 
     Each entry: ``degenerate`` (bool, or None when no reference was computed), ``reference``
@@ -96,7 +97,8 @@ def underflow_report(result, node) -> Dict[str, Dict[str, object]]:
             if sr.may_cancel:
                 bound = np.asarray(result.get(node, sr.log_twin), np.float64) \
                     if sr.log_twin in result.semirings else None
-                zero &= (bound < np.log(TINY)) if bound is not None else np.zeros(v.shape, bool)
+                tiny = float(np.finfo(sr.dtype).smallest_subnormal)  # TINY, or float32's for real:float32
+                zero &= (bound < np.log(tiny)) if bound is not None else np.zeros(v.shape, bool)
             bad_under = zero & has_path
             nan &= has_path
             over &= has_path
