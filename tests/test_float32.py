@@ -280,3 +280,16 @@ def test_float32_underflow_is_reported_where_float64_still_holds_the_value():
     rep = underflow_report(r, "x")
     assert rep["real:float32"]["underflow"] == 1 and rep["absolute:float32"]["underflow"] == 1
     assert not rep["real"]["degenerate"] and not rep["log"]["degenerate"]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_nan_scan_is_exact_on_large_arrays(dtype):
+    from graphengine.engine.nan_paths import has_nan
+    a = (np.random.default_rng(0).normal(size=(200, 300)) * 1e30).astype(dtype)  # squares overflow: no NaN
+    a[17, 3], a[5, 5] = np.inf, -np.inf
+    assert not has_nan(a) and not has_nan(a[:, ::2])
+    for pos in [(0, 0), (199, 299), (100, 7)]:
+        b = a.copy()
+        b[pos] = np.nan
+        assert has_nan(b) and has_nan(b[::-1])
+    assert not has_nan(np.arange(10, dtype=np.int64))

@@ -72,10 +72,28 @@ class NaNReach(Semiring):
         return {"reach": v[0]}
 
 
+def has_nan(a: np.ndarray) -> bool:
+    """Does a floating-point array hold NaN? A large contiguous one is checked with one BLAS pass:
+    Σ a² is NaN exactly when some element is (squares are ≥ 0 or +inf, so they cannot cancel to
+    NaN), about twice as fast as ``isnan(a).any()`` and with no temporary (the 30522×384 word
+    table of a BERT is read on every backward).
+
+    >>> has_nan(np.arange(10000.0)), has_nan(np.array([1.0, np.inf, -np.inf])), has_nan(np.array([np.nan, 1.0]))
+    (False, False, True)
+    """
+    if a.dtype.kind != "f":
+        return False
+    if a.size > 4096 and a.flags.c_contiguous and a.dtype in (np.float32, np.float64):
+        flat = a.reshape(-1)
+        with np.errstate(over="ignore", invalid="ignore"):
+            return bool(np.isnan(np.dot(flat, flat)))
+    return bool(np.isnan(a).any())
+
+
 def any_nan(activations: Mapping[int, np.ndarray], among: Optional[Iterable[int]] = None) -> bool:
     """Does any floating-point activation (of the nodes ``among``, default all) hold NaN?"""
     arrays = activations.values() if among is None else (activations[i] for i in among if i in activations)
-    return any(a.dtype.kind == "f" and np.isnan(a).any() for a in map(np.asarray, arrays))
+    return any(has_nan(a) for a in map(np.asarray, arrays))
 
 
 def taint_at(value, activation) -> tuple:
