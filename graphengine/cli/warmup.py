@@ -7,6 +7,8 @@ Every operation runs its kernel, however small (:func:`graphengine.kernels.dispa
 an analysis sends operations below ``min_work`` to the numpy reference, which needs no
 compiling). Compiled kernels land in the on-disk cache (:mod:`graphengine.kernels.cache`), so
 later processes load them instead of compiling; a second ``warmup`` only loads them and is fast.
+The float32 specialisations of the linear families' kernels compile only when asked for
+(``--semiring real:float32,entropy:float32``), as they do in an analysis.
 
 >>> import io
 >>> times = warmup(io.StringIO(), semirings=["real"])
