@@ -263,7 +263,8 @@ def test_cli_analyze_accepts_float32_specs(tmp_path, capsys):
 
 def test_dataset_runs_refuse_float32_specs(tmp_path):
     from graphengine.runner.run import RunOptionsError, run_dataset
-    with pytest.raises(RunOptionsError, match="real:float32: dataset runs hold semiring values in float64; give 'real'"):
+    msg = "real:float32: dataset runs hold semiring values in float64; give 'real'"
+    with pytest.raises(RunOptionsError, match=msg):
         run_dataset(str(tmp_path / "model"), str(tmp_path / "data.jsonl"), str(tmp_path / "out"),
                     target="label", semirings=["real:float32", "max"])
 

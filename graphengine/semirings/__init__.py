@@ -22,8 +22,9 @@ kbestabs:K     the K largest |path products| (backpointers with ranks)
 
 **Value dtype**: ``NAME:float32`` (``real:float32``, ``absolute:float32``, ``entropy:float32``,
 ``count:float32``) holds that semiring's values in float32 (:meth:`Semiring.with_dtype`;
-results are keyed by the spec, as ``kbest:K``'s are); ``NAME:float64`` is ``NAME``, the default. float32 roughly halves the
-time and memory of the values at a rounding error bounded in docs/method.md ("Value dtype").
+results are keyed by the spec, as ``kbest:K``'s are); ``NAME:float64`` is ``NAME``, the
+default. float32 roughly halves the time and memory of the values, at a rounding error bounded
+in docs/method.md ("Value dtype").
 
 Modules: :mod:`~graphengine.semirings.base` (the interface and its declared attributes),
 :mod:`~graphengine.semirings.families` (linear, log-linear and selective bases that derive ⊕ and

@@ -31,8 +31,8 @@ semiring that lists float32 in ``value_dtypes`` (the linear ones: real, absolute
 count) can run in float32 instead: :meth:`Semiring.with_dtype` (or the spec ``"real:float32"``
 of :func:`graphengine.semirings.get_semiring`) returns a copy whose lifts, contractions (float32
 BLAS), dense blocks, scatters and results are float32. float64 stays the default: it keeps the
-reference engine's exactness and parity guarantees; float32 halves the memory and time of the
-values at a documented rounding error (docs/method.md, "Value dtype").
+reference engine's exactness and parity guarantees; float32 roughly halves the memory and time
+of the values, at a documented rounding error (docs/method.md, "Value dtype").
 
 >>> import numpy as np
 >>> class MaxTimes(Semiring):   # the largest |path product|, no backpointers: six methods
