@@ -75,7 +75,20 @@ class NaNReach(Semiring):
 def any_nan(activations: Mapping[int, np.ndarray], among: Optional[Iterable[int]] = None) -> bool:
     """Does any floating-point activation (of the nodes ``among``, default all) hold NaN?"""
     arrays = activations.values() if among is None else (activations[i] for i in among if i in activations)
-    return any(a.dtype.kind == "f" and np.isnan(a).any() for a in map(np.asarray, arrays))
+    return any(a.dtype.kind == "f" and _has_nan(a) for a in map(np.asarray, arrays))
+
+
+def _has_nan(a: np.ndarray) -> bool:
+    """``np.isnan(a).any()`` without a boolean array of ``a``'s size: a NaN makes the sum NaN, so
+    a sum that is not NaN proves there is none (a NaN sum may come from inf − inf: then look).
+
+    >>> _has_nan(np.array([np.inf, -np.inf])), _has_nan(np.array([1.0, np.nan])), _has_nan(np.ones(3))
+    (False, True, False)
+    """
+    with np.errstate(all="ignore"):
+        if not np.isnan(np.sum(a)):
+            return False
+    return bool(np.isnan(a).any())
 
 
 def taint_at(value, activation) -> tuple:

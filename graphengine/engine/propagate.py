@@ -106,9 +106,13 @@ def _support(a: Adjoint, weight, sr: Semiring):
     zeros = getattr(sr, "zero_elements", None)
     if n < SPARSE_MIN_AXIS or zeros is None or len(zeros) != len(a.value):
         return None
+    values = [np.asarray(c) for c in a.value]
+    for c, z in zip(values, zeros):  # a dense adjoint is turned down after two of its rows
+        for row in (c[(0,) * (c.ndim - 1)], c[(-1,) * (c.ndim - 1)]):
+            if np.count_nonzero(row != z) > SPARSE_FRACTION * n:
+                return None
     live = np.zeros(n, dtype=bool)
-    for c, z in zip(a.value, zeros):
-        c = np.asarray(c)
+    for c, z in zip(values, zeros):
         live |= (c != z).reshape(-1, n).any(axis=0)
     sup = np.flatnonzero(live)
     if sup.size == 0 or sup.size > SPARSE_FRACTION * n:
