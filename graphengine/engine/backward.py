@@ -34,8 +34,8 @@ Memory: an adjoint is dropped as soon as its node has been pushed (unless retain
 backpointers are stored compactly (:mod:`graphengine.semirings.pointers`); a contraction whose
 adjoint is 0̄ along most of the contracted axis (the output projection under a QoI that selects
 one logit) reads only the live rows of its weight (:mod:`graphengine.engine.propagate`); and the
-memory the walk freed is returned to the operating system when it ends
-(:mod:`graphengine.engine.heap`). Floating-point warnings are not emitted: inf and NaN are
+memory freed before and during the walk is returned to the operating system when the graph is
+large (:mod:`graphengine.engine.heap`). Floating-point warnings are not emitted: inf and NaN are
 values, and :mod:`graphengine.analysis.numerics` reports where they are.
 
 Granularity: ``"scalar"`` (default) is exact: every ⊕ is over individual scalar edges.
@@ -135,11 +135,15 @@ def backward(graph: Graph, activations: Mapping[int, np.ndarray], qoi: Union[QoI
     if granularity not in GRANULARITIES:
         raise ValueError(f"granularity must be one of {GRANULARITIES}, got {granularity!r}")
     srs = [get_semiring(s) for s in semirings]
+    large = heap.large(graph)
+    if large:
+        heap.release()  # what an earlier result, since dropped, left in the heap
     try:
         with np.errstate(all="ignore"):
             return _walk(graph, activations, qoi, srs, retain, granularity, keep_backpointers, device, prune)
     finally:
-        heap.release()  # the walk's freed adjoints: back to the OS, not kept as resident memory
+        if large:
+            heap.release()  # the walk's freed adjoints: back to the OS, not kept as resident memory
 
 
 def _walk(graph, activations, qoi, srs, retain, granularity, keep_backpointers, device, prune) -> BackwardResult:

@@ -6,10 +6,13 @@ larger mmapped array is freed; freed heap memory stays in the process, so after 
 of a large model the process keeps the walk's peak as resident memory and a second pass adds
 its own fragmentation on top (GPT-2 small at 128 tokens: 2.1 GiB kept after the results were
 dropped). :func:`release` asks glibc to return its free pages (``malloc_trim``); with another
-C library it does nothing.
+C library it does nothing. ``backward`` calls it before and after walking a :func:`large` graph
+(a small graph's walk frees little, and trimming costs a walk over the heap's free lists).
 
->>> release() in (True, False)
-True
+>>> from graphengine.ir import Graph
+>>> g = Graph(); _ = g.input("x", (1000, 1000))
+>>> large(g), release() in (True, False)
+(False, True)
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import functools
+import math
 
 
 @functools.lru_cache(maxsize=1)
@@ -27,6 +31,14 @@ def _trim():
         return libc.malloc_trim if libc is not None else None
     except (OSError, AttributeError):  # not glibc: no malloc_trim
         return None
+
+
+LARGE_ELEMENTS = 1 << 24  # elements over all nodes: 128 MiB of float64 values
+
+
+def large(graph) -> bool:
+    """Does ``graph`` hold at least :data:`LARGE_ELEMENTS` elements over all its nodes?"""
+    return sum(math.prod(n.shape) for n in graph.nodes) >= LARGE_ELEMENTS
 
 
 def release() -> bool:

@@ -76,10 +76,6 @@ def _copy_shaped(arr, shape, dtype) -> np.ndarray:
     return np.array(arr if arr.shape == shape else np.broadcast_to(arr, shape), dtype=dtype)
 
 
-def _minus1(shape, dtype) -> np.ndarray:
-    return np.full(shape, -1, dtype)
-
-
 _INT32_MAX = np.iinfo(np.int32).max
 
 
@@ -106,7 +102,7 @@ def _finished(arr, dead, fill_dead: bool, shape, dtype) -> np.ndarray:
     """``arr`` (shape ``shape``) with -1 where ``dead``; ``fill_dead``: whether any element is."""
     if not fill_dead:
         return _kept(arr, shape, dtype)
-    if dead.all():
+    if dead.all() or (_uniform(arr) and (arr.size == 0 or arr.reshape(-1)[0] == -1)):  # -1 everywhere
         return _constant(dtype(-1), tuple(shape))
     return np.where(dead, dtype(-1), _shaped(arr, shape, dtype))
 
@@ -163,7 +159,7 @@ class ElementPointers(NoPointers):
         return tuple(i if p is None else take(i, p) for i, p in zip(idx, pos))
 
     def _elements(self, idx, shape, n):
-        return idx if idx is not None else (_minus1(shape, np.int64),) * n
+        return idx if idx is not None else (_constant(np.int64(-1), tuple(shape)),) * n
 
     def first(self, consumer, slot, idx, shape, n):
         idx = self._elements(idx, shape, n)
@@ -185,9 +181,8 @@ class ElementPointers(NoPointers):
         return Backpointers(tuple(nodes), tuple(slots), tuple(elems))
 
     def empty(self, shape, n):
-        return Backpointers(tuple(_minus1(shape, np.int32) for _ in range(n)),
-                            tuple(_minus1(shape, np.int16) for _ in range(n)),
-                            tuple(_minus1(shape, np.int64) for _ in range(n)))
+        shape = tuple(shape)
+        return Backpointers(*((_constant(dtype(-1), shape),) * n for dtype in (np.int32, np.int16, np.int64)))
 
     @staticmethod
     def _masked(value, zero, record, c):
