@@ -117,10 +117,14 @@ def _support(a: Adjoint, weight, sr: Semiring):
     sup = np.flatnonzero(live)
     if sup.size == 0 or sup.size > SPARSE_FRACTION * n:
         return None
-    dropped = np.ones(n, dtype=bool)
-    dropped[sup] = False
-    if not np.isfinite(np.asarray(weight)[..., dropped, :]).all():
-        return None
+    w = np.asarray(weight)
+    with np.errstate(all="ignore"):
+        finite = np.isfinite(np.sum(w))  # a NaN or ±∞ anywhere makes the sum non-finite
+    if not finite:  # (or an overflow of finite values): look at the dropped rows themselves
+        dropped = np.ones(n, dtype=bool)
+        dropped[sup] = False
+        if not np.isfinite(w[..., dropped, :]).all():
+            return None
     return sup
 
 
