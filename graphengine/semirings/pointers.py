@@ -54,9 +54,10 @@ class Backpointers:
 
 # Storage of a finished record (what a backward result keeps for every reached node): ``node``
 # is int32 and ``slot`` int16; ``element`` is int32 when every index fits (a consumer with fewer
-# than 2**31 elements; k-best keeps int64), else int64. An array that holds one value everywhere (the consumer and
-# slot of a node with one consumer, or -1 at a node no path reaches, such as the QoI node) is a
-# read-only broadcast view that takes no memory: copy an array before writing into it.
+# than 2**31 elements), else int64 (k-best keeps int64). An array that holds one value
+# everywhere (the consumer and slot of a node with one consumer, or -1 at a node no path
+# reaches, such as the QoI node) is a read-only broadcast view that takes no memory: copy an
+# array before writing into it.
 
 
 def _shaped(arr, shape, dtype) -> np.ndarray:
@@ -94,7 +95,7 @@ def _kept(arr, shape, dtype) -> np.ndarray:
     """The stored form of ``arr`` broadcast to ``shape`` as ``dtype``: a read-only view of one
     value when it holds one value (no memory), else a fresh array."""
     if _uniform(arr):
-        return _constant(dtype(arr.reshape(-1)[0] if arr.size else -1), tuple(shape))
+        return _constant(dtype(arr[(0,) * arr.ndim] if arr.size else -1), tuple(shape))
     return _copy_shaped(arr, shape, dtype)
 
 
@@ -102,7 +103,7 @@ def _finished(arr, dead, fill_dead: bool, shape, dtype) -> np.ndarray:
     """``arr`` (shape ``shape``) with -1 where ``dead``; ``fill_dead``: whether any element is."""
     if not fill_dead:
         return _kept(arr, shape, dtype)
-    if dead.all() or (_uniform(arr) and (arr.size == 0 or arr.reshape(-1)[0] == -1)):  # -1 everywhere
+    if dead.all() or (_uniform(arr) and (arr.size == 0 or arr[(0,) * arr.ndim] == -1)):  # -1 everywhere
         return _constant(dtype(-1), tuple(shape))
     return np.where(dead, dtype(-1), _shaped(arr, shape, dtype))
 
