@@ -45,9 +45,9 @@ Every job is defined so that both sides do the same work:
   *in-process*: the process builds the torch model, exports it with the torch frontend
   (``from_torch``), drops the model, then runs forward + backward (its peak includes the export);
   *graph file*: exported once in another process and saved (what ``graphengine export`` gives a
-  user), the measured process loads the file and runs forward + backward. torch's process builds
-  the model and runs forward + backward in both. Every process records ``stages``: the RSS after
-  each stage (after ``gc.collect()``) and the peak during it.
+  user), the measured process (which imports no torch) loads the file and runs forward +
+  backward. torch's process builds the model and runs forward + backward in both. Every process
+  records ``stages``: the RSS after each stage (after ``gc.collect()``) and the peak during it.
 
 torch runs in float32, graphengine in float64 (semiring values); one thread on both sides
 (``torch.set_num_threads(1)``, BLAS limited by threadpoolctl, ``numba.set_num_threads(1)``).
@@ -309,12 +309,7 @@ def _gpt2_model(seq: int):
     cfg = transformers.GPT2Config(n_layer=12, n_embd=768, n_head=12, vocab_size=50257, n_positions=1024,
                                   use_cache=False)
     model = transformers.GPT2LMHeadModel(cfg).eval()
-    return model, torch.from_numpy(_gpt2_ids(seq))
-
-
-def _gpt2_ids(seq: int) -> np.ndarray:
-    import torch
-    return torch.randint(0, 50257, (1, seq), generator=torch.Generator().manual_seed(0)).numpy()
+    return model, torch.randint(0, cfg.vocab_size, (1, seq), generator=torch.Generator().manual_seed(0))
 
 
 def _token_embedding(g):
@@ -331,24 +326,27 @@ def _gpt2_export_worker(seq: int, path: str, q):
         model, ids = _gpt2_model(seq)
         t = time.perf_counter()
         save(from_torch(model, (ids,)), path)
+        np.save(path + ".ids.npy", ids.numpy())  # the measured process then needs no torch
         q.put({"export_and_save_s": time.perf_counter() - t, "file_mib": os.path.getsize(path) / MIB})
     except Exception as e:  # the parent waits on the queue: always answer
         q.put({"error": f"{type(e).__name__}: {e}"})
 
 
 def _gpt2_job(side: str, seq: int, graph_file: str = "") -> dict:
-    import torch
     stage = _Stages()
     bc.limit_threads(1)
-    torch.set_num_threads(1)
     qoi_index = (0, seq - 1, 0)
     export_s = 0.0
-    if side == "graphengine_file":
+    if side == "graphengine_file":  # no torch in this process
+        from graphengine.engine import backward  # noqa: F401  (imported before the first stage)
         from graphengine.ir.serialize import load
         stage("imports")
         g = load(graph_file)
+        ids = np.load(graph_file + ".ids.npy")
         stage("graph file loaded")
     else:
+        import torch
+        torch.set_num_threads(1)
         stage("imports")
         model, ids = _gpt2_model(seq)
         stage("torch model built")
@@ -368,8 +366,6 @@ def _gpt2_job(side: str, seq: int, graph_file: str = "") -> dict:
             ids = ids.numpy()
             del model
             stage("torch model dropped")
-        else:
-            ids = _gpt2_ids(seq)
         feeds = {g.inputs()[0].name: ids}
         qoi, retain = f"logits[0,{seq - 1},0]", [_token_embedding(g).id]
         acts = forward(g, feeds)
@@ -387,7 +383,7 @@ def _gpt2_job(side: str, seq: int, graph_file: str = "") -> dict:
     run()
     secs = time.perf_counter() - t
     timed_peak = bc.peak_rss_bytes()
-    process_peak = max([r["peak_mib"] * MIB for r in stage.rows] + [timed_peak])
+    process_peak = int(max([r["peak_mib"] * MIB for r in stage.rows] + [timed_peak]))
     return {"seconds": secs, "export_s": export_s, "rss_before": base,
             "peak_rss_delta": timed_peak - base if ok else None, "process_peak_rss": process_peak,
             "stages": stage.rows}
