@@ -6,8 +6,9 @@ larger mmapped array is freed; freed heap memory stays in the process, so after 
 of a large model the process keeps the walk's peak as resident memory and a second pass adds
 its own fragmentation on top (GPT-2 small at 128 tokens: 2.1 GiB kept after the results were
 dropped). :func:`release` asks glibc to return its free pages (``malloc_trim``); with another
-C library it does nothing. ``backward`` calls it before and after walking a :func:`large` graph
-(a small graph's walk frees little, and trimming costs a walk over the heap's free lists).
+C library it does nothing. ``backward`` calls it before and after walking a :func:`large` graph,
+``forward`` before evaluating one (a small graph's pass frees little, and trimming costs a walk
+over the heap's free lists).
 
 >>> from graphengine.ir import Graph
 >>> g = Graph(); _ = g.input("x", (1000, 1000))
