@@ -42,13 +42,18 @@ Every job is defined so that both sides do the same work:
   also with real and entropy in float32 (``graphengine_float32``).
 - **P6** time ∝ |E|: the log-log slope from ``graphengine.experiments.scaling`` (real).
 - **P8** GPT-2 small (12 layers, hidden 768, 12 heads, vocab 50257) with random weights from a
-  transformers config, exported with the torch frontend, seq ``--gpt2-seq`` (default 64; 32
-  with ``--quick``), QoI the last position's logit of token 0, {real, max, entropy} w.r.t. the
-  token embeddings (the ``wte`` lookup output; torch: that output a leaf requiring grad,
-  parameters frozen). Each side runs in a fresh spawned process; time is forward + backward
-  after one warm-up, memory is the process's peak RSS (``VmHWM``; not ``ru_maxrss``, which in a spawned child
-  includes the parent's RSS at fork) and the rise of the
-  peak over the RSS before the timed run.
+  transformers config, seq ``--gpt2-seq`` (default 64; 32 with ``--quick``), QoI the last
+  position's logit of token 0, {real, max, entropy} w.r.t. the token embeddings (the ``wte``
+  lookup output; torch: that output a leaf requiring grad, parameters frozen). Each side runs in
+  a fresh spawned process; time is forward + backward after one warm-up, memory is the process's
+  peak RSS (``VmHWM``; not ``ru_maxrss``, which in a spawned child includes the parent's RSS at
+  fork) and the rise of the peak over the RSS before the timed run. Two graphengine lines:
+  *in-process*: the process builds the torch model, exports it with the torch frontend
+  (``from_torch``), drops the model, then runs forward + backward (its peak includes the export);
+  *graph file*: exported once in another process and saved (what ``graphengine export`` gives a
+  user), the measured process (which imports no torch) loads the file and runs forward +
+  backward. torch's process builds the model and runs forward + backward in both. Every process
+  records ``stages``: the RSS after each stage (after ``gc.collect()``) and the peak during it.
 
 torch runs in float32, graphengine in float64 (semiring values) unless a line says float32; one
 thread on both sides
@@ -63,6 +68,7 @@ and the load average at the start and the end of the run.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import multiprocessing as mp
 import os
@@ -309,62 +315,140 @@ def bench_scaling(quick: bool) -> dict:
 
 
 # ------------------------------------------------------------------ P8
-def _gpt2_worker(side: str, seq: int, q):
+MIB = 1 << 20
+
+
+class _Stages:
+    """The RSS after each stage of a P8 process (after ``gc.collect()``) and the peak RSS during
+    it (VmHWM, reset at the start of every stage)."""
+
+    def __init__(self):
+        self.rows = []
+        bc.reset_peak_rss()
+
+    def __call__(self, name: str) -> None:
+        gc.collect()
+        self.rows.append({"stage": name, "rss_mib": bc.rss_bytes() / MIB, "peak_mib": bc.peak_rss_bytes() / MIB})
+        bc.reset_peak_rss()
+
+
+def _gpt2_worker(side: str, seq: int, graph_file: str, q):
     try:
-        q.put(_gpt2_job(side, seq))
+        q.put(_gpt2_job(side, seq, graph_file))
     except Exception as e:  # the parent waits on the queue: always answer
         q.put({"error": f"{type(e).__name__}: {e}"})
 
 
-def _gpt2_job(side: str, seq: int) -> dict:
+def _gpt2_model(seq: int):
     import torch
     import transformers
-    bc.limit_threads(1)
-    torch.set_num_threads(1)
     torch.manual_seed(0)
     cfg = transformers.GPT2Config(n_layer=12, n_embd=768, n_head=12, vocab_size=50257, n_positions=1024,
                                   use_cache=False)
     model = transformers.GPT2LMHeadModel(cfg).eval()
-    ids = torch.randint(0, cfg.vocab_size, (1, seq), generator=torch.Generator().manual_seed(0))
+    return model, torch.randint(0, cfg.vocab_size, (1, seq), generator=torch.Generator().manual_seed(0))
+
+
+def _token_embedding(g):
+    """The node of the ``wte`` lookup: an embedding of a vocabulary-sized table by the graph input."""
+    return next(n for n in g.nodes if n.op == "embedding" and g.nodes[n.inputs[1]].op == "input"
+                and g.nodes[n.inputs[0]].shape[0] == 50257)
+
+
+def _gpt2_export_worker(seq: int, path: str, q):
+    """Export once (what ``graphengine export`` does for a user) and save the graph file."""
+    try:
+        from graphengine.frontends.torch import from_torch
+        from graphengine.ir.serialize import save
+        model, ids = _gpt2_model(seq)
+        t = time.perf_counter()
+        save(from_torch(model, (ids,)), path)
+        np.save(path + ".ids.npy", ids.numpy())  # the measured process then needs no torch
+        q.put({"export_and_save_s": time.perf_counter() - t, "file_mib": os.path.getsize(path) / MIB})
+    except Exception as e:  # the parent waits on the queue: always answer
+        q.put({"error": f"{type(e).__name__}: {e}"})
+
+
+def _gpt2_job(side: str, seq: int, graph_file: str = "") -> dict:
+    stage = _Stages()
+    bc.limit_threads(1)
     qoi_index = (0, seq - 1, 0)
+    export_s = 0.0
+    if side == "graphengine_file":  # no torch in this process
+        import graphengine.engine  # noqa: F401  (its imports counted in the first stage)
+        from graphengine.ir.serialize import load
+        stage("imports")
+        g = load(graph_file)
+        ids = np.load(graph_file + ".ids.npy")
+        stage("graph file loaded")
+    else:
+        import torch
+        torch.set_num_threads(1)
+        stage("imports")
+        model, ids = _gpt2_model(seq)
+        stage("torch model built")
     if side == "torch":
         run, _, _, _ = _torch_job(model, {"input_ids": ids}, qoi_index, params=False,
                                   leaf_module=model.transformer.wte)
-        export_s = 0.0
+        run()
+        stage("forward + backward (warm-up)")
     else:
-        from graphengine.frontends.torch import from_torch
-        t = time.perf_counter()
-        g = from_torch(model, (ids,))
-        export_s = time.perf_counter() - t
-        emb = [n for n in g.nodes if n.op == "embedding" and g.nodes[n.inputs[1]].op == "input"
-               and g.nodes[n.inputs[0]].shape[0] == cfg.vocab_size]
-        del model
-        run = _ours(g, {g.inputs()[0].name: ids.numpy()}, f"logits[0,{seq - 1},0]", THREE, [emb[0].id])
-    run()  # warm-up
+        from graphengine.engine import backward, forward
+        if side == "graphengine":
+            from graphengine.frontends.torch import from_torch
+            t = time.perf_counter()
+            g = from_torch(model, (ids,))
+            export_s = time.perf_counter() - t
+            stage("exported to the IR (torch.export + conversion)")
+            ids = ids.numpy()
+            del model
+            stage("torch model dropped")
+        feeds = {g.inputs()[0].name: ids}
+        qoi, retain = f"logits[0,{seq - 1},0]", [_token_embedding(g).id]
+        acts = forward(g, feeds)
+        stage("forward (activations held)")
+        result = backward(g, acts, qoi, semirings=THREE, retain=retain)
+        stage("backward (results held)")
+        del acts, result
+        stage("activations and results dropped")
+        run = _ours(g, feeds, qoi, THREE, retain)
     # The process's own peak is VmHWM (this process's memory since exec): ru_maxrss of a spawned
     # child also counts the parent's RSS at the moment it forked, so it is not used.
-    warm_peak = bc.peak_rss_bytes()
     base = bc.rss_bytes()
     ok = bc.reset_peak_rss()
     t = time.perf_counter()
     run()
     secs = time.perf_counter() - t
+    timed_peak = bc.peak_rss_bytes()
+    process_peak = int(max([r["peak_mib"] * MIB for r in stage.rows] + [timed_peak]))
     return {"seconds": secs, "export_s": export_s, "rss_before": base,
-            "peak_rss_delta": bc.peak_rss_bytes() - base if ok else None,
-            "process_peak_rss": max(warm_peak, bc.peak_rss_bytes())}
+            "peak_rss_delta": timed_peak - base if ok else None, "process_peak_rss": process_peak,
+            "stages": stage.rows}
 
 
 def bench_gpt2(seq: int) -> dict:
     from bench_bert import _in_fresh_process
-    ours = _in_fresh_process(_gpt2_worker, "graphengine", seq)
-    theirs = _in_fresh_process(_gpt2_worker, "torch", seq)
+    ours = _in_fresh_process(_gpt2_worker, "graphengine", seq, "")
+    theirs = _in_fresh_process(_gpt2_worker, "torch", seq, "")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "gpt2.ge")
+        exported = _in_fresh_process(_gpt2_export_worker, seq, path)
+        from_file = (_in_fresh_process(_gpt2_worker, "graphengine_file", seq, path) if "error" not in exported
+                     else {"error": exported["error"]})
     if "error" in ours or "error" in theirs:
         raise RuntimeError(f"graphengine: {ours.get('error')}; torch: {theirs.get('error')}")
     out = {"seq": seq, "semirings": THREE, "graphengine": ours, "torch": theirs,
            "time_ratio": ours["seconds"] / theirs["seconds"],
            "process_peak_ratio": ours["process_peak_rss"] / theirs["process_peak_rss"],
+           "graph_file": {"export": exported, "graphengine": from_file},
            "target": "<= 5x torch's time, <= 2x its peak memory"}
-    print("P8", out, flush=True)
+    if "error" not in from_file:
+        out["graph_file"].update(time_ratio=from_file["seconds"] / theirs["seconds"],
+                                 process_peak_ratio=from_file["process_peak_rss"] / theirs["process_peak_rss"])
+    for side, rec in (("graphengine", ours), ("graphengine_file", from_file), ("torch", theirs)):
+        for row in rec.get("stages", []):
+            print(f"P8 {side:17s} {row['stage']:48s} rss {row['rss_mib']:7.0f} MiB  peak {row['peak_mib']:7.0f} MiB")
+    print("P8", {k: v for k, v in out.items() if k not in ("graphengine", "torch", "graph_file")}, flush=True)
     return out
 
 

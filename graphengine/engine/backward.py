@@ -28,7 +28,14 @@ selective and counting semirings, equal up to summation order otherwise); see
 NaN: a weighted semiring's value is NaN at every element with a path to the QoI through a NaN
 (a NaN local derivative, or an element whose forward value is NaN), never 0 and never a finite
 winner; structural semirings (count, logcount, bool) are unaffected
-(:mod:`graphengine.engine.nan_paths`). Floating-point warnings are not emitted: inf and NaN are
+(:mod:`graphengine.engine.nan_paths`).
+
+Memory: an adjoint is dropped as soon as its node has been pushed (unless retained); finished
+backpointers are stored compactly (:mod:`graphengine.semirings.pointers`); a contraction whose
+adjoint is 0̄ along most of the contracted axis (the output projection under a QoI that selects
+one logit) reads only the live rows of its weight (:mod:`graphengine.engine.propagate`); and the
+memory freed before and during the walk is returned to the operating system when the graph is
+large (:mod:`graphengine.engine.heap`). Floating-point warnings are not emitted: inf and NaN are
 values, and :mod:`graphengine.analysis.numerics` reports where they are.
 
 Granularity: ``"scalar"`` (default) is exact: every ⊕ is over individual scalar edges.
@@ -60,6 +67,7 @@ from ..ir.dtypes import is_float
 from ..kernels.dispatch import on_device
 from ..progress import Progress
 from ..semirings import Semiring, get_semiring
+from . import heap
 from .budget import check_backward
 from .nan_paths import NaNReach, any_nan, poison, taint_at
 from .plan import differentiable_nodes, walk_plan  # noqa: F401  (differentiable_nodes: public here)
@@ -127,8 +135,15 @@ def backward(graph: Graph, activations: Mapping[int, np.ndarray], qoi: Union[QoI
     if granularity not in GRANULARITIES:
         raise ValueError(f"granularity must be one of {GRANULARITIES}, got {granularity!r}")
     srs = [get_semiring(s) for s in semirings]
-    with np.errstate(all="ignore"):
-        return _walk(graph, activations, qoi, srs, retain, granularity, keep_backpointers, device, prune)
+    large = heap.large(graph)
+    if large:
+        heap.release()  # what an earlier result, since dropped, left in the heap
+    try:
+        with np.errstate(all="ignore"):
+            return _walk(graph, activations, qoi, srs, retain, granularity, keep_backpointers, device, prune)
+    finally:
+        if large:
+            heap.release()  # the walk's freed adjoints: back to the OS, not kept as resident memory
 
 
 def _walk(graph, activations, qoi, srs, retain, granularity, keep_backpointers, device, prune) -> BackwardResult:

@@ -32,8 +32,8 @@ from .. import io as files
 from ..errors import ResourceLimitError
 from ..ir.budget import budget_setting
 
-POINTER_BYTES = 4 + 2 + 8        # consumer node (int32), slot (int16), element (int64) per component
-RANK_BYTES = 2                   # k-best: the consumer path's rank (int16)
+POINTER_BYTES = 4 + 2 + 4        # consumer node (int32), slot (int16), element (int32) per component
+RANK_BYTES = 2 + 4               # k-best: the consumer path's rank (int16); its element stays int64
 SORT_BYTES = 8 + 1 + 8           # a k-best candidate: value, presence flag, sort position
 ARRAY_BYTES = 128                # one numpy array object: k-best keeps 2K arrays per value, 4 per backpointer
 

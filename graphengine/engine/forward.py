@@ -32,6 +32,7 @@ import numpy as np
 from ..errors import FeedError, GraphEngineError, ResourceLimitError
 from ..ir import Graph, get_op
 from ..ir.budget import check_declared
+from . import heap
 
 Activations = Dict[int, np.ndarray]
 
@@ -83,6 +84,8 @@ def forward(graph: Graph, feeds: Mapping[str, np.ndarray],
     exceptions (overflow, 0/0, log 0) give inf/NaN values without numpy warnings;
     :func:`graphengine.analysis.numerics.forward_report` says where they appeared."""
     check_declared(graph, ResourceLimitError)
+    if heap.large(graph):
+        heap.release()  # what an earlier pass's results, since dropped, left in the heap
     acts: Activations = dict(check_feeds(graph, feeds))
     hooks = {}
     for ref, fn in (interventions or {}).items():

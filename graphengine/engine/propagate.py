@@ -87,9 +87,56 @@ def through_reduction(s: Reduction, adj: Adjoint, in_shape, sr: Semiring) -> Adj
     return _scale(adj.map(np.array), s.weight, sr)
 
 
+SPARSE_FRACTION = 0.25  # contract over the adjoint's support when it is at most this share of the axis
+SPARSE_MIN_AXIS = 256   # ... and the contracted axis at least this long
+
+
+def _support(a: Adjoint, weight, sr: Semiring):
+    """Positions along the contracted (last) axis of the viewed adjoint where some component is
+    not 0̄, when restricting the contraction to them pays and gives the same result; else ``None``.
+
+    A position whose adjoint is 0̄ in every row and component contributes 0̄ ⊗ w = 0̄ to every
+    output element, which changes no ⊕ (and, for selective semirings, can win only where the
+    result is 0̄, whose backpointers are -1 or borrowed). 0̄ ⊗ w = 0̄ needs a finite ``w``: with a
+    NaN or ±∞ in the dropped rows of the weight the full product is taken, as before. Typical
+    case: the QoI selects one logit, so the output projection's adjoint has one non-0̄ column of
+    the vocabulary and only that row of the (vocabulary × hidden) weight is lifted and read.
+    """
+    n = a.value[0].shape[-1]
+    zeros = getattr(sr, "zero_elements", None)
+    if n < SPARSE_MIN_AXIS or zeros is None or len(zeros) != len(a.value):
+        return None
+    values = [np.asarray(c) for c in a.value]
+    for c, z in zip(values, zeros):  # a dense adjoint is turned down after two of its rows
+        for row in (c[(0,) * (c.ndim - 1)], c[(-1,) * (c.ndim - 1)]):
+            if np.count_nonzero(row != z) > SPARSE_FRACTION * n:
+                return None
+    live = np.zeros(n, dtype=bool)
+    for c, z in zip(values, zeros):
+        live |= (c != z).reshape(-1, n).any(axis=0)
+    sup = np.flatnonzero(live)
+    if sup.size == 0 or sup.size > SPARSE_FRACTION * n:
+        return None
+    w = np.asarray(weight)
+    with np.errstate(all="ignore"):
+        finite = np.isfinite(np.sum(w))  # a NaN or ±∞ anywhere makes the sum non-finite
+    if not finite:  # (or an overflow of finite values): look at the dropped rows themselves
+        dropped = np.ones(n, dtype=bool)
+        dropped[sup] = False
+        if not np.isfinite(w[..., dropped, :]).all():
+            return None
+    return sup
+
+
 def through_contraction(s: Contraction, adj: Adjoint, in_shape, sr: Semiring) -> Adjoint:
     a = adj.map(s.view_adjoint)
-    value, pos = sr.matmul(a.value, s.weight)
+    weight = s.weight
+    sup = _support(a, weight, sr)
+    if sup is not None:
+        n = a.value[0].shape[-1]
+        a = a.map(lambda x: np.take(x, sup, axis=-1) if x.shape[-1] == n else x)  # size 1: broadcast
+        weight = np.take(np.asarray(weight), sup, axis=-2)
+    value, pos = sr.matmul(a.value, weight)
     out_shape = value[0].shape
 
     def pick(i, p):

@@ -52,6 +52,14 @@ class Backpointers:
     rank: Optional[Tuple[np.ndarray, ...]] = None  # k-best: the consumer path's component
 
 
+# Storage of a finished record (what a backward result keeps for every reached node): ``node``
+# is int32 and ``slot`` int16; ``element`` is int32 when every index fits (a consumer with fewer
+# than 2**31 elements), else int64 (k-best keeps int64). An array that holds one value
+# everywhere (the consumer and slot of a node with one consumer, or -1 at a node no path
+# reaches, such as the QoI node) is a read-only broadcast view that takes no memory: copy an
+# array before writing into it.
+
+
 def _shaped(arr, shape, dtype) -> np.ndarray:
     """``arr`` broadcast to ``shape`` as ``dtype`` (no copy when it already is)."""
     arr = arr if arr.shape == shape else np.broadcast_to(arr, shape)
@@ -69,8 +77,35 @@ def _copy_shaped(arr, shape, dtype) -> np.ndarray:
     return np.array(arr if arr.shape == shape else np.broadcast_to(arr, shape), dtype=dtype)
 
 
-def _minus1(shape, dtype) -> np.ndarray:
-    return np.full(shape, -1, dtype)
+_INT32_MAX = np.iinfo(np.int32).max
+
+
+def _element_dtype(arr) -> type:
+    """int32 when every element index in ``arr`` fits it, else int64."""
+    arr = np.asarray(arr)
+    return np.int32 if arr.dtype.itemsize <= 4 or arr.size == 0 or int(arr.max()) <= _INT32_MAX else np.int64
+
+
+def _uniform(arr) -> bool:
+    """True when ``arr`` is a broadcast view of one value (all strides 0)."""
+    return arr.ndim == 0 or not any(arr.strides)
+
+
+def _kept(arr, shape, dtype) -> np.ndarray:
+    """The stored form of ``arr`` broadcast to ``shape`` as ``dtype``: a read-only view of one
+    value when it holds one value (no memory), else a fresh array."""
+    if _uniform(arr):
+        return _constant(dtype(arr[(0,) * arr.ndim] if arr.size else -1), tuple(shape))
+    return _copy_shaped(arr, shape, dtype)
+
+
+def _finished(arr, dead, fill_dead: bool, shape, dtype) -> np.ndarray:
+    """``arr`` (shape ``shape``) with -1 where ``dead``; ``fill_dead``: whether any element is."""
+    if not fill_dead:
+        return _kept(arr, shape, dtype)
+    if dead.all() or (_uniform(arr) and (arr.size == 0 or arr[(0,) * arr.ndim] == -1)):  # -1 everywhere
+        return _constant(dtype(-1), tuple(shape))
+    return np.where(dead, dtype(-1), _shaped(arr, shape, dtype))
 
 
 class NoPointers:
@@ -125,7 +160,7 @@ class ElementPointers(NoPointers):
         return tuple(i if p is None else take(i, p) for i, p in zip(idx, pos))
 
     def _elements(self, idx, shape, n):
-        return idx if idx is not None else (_minus1(shape, np.int64),) * n
+        return idx if idx is not None else (_constant(np.int64(-1), tuple(shape)),) * n
 
     def first(self, consumer, slot, idx, shape, n):
         idx = self._elements(idx, shape, n)
@@ -147,19 +182,17 @@ class ElementPointers(NoPointers):
         return Backpointers(tuple(nodes), tuple(slots), tuple(elems))
 
     def empty(self, shape, n):
-        return Backpointers(tuple(_minus1(shape, np.int32) for _ in range(n)),
-                            tuple(_minus1(shape, np.int16) for _ in range(n)),
-                            tuple(_minus1(shape, np.int64) for _ in range(n)))
+        shape = tuple(shape)
+        return Backpointers(*((_constant(dtype(-1), shape),) * n for dtype in (np.int32, np.int16, np.int64)))
 
     @staticmethod
     def _masked(value, zero, record, c):
         """Component ``c``'s node, slot and element arrays, -1 where ``value == zero``."""
         dead = np.asarray(value) == zero
-        shape = dead.shape
-        fill = _copy_shaped if not dead.any() else (lambda a, sh, dt: np.where(dead, dt(-1), _shaped(a, sh, dt)))
-        return tuple(fill(arr, shape, dtype)
+        shape, any_dead = dead.shape, bool(dead.any())
+        return tuple(_finished(arr, dead, any_dead, shape, dtype)
                      for arr, dtype in ((record.node[c], np.int32), (record.slot[c], np.int16),
-                                        (record.element[c], np.int64)))
+                                        (record.element[c], _element_dtype(record.element[c]))))
 
     def finish(self, value, zero_elements, record):
         parts = [self._masked(value[c], zero_elements[c], record, c) for c in range(len(value))]
@@ -177,17 +210,19 @@ class PairPointers(ElementPointers):
     >>> bp = PairPointers().first(7, 0, (np.array([0, 1]), np.array([2, 3])), (2,), 2)
     >>> out = PairPointers().finish((np.array([-np.inf, -np.inf]), np.array([-np.inf, np.inf])), (-np.inf, np.inf), bp)
     >>> out.element   # element 0 has a path of weight -inf (M⁺ takes M⁻'s record); element 1 none
-    (array([ 2, -1]), array([ 2, -1]))
+    (array([ 2, -1], dtype=int32), array([ 2, -1], dtype=int32))
     """
 
     def finish(self, value, zero_elements, record):
         at_zero = [np.asarray(v) == z for v, z in zip(value, zero_elements)]
+        edtype = _element_dtype(record.element[0]) if _element_dtype(record.element[1]) is np.int32 else np.int64
         if not (at_zero[0].any() or at_zero[1].any()):  # every element reached in both components
             shape = at_zero[0].shape
-            return Backpointers(*(tuple(_copy_shaped(arr[c], shape, dtype) for c in range(len(value)))
+            return Backpointers(*(tuple(_kept(arr[c], shape, dtype) for c in range(len(value)))
                                   for arr, dtype in ((record.node, np.int32), (record.slot, np.int16),
-                                                     (record.element, np.int64))))
+                                                     (record.element, edtype))))
         dead = np.logical_and.reduce(at_zero)
+        any_dead = bool(dead.any())
         parts = []
         for c in range(len(value)):
             other = 1 - c
@@ -195,11 +230,11 @@ class PairPointers(ElementPointers):
             shape = dead.shape
             part = []
             lend = borrow.any()
-            for arr, dtype in ((record.node, np.int32), (record.slot, np.int16), (record.element, np.int64)):
-                own = _shaped(arr[c], shape, dtype)
+            for arr, dtype in ((record.node, np.int32), (record.slot, np.int16), (record.element, edtype)):
+                own = arr[c]
                 if lend:
-                    own = np.where(borrow, _shaped(arr[other], shape, dtype), own)
-                part.append(np.where(dead, dtype(-1), own))
+                    own = np.where(borrow, _shaped(arr[other], shape, dtype), _shaped(own, shape, dtype))
+                part.append(_finished(own, dead, any_dead, shape, dtype))
             parts.append(part)
         return Backpointers(*(tuple(p[j] for p in parts) for j in range(3)))
 
