@@ -203,3 +203,19 @@ def test_a_nan_entry_never_wins_a_dense_block():
     o, p = np.empty((1, 3)), np.empty((1, 3), np.int64)
     cpu.block_maxabs(a, d, u, v, o, p)
     assert o.tolist() == [[1.0, 6.0, 0.0]] and p.tolist() == [[0, 1, 0]]
+
+
+def test_pair_contraction_takes_float32_weights_as_they_are():
+    # a torch model's weights are float32: the kernel widens each packed panel (exact), so
+    # values and positions equal the reference's on the float64 conversion, −0.0 weights included
+    from kernel_cases import assert_same, assert_same_pos, semiring_value, weights
+    rng = np.random.default_rng(11)
+    ref, dev = get_semiring("max"), on_device(get_semiring("max"), "cpu")
+    a = semiring_value(ref, (2, 7, 300), rng, dead=0.3)
+    w = weights((300, 260), rng).astype(np.float32)
+    w[5, :7] = -0.0
+    got, want = dev.matmul(a, w), ref.matmul(a, w)
+    assert_same("max", got[0], want[0], "float32 weights")
+    assert_same_pos(got[1], want[1], "float32 weights")
+    for g, r in zip(got[0], want[0]):
+        np.testing.assert_array_equal(np.signbit(g), np.signbit(r))

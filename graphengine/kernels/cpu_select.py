@@ -4,7 +4,8 @@ Boolean semirings.
 
 Conventions shared by every kernel here (and by the CUDA back end, :mod:`graphengine.kernels.cuda`):
 
-- values are float64, positions int64; outputs are preallocated by the caller;
+- values are float64, positions int64 (the pair contraction's weights may be float32, widened
+  exactly when a panel is packed); outputs are preallocated by the caller;
 - a contraction takes ``a (Ba, M, N)``, ``w (Bw, N, K)`` and index maps ``ia``, ``iw`` (length
   ``B``) giving, for output batch ``b``, the batch of ``a`` and of ``w`` to use, so broadcast
   batch dims are never materialized;
@@ -242,6 +243,18 @@ def matmul_max(a, w, ia, iw, plus, o, p, group):
 
 
 @njit(inline="always")
+def _pack(W, n0, n1, k0, T, panel):
+    """Rows ``n0 .. n1 - 1``, columns ``k0 .. k0 + T - 1`` of ``W`` into ``panel`` as float64:
+    the column loops read one contiguous L2-resident panel, and float32 weights (a torch
+    model's) are widened here, exactly, instead of in a float64 copy of the whole array per
+    call."""
+    for n in range(n0, n1):
+        pr = panel[n - n0]
+        for j in range(T):
+            pr[j] = W[n, k0 + j]
+
+
+@njit(inline="always")
 def _pair_row(x, y, ra, rb, rc, rd, na, nb_, nc, nd, h, l, hp, lp, T):
     """One step of :func:`matmul_pair` for the row ``⟨x, y⟩`` and the four contracted rows
     ``na < nb_ < nc < nd`` (weights ``ra .. rd``): both components in one vectorised column
@@ -276,6 +289,7 @@ def matmul_pair(a0, a1, w, ia, iw, o0, o1, p0, p1, group):
         for q in range(g1 - g0):
             m0 = (g0 + q) * MR
             count[q] = _live_pair_rows(H, Lo, m0, min(MR, M - m0), live[q])
+        panel = np.empty((NPANEL, KTILE))
         hacc = np.empty((MR, KTILE))
         lacc = np.empty((MR, KTILE))
         hpos = np.empty((MR, KTILE), np.int64)
@@ -290,6 +304,7 @@ def matmul_pair(a0, a1, w, ia, iw, o0, o1, p0, p1, group):
             cursor[:] = 0
             for n0 in range(0, max(N, 1), NPANEL):
                 n1 = min(N, n0 + NPANEL)
+                _pack(W, n0, n1, k0, T, panel)
                 for q in range(g1 - g0):
                     m0 = (g0 + q) * MR
                     mc = min(MR, M - m0)
@@ -302,7 +317,7 @@ def matmul_pair(a0, a1, w, ia, iw, o0, o1, p0, p1, group):
                     t = cursor[q]
                     while t + 4 <= L and lv[t + 3] < n1:
                         na, nb_, nc, nd = lv[t], lv[t + 1], lv[t + 2], lv[t + 3]
-                        ra, rb, rc, rd = W[na, k0:k1], W[nb_, k0:k1], W[nc, k0:k1], W[nd, k0:k1]
+                        ra, rb, rc, rd = panel[na - n0], panel[nb_ - n0], panel[nc - n0], panel[nd - n0]
                         _pair_row(x0, y0, ra, rb, rc, rd, na, nb_, nc, nd, h0, l0, hp0, lp0, T)
                         _pair_row(x1, y1, ra, rb, rc, rd, na, nb_, nc, nd, h1, l1, hp1, lp1, T)
                         _pair_row(x2, y2, ra, rb, rc, rd, na, nb_, nc, nd, h2, l2, hp2, lp2, T)
@@ -310,7 +325,7 @@ def matmul_pair(a0, a1, w, ia, iw, o0, o1, p0, p1, group):
                         t += 4
                     while t < L and lv[t] < n1:
                         n = lv[t]
-                        r = W[n, k0:k1]
+                        r = panel[n - n0]
                         for i in range(MR):
                             row = m0 + min(i, mc - 1)
                             hi, lo = H[row, n], Lo[row, n]
