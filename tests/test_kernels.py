@@ -206,8 +206,9 @@ def test_a_nan_entry_never_wins_a_dense_block():
 
 
 def test_pair_contraction_takes_float32_weights_as_they_are():
-    # a torch model's weights are float32: the kernel widens each packed panel (exact), so
-    # values and positions equal the reference's on the float64 conversion, −0.0 weights included
+    # a torch model's weights are float32: the kernel reads them as they are and widens each
+    # weight in its products (exact), so values and positions equal the reference's on the
+    # float64 conversion, −0.0 weights included
     from kernel_cases import assert_same, assert_same_pos, semiring_value, weights
     rng = np.random.default_rng(11)
     ref, dev = get_semiring("max"), on_device(get_semiring("max"), "cpu")

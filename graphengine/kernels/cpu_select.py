@@ -4,8 +4,8 @@ Boolean semirings.
 
 Conventions shared by every kernel here (and by the CUDA back end, :mod:`graphengine.kernels.cuda`):
 
-- values are float64, positions int64 (the pair contraction's weights may be float32, widened
-  exactly when a panel is packed); outputs are preallocated by the caller;
+- values are float64, positions int64 (the pair contraction's weights may be float32, a torch
+  model's, widened exactly in each product); outputs are preallocated by the caller;
 - a contraction takes ``a (Ba, M, N)``, ``w (Bw, N, K)`` and index maps ``ia``, ``iw`` (length
   ``B``) giving, for output batch ``b``, the batch of ``a`` and of ``w`` to use, so broadcast
   batch dims are never materialized;
@@ -243,18 +243,6 @@ def matmul_max(a, w, ia, iw, plus, o, p, group):
 
 
 @njit(inline="always")
-def _pack(W, n0, n1, k0, T, panel):
-    """Rows ``n0 .. n1 - 1``, columns ``k0 .. k0 + T - 1`` of ``W`` into ``panel`` as float64:
-    the column loops read one contiguous L2-resident panel, and float32 weights (a torch
-    model's) are widened here, exactly, instead of in a float64 copy of the whole array per
-    call."""
-    for n in range(n0, n1):
-        pr = panel[n - n0]
-        for j in range(T):
-            pr[j] = W[n, k0 + j]
-
-
-@njit(inline="always")
 def _pair_row(x, y, ra, rb, rc, rd, na, nb_, nc, nd, h, l, hp, lp, T):
     """One step of :func:`matmul_pair` for the row ``⟨x, y⟩`` and the four contracted rows
     ``na < nb_ < nc < nd`` (weights ``ra .. rd``): both components in one vectorised column
@@ -289,7 +277,6 @@ def matmul_pair(a0, a1, w, ia, iw, o0, o1, p0, p1, group):
         for q in range(g1 - g0):
             m0 = (g0 + q) * MR
             count[q] = _live_pair_rows(H, Lo, m0, min(MR, M - m0), live[q])
-        panel = np.empty((NPANEL, KTILE))
         hacc = np.empty((MR, KTILE))
         lacc = np.empty((MR, KTILE))
         hpos = np.empty((MR, KTILE), np.int64)
@@ -304,7 +291,6 @@ def matmul_pair(a0, a1, w, ia, iw, o0, o1, p0, p1, group):
             cursor[:] = 0
             for n0 in range(0, max(N, 1), NPANEL):
                 n1 = min(N, n0 + NPANEL)
-                _pack(W, n0, n1, k0, T, panel)
                 for q in range(g1 - g0):
                     m0 = (g0 + q) * MR
                     mc = min(MR, M - m0)
@@ -317,7 +303,7 @@ def matmul_pair(a0, a1, w, ia, iw, o0, o1, p0, p1, group):
                     t = cursor[q]
                     while t + 4 <= L and lv[t + 3] < n1:
                         na, nb_, nc, nd = lv[t], lv[t + 1], lv[t + 2], lv[t + 3]
-                        ra, rb, rc, rd = panel[na - n0], panel[nb_ - n0], panel[nc - n0], panel[nd - n0]
+                        ra, rb, rc, rd = W[na, k0:k1], W[nb_, k0:k1], W[nc, k0:k1], W[nd, k0:k1]
                         _pair_row(x0, y0, ra, rb, rc, rd, na, nb_, nc, nd, h0, l0, hp0, lp0, T)
                         _pair_row(x1, y1, ra, rb, rc, rd, na, nb_, nc, nd, h1, l1, hp1, lp1, T)
                         _pair_row(x2, y2, ra, rb, rc, rd, na, nb_, nc, nd, h2, l2, hp2, lp2, T)
@@ -325,7 +311,7 @@ def matmul_pair(a0, a1, w, ia, iw, o0, o1, p0, p1, group):
                         t += 4
                     while t < L and lv[t] < n1:
                         n = lv[t]
-                        r = panel[n - n0]
+                        r = W[n, k0:k1]
                         for i in range(MR):
                             row = m0 + min(i, mc - 1)
                             hi, lo = H[row, n], Lo[row, n]
@@ -366,9 +352,16 @@ BLOCK_JOBS = 64  # parallel jobs of a dense-block kernel at most (each allocates
 
 
 @njit(inline="always")
-def _block_job(job, jobs, B):
-    """The batch rows ``b0 .. b1 - 1`` of dense-block job ``job`` of ``jobs``."""
-    return job * B // jobs, (job + 1) * B // jobs
+def _block_jobs(B):
+    return min(B, BLOCK_JOBS)
+
+
+@njit(inline="always")
+def _block_job(job, B, u, n):
+    """The batch rows ``b0 .. b1 - 1`` of dense-block job ``job`` and its scratch: a row of
+    ``J`` and ``v[b]`` transposed (:func:`_factor_row`)."""
+    jobs = _block_jobs(B)
+    return job * B // jobs, (job + 1) * B // jobs, np.empty(n), np.empty((u.shape[2], n))
 
 
 @njit(inline="always")
@@ -404,11 +397,8 @@ def block_pair(a0, a1, d, u, v, o0, o1, p0, p1):
     folded into the outputs by a vectorised compare-and-blend over the columns; sources are
     taken in ascending r, so ties keep the lowest r and NaN never wins."""
     B, n = a0.shape
-    jobs = min(B, BLOCK_JOBS)
-    for job in prange(jobs):
-        b0, b1 = _block_job(job, jobs, B)
-        row = np.empty(n)
-        vt = np.empty((u.shape[2], n))
+    for job in prange(_block_jobs(B)):
+        b0, b1, row, vt = _block_job(job, B, u, n)
         for b in range(b0, b1):
             h0, h1, q0, q1 = o0[b], o1[b], p0[b], p1[b]
             for c in range(n):
@@ -433,11 +423,8 @@ def block_pair(a0, a1, d, u, v, o0, o1, p0, p1):
 def block_maxabs(a, d, u, v, o, p):
     """Max-abs through factored blocks (``|J|``, rows built as in :func:`block_pair`)."""
     B, n = a.shape
-    jobs = min(B, BLOCK_JOBS)
-    for job in prange(jobs):
-        b0, b1 = _block_job(job, jobs, B)
-        row = np.empty(n)
-        vt = np.empty((u.shape[2], n))
+    for job in prange(_block_jobs(B)):
+        b0, b1, row, vt = _block_job(job, B, u, n)
         for b in range(b0, b1):
             h, q = o[b], p[b]
             for c in range(n):
