@@ -156,3 +156,67 @@ def test_cpu_matmul_sum_contracts_through_the_batch_maps():
 
 def test_nan_in_gives_nan_out_through_the_log_kernels():
     check_nan_propagates(lambda sr: on_device(sr, "cpu"))
+
+
+@pytest.mark.parametrize("name", ["max", "maxabs"])
+def test_dense_blocks_built_from_factors_match_the_reference_on_edge_values(name):
+    # rows of J are built from the factors (diag + u vᵀ) inside the kernel: a zero row (signed
+    # zero products), an infinite row, ties between sources, dead sources and a −∞ path
+    # must give the reference's values (signs of zeros included) and positions
+    from kernel_cases import assert_same, assert_same_pos, layer_norm_block, semiring_value
+    rng = np.random.default_rng(7)
+    ref, dev = get_semiring(name), on_device(get_semiring(name), "cpu")
+    n = 11
+    block = layer_norm_block((2, 3), n, rng)
+    f = block.factors                          # the jacobian is materialised on first use, after this
+    f.u[..., 4, :] = 0.0
+    f.diag[..., 4] = 0.0                       # row 4 of J is exactly +0.0: products ±0.0 by the source's sign
+    f.u[..., 6, 0] = np.inf                    # row 6 of J is +inf (v[..., 0] = 1 in a layer-norm block)
+    rows = semiring_value(ref, (2, 3, 1, n), rng, dead=0.2)
+    for c in rows:
+        c[..., 8] = c[..., 9]                  # tied sources
+        c[..., 6] = np.where(c[..., 6] == 0.0, 1.0, c[..., 6])   # no 0 · inf
+    rows[0][0, 0, 0, 3] = 0.0
+    if name == "max":
+        rows[1][0, 0, 0, 3] = -0.0
+        rows[0][0, 1, 0, 7] = rows[1][0, 1, 0, 7] = -np.inf     # a path of weight −∞
+    with np.errstate(invalid="ignore"):
+        got, want = dev.matmul_block(rows, block), ref.matmul(rows, block.jacobian)
+    assert_same(name, got[0], want[0], "dense block")
+    assert_same_pos(got[1], want[1], "dense block")
+    for g, w in zip(got[0], want[0]):
+        np.testing.assert_array_equal(np.signbit(g), np.signbit(w))
+
+
+def test_a_nan_entry_never_wins_a_dense_block():
+    # J = diag(d) with d[2] = NaN: the NaN product is passed over, source 1 keeps column 1 ...
+    d = np.array([[1.0, 2.0, np.nan]])
+    u = np.zeros((1, 3, 1))
+    v = np.zeros((1, 3, 1))
+    a = np.array([[1.0, 3.0, 5.0]])
+    o0, o1 = np.empty((1, 3)), np.empty((1, 3))
+    p0, p1 = np.empty((1, 3), np.int64), np.empty((1, 3), np.int64)
+    cpu.block_pair(a, a, d, u, v, o0, o1, p0, p1)
+    # column 2: sources 0, 1 give 0.0, source 2 gives NaN: 0.0 at source 0 for both components
+    assert o0.tolist() == [[1.0, 6.0, 0.0]] and p0.tolist() == [[0, 1, 0]]
+    assert o1.tolist() == [[0.0, 0.0, 0.0]] and p1.tolist() == [[1, 0, 0]]
+    o, p = np.empty((1, 3)), np.empty((1, 3), np.int64)
+    cpu.block_maxabs(a, d, u, v, o, p)
+    assert o.tolist() == [[1.0, 6.0, 0.0]] and p.tolist() == [[0, 1, 0]]
+
+
+def test_pair_contraction_takes_float32_weights_as_they_are():
+    # a torch model's weights are float32: the kernel reads them as they are and widens each
+    # weight in its products (exact), so values and positions equal the reference's on the
+    # float64 conversion, −0.0 weights included
+    from kernel_cases import assert_same, assert_same_pos, semiring_value, weights
+    rng = np.random.default_rng(11)
+    ref, dev = get_semiring("max"), on_device(get_semiring("max"), "cpu")
+    a = semiring_value(ref, (2, 7, 300), rng, dead=0.3)
+    w = weights((300, 260), rng).astype(np.float32)
+    w[5, :7] = -0.0
+    got, want = dev.matmul(a, w), ref.matmul(a, w)
+    assert_same("max", got[0], want[0], "float32 weights")
+    assert_same_pos(got[1], want[1], "float32 weights")
+    for g, r in zip(got[0], want[0]):
+        np.testing.assert_array_equal(np.signbit(g), np.signbit(r))

@@ -49,8 +49,9 @@ class SelectiveKernels(Protocol):
 
     def matmul_pair(self, a0: np.ndarray, a1: np.ndarray, w: np.ndarray, ia: np.ndarray, iw: np.ndarray,
                     o0: np.ndarray, o1: np.ndarray, p0: np.ndarray, p1: np.ndarray) -> None:
-        """Contraction of ⟨M⁺, M⁻⟩ = ``(a0, a1)`` with real weights: ``o0``/``p0`` the max and
-        its n, ``o1``/``p1`` the min (a negative weight swaps the source component)."""
+        """Contraction of ⟨M⁺, M⁻⟩ = ``(a0, a1)`` with real weights ``w`` (float64, or a model's
+        float32, widened exactly): ``o0``/``p0`` the max and its n, ``o1``/``p1`` the min (a
+        negative weight swaps the source component)."""
 
     def matmul_max(self, a: np.ndarray, w: np.ndarray, ia: np.ndarray, iw: np.ndarray, plus: bool,
                    o: np.ndarray, p: np.ndarray) -> None:

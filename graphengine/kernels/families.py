@@ -109,14 +109,16 @@ class MaxPair(_BlockRows):
         return (out[0][0], out[1][0]), (out[0][1], out[1][1])
 
     def matmul(self, a, w):
-        w = np.asarray(w, dtype=np.float64)
+        w = np.asarray(w)
+        w = w if w.dtype == np.float32 else w.astype(np.float64, copy=False)   # float32 is widened in the kernel
         a0 = np.broadcast_to(a[0], np.broadcast_shapes(a[0].shape, a[1].shape))
         batch, ia, iw = batch_maps(a0.shape[:-2], w.shape[:-2])
         M, K = a0.shape[-2], w.shape[-1]
         B = len(ia)
         o0, o1 = np.empty((B, M, K)), np.empty((B, M, K))
         p0, p1 = np.empty((B, M, K), np.int64), np.empty((B, M, K), np.int64)
-        self.be.matmul_pair(as3(a0), as3(np.broadcast_to(a[1], a0.shape)), as3(w), ia, iw, o0, o1, p0, p1)
+        w3 = contiguous(w, w.dtype).reshape((-1,) + w.shape[-2:])
+        self.be.matmul_pair(as3(a0), as3(np.broadcast_to(a[1], a0.shape)), w3, ia, iw, o0, o1, p0, p1)
         shape = batch + (M, K)
         return (o0.reshape(shape), o1.reshape(shape)), (p0.reshape(shape), p1.reshape(shape))
 

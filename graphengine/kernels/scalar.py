@@ -12,8 +12,9 @@ and slicing, ``math``, and each other.
 =========================  ======================================================================
 helper                     used by
 =========================  ======================================================================
-``dense_entry``            every factored dense-block kernel (max pair, max-abs, real, absolute,
-                           entropy): one entry of ``J = diag(d) + u vᵀ``
+``dense_entry``            the factored dense-block kernels (CUDA: all; CPU: absolute, entropy):
+                           one entry of ``J = diag(d) + u vᵀ`` (the CPU max-pair and max-abs
+                           kernels build a whole row in the same order, ``cpu_select``)
 ``pair_times``,            the signed max pair's ⊗ (contraction, dense block, scale) and its
 ``pair_reached``           0̄ test (``⟨-inf, +inf⟩``; ``⟨-inf, -inf⟩`` is a path of weight -inf)
 ``improves``               the selection rule: strictly better in a direction, ties keep the
