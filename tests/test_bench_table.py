@@ -40,3 +40,23 @@ def test_malformed_table_is_refused():
     bad = "| " + " | ".join(HEADER) + " |\n|---|\n| P1 | x |\n"
     with pytest.raises(ValueError, match="cells"):
         parse_table(bad)
+
+
+def test_readme_profile_section_names_known_jobs():
+    from bench_table import PROFILE_BEGIN, PROFILE_END, PROFILE_JOBS
+    from graphengine.io import marked_section
+    with open(os.path.join(REPO, "README.md"), encoding="utf-8") as f:
+        section = marked_section(f.read(), PROFILE_BEGIN, PROFILE_END, "README")
+    rows = [ln for ln in section.splitlines() if ln.startswith("| P")]
+    labels = set(PROFILE_JOBS.values())
+    assert rows and all(any(r.startswith(f"| {lab}") for lab in labels) for r in rows)
+
+
+def test_profile_shares_are_of_the_backward_time():
+    from bench_table import render_profile
+    job = {"backward_s": 0.5, "pushes_s": 0.4, "structures_s": 0.05, "rest_s": 0.05, "nodes": 3,
+           "pushes_by_semiring_s": {"entropy": 0.3, "max": 0.1}, "pushes_by_op_s": {"linear": 0.25, "add": 0.15},
+           "structures_by_op_s": {"gelu": 0.05}}
+    row = render_profile({"jobs": {"p1": job}}).splitlines()[2]
+    assert row == "| P1, w.r.t. the token embeddings | 500.0 ms | entropy 60%, max 20% | linear 50%, add 30% " \
+                  "| 10% (gelu 10%) | 10% |"
