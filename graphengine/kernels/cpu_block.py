@@ -1,0 +1,393 @@
+"""Numba CPU kernels of the selective semirings through factored dense blocks (softmax,
+log-softmax, layer norm): per batch row ``b`` and column ``c``, ``⊕_r a[b, r] ⊗ J[b, r, c]``
+and the first winning ``r``, where ``J = δ·d[b, r] + Σ_t u[b, r, t]·v[b, c, t]`` is given by its
+factors (:class:`graphengine.ir.jacobian.LowRankBlock`, rank R = 1 or 2) and never built as an
+n×n matrix. Conventions as in :mod:`graphengine.kernels.cpu_select` (float64 values, int64
+positions, outputs preallocated by the caller, ties keep the lowest r, NaN never wins, 0̄
+sources skipped).
+
+**Exact pruning.** A plain scan folds every source row r into every column: O(n²) per batch
+row, and at a layer norm (n = 384 to 768) most of that work cannot change the result, because
+the diagonal entry ``J[c, c] ≈ d[c]`` outweighs every off-diagonal entry (of order ``1/n``).
+The kernels therefore
+
+1. take each column's own source first (the diagonal candidate ``a[c] ⊗ J[c, c]``);
+2. split the columns into tiles of ``TILE`` and keep, per tile and term t, ``W[k, t] = max_c
+   |v[b, c, t]|`` over the tile, and per tile the worst running best (the least M⁺, the
+   greatest M⁻, the least max-abs);
+3. visit the sources in descending order of a bound on all their off-diagonal candidates, and
+   for each tile compute ``β = m_r ⊗ (0 + |u[b, r, 0]|·W[k, 0] + |u[b, r, 1]|·W[k, 1] + …)``,
+   with ``m_r = max(|a0[b, r]|, |a1[b, r]|)`` (``|a[b, r]|`` for max-abs), in floating point
+   in the same order as the entries; a tile is skipped when ``β`` is strictly below its
+   least M⁺ and ``-β`` strictly above its greatest M⁻ (for max-abs: ``β`` strictly below its
+   least best); the walk stops when the bound over all columns (the same sum with the maxima
+   over every column) fails both tests against the worst bests of the whole row, since the
+   later sources have smaller bounds;
+4. fold the candidates of the tiles that are not skipped with the rule of
+   :func:`graphengine.kernels.scalar.improves_or_earlier` (strictly better, or equal at a lower
+   r), since sources now arrive out of order.
+
+Why the result is bit-identical to the ascending scan: the scan's result for a column is the
+largest non-NaN candidate (or ``-inf`` at 0 when there is none above ``-inf``) at the lowest r
+that attains it, and the value stored is that candidate's, signed zero included; the
+out-of-order rule keeps the same winner over any order, and each candidate evaluated is the
+same floating-point number as in the scan (same entry sum, same ⊗). Skipping is exact, with no
+rounding margin: rounding to nearest is monotone, so for ``|p| ≤ P`` and ``|s| ≤ S``,
+``|fl(s + p)| ≤ fl(S + P)`` and ``|fl(x·y)| = fl(|x|·|y|) ≤ fl(X·Y)`` for ``|x| ≤ X``, ``|y| ≤
+Y`` (gradual underflow and overflow included). By induction over the terms of the sum, every
+off-diagonal entry of row r in tile k has ``|Ĵ[r, c]| ≤ J̄ = fl(… fl(0 + fl(|u_0|·W_0)) …)``, and
+every candidate ``fl(M·Ĵ)`` (M one of ``a0``, ``a1``, or ``|J|``'s ``a``) has magnitude at most
+``fl(m_r·J̄) = β``. A skipped candidate is thus strictly worse than the column's running best,
+which only improves, so it could never have been taken, not even by the tie rule. The
+diagonal column of a tile is covered by step 1 (and recomputed, harmlessly, when its tile is
+visited). A NaN bound (``0·inf`` after an overflow) fails every comparison, so nothing is
+skipped. A batch row with a non-finite factor or a reached source that is not finite (a path
+of weight -inf, NaN, ±inf) is scanned in full instead, so those cases are exactly as before.
+
+:func:`block_pair_scan` and :func:`block_maxabs_scan` are the plain ascending scans (the
+pruned kernels' fallback for such rows): the tests compare against them and the benchmarks
+time them as the baseline.
+
+>>> import numpy as np
+>>> d = np.array([[2.0, 3.0]]); u = np.ones((1, 2, 1)); v = np.array([[[0.5], [-0.25]]])
+>>> a = np.array([[1.0, -1.0]])
+>>> o0, o1 = np.empty((1, 2)), np.empty((1, 2)); p0, p1 = np.empty((1, 2), np.int64), np.empty((1, 2), np.int64)
+>>> block_pair(a, a, d, u, v, o0, o1, p0, p1)                      # J = [[2.5, -0.25], [0.5, 2.75]]
+>>> o0.tolist(), p0.tolist(), o1.tolist(), p1.tolist()
+([[2.5, -0.25]], [[0, 0]], [[-0.5, -2.75]], [[1, 1]])
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import prange
+
+from .cache import njit
+from .cpu_select import _take
+from .scalar import on_cpu
+
+BLOCK_JOBS = 64  # parallel jobs of a dense-block kernel at most (each allocates its scratch once)
+TILE = 32  # columns per tile of the pruning bounds
+
+_pair = on_cpu().pair_times
+_reached = on_cpu().pair_reached
+_earlier = on_cpu().improves_or_earlier
+
+
+@njit(inline="always")
+def _block_jobs(B):
+    return min(B, BLOCK_JOBS)
+
+
+@njit(inline="always")
+def _block_job(job, B, u, n):
+    """The batch rows ``b0 .. b1 - 1`` of dense-block job ``job`` and its scratch: a row of
+    ``J`` and ``v[b]`` transposed (:func:`_factor_row`)."""
+    jobs = _block_jobs(B)
+    return job * B // jobs, (job + 1) * B // jobs, np.empty(n), np.empty((u.shape[2], n))
+
+
+@njit(inline="always")
+def _tile_scratch(n, R):
+    """A job's pruning scratch: ``W`` per tile and term, ``W`` over all columns, the worst
+    running best of each component per tile, and a bound per source."""
+    tiles = (n + TILE - 1) // TILE
+    return np.empty((tiles, R)), np.empty(R), np.empty(tiles), np.empty(tiles), np.empty(n)
+
+
+@njit(inline="always")
+def _transpose_v(v, b, vt):
+    for c in range(v.shape[1]):
+        for t in range(v.shape[2]):
+            vt[t, c] = v[b, c, t]
+
+
+@njit(inline="always")
+def _factor_row(d, u, vt, b, r, row, c0, c1):
+    """``J[b, r, c]`` for ``c0 <= c < c1`` into ``row[c]``: the same sum in the same order as
+    :func:`graphengine.kernels.scalar.dense_entry` (``δ·d`` or 0, then ``+ u·v`` term by term
+    in ascending ``t``), one vectorised pass over the columns per term (``vt`` is ``v[b]``
+    transposed, ``(R, n)``)."""
+    for c in range(c0, c1):
+        row[c] = 0.0
+    if c0 <= r < c1:
+        row[r] = d[b, r]
+    for t in range(vt.shape[0]):
+        x = u[b, r, t]
+        vr = vt[t]
+        for c in range(c0, c1):
+            row[c] = row[c] + x * vr[c]
+
+
+@njit(inline="always")
+def _finite_factors(d, u, v, b):
+    for r in range(d.shape[1]):
+        if not math.isfinite(d[b, r]):
+            return False
+        for t in range(u.shape[2]):
+            if not (math.isfinite(u[b, r, t]) and math.isfinite(v[b, r, t])):
+                return False
+    return True
+
+
+@njit(inline="always")
+def _column_maxima(vt, W, Wall):
+    """``W[k, t] = max |vt[t, c]|`` over the columns of tile k, ``Wall[t]`` over all."""
+    n = vt.shape[1]
+    for t in range(vt.shape[0]):
+        Wall[t] = 0.0
+        for k in range(W.shape[0]):
+            w = 0.0
+            for c in range(k * TILE, min(n, (k + 1) * TILE)):
+                w = max(w, abs(vt[t, c]))
+            W[k, t] = w
+            Wall[t] = max(Wall[t], w)
+
+
+@njit(inline="always")
+def _bound(m, u, b, r, W):
+    """``fl(m·J̄)``: a bound on every candidate of source r (magnitude ``m``) over the columns
+    whose ``max |v[:, t]|`` are ``W[t]``, off the diagonal (module docstring); NaN (from
+    ``0·inf`` after an overflow) gives ``inf``."""
+    j = 0.0
+    for t in range(W.shape[0]):
+        j = j + abs(u[b, r, t]) * W[t]
+    beta = m * j
+    return beta if beta >= 0.0 else np.inf
+
+
+@njit(inline="always")
+def _tile_worst(h, worst, sign):
+    """Per tile the least (``sign`` > 0) or greatest running best of ``h``."""
+    n = h.shape[0]
+    for k in range(worst.shape[0]):
+        e = h[k * TILE]
+        for c in range(k * TILE + 1, min(n, (k + 1) * TILE)):
+            e = min(e, h[c]) if sign > 0 else max(e, h[c])
+        worst[k] = e
+
+
+@njit(inline="always")
+def _descending(key):
+    """The sources in descending order of ``key`` (a permutation; ties in any order: the
+    out-of-order rule makes the result independent of it)."""
+    return np.argsort(key)[::-1]
+
+
+# ---------------------------------------------------------------- signed max pair
+@njit(inline="always")
+def _pair_sources_finite(a0, a1, b):
+    for r in range(a0.shape[1]):
+        h, lo = a0[b, r], a1[b, r]
+        if _reached(h, lo) and not (math.isfinite(h) and math.isfinite(lo)):
+            return False
+    return True
+
+
+@njit(inline="always")
+def _pair_scan(a0, a1, d, u, vt, b, row, h0, h1, q0, q1):
+    """Batch row b in full: every reached source in ascending r into every column."""
+    n = h0.shape[0]
+    for c in range(n):
+        h0[c] = -np.inf
+        h1[c] = np.inf
+        q0[c] = 0
+        q1[c] = 0
+    for r in range(n):
+        h = a0[b, r]
+        lo = a1[b, r]
+        if not _reached(h, lo):
+            continue
+        _factor_row(d, u, vt, b, r, row, 0, n)
+        for c in range(n):
+            x, y = _pair(h, lo, row[c])
+            h0[c], q0[c] = _take(h0[c], q0[c], x, r, 1)
+            h1[c], q1[c] = _take(h1[c], q1[c], y, r, -1)
+
+
+@njit(inline="always")
+def _pair_pruned(a0, a1, d, u, vt, b, row, W, Wall, lo_k, hi_k, key, h0, h1, q0, q1):
+    """Batch row b with the pruning of the module docstring (finite factors and sources)."""
+    n = h0.shape[0]
+    R = vt.shape[0]
+    for c in range(n):
+        h0[c] = -np.inf
+        h1[c] = np.inf
+        q0[c] = 0
+        q1[c] = 0
+        h, lo = a0[b, c], a1[b, c]
+        key[c] = -np.inf
+        if _reached(h, lo):
+            jv = d[b, c]
+            for t in range(R):
+                jv = jv + u[b, c, t] * vt[t, c]
+            x, y = _pair(h, lo, jv)
+            h0[c], q0[c] = _take(h0[c], q0[c], x, c, 1)
+            h1[c], q1[c] = _take(h1[c], q1[c], y, c, -1)
+    _column_maxima(vt, W, Wall)
+    for r in range(n):
+        h, lo = a0[b, r], a1[b, r]
+        if _reached(h, lo):
+            key[r] = _bound(max(abs(h), abs(lo)), u, b, r, Wall)
+    _tile_worst(h0, lo_k, 1)
+    _tile_worst(h1, hi_k, -1)
+    lo_all, hi_all = np.min(lo_k), np.max(hi_k)
+    for r in _descending(key):
+        kr = key[r]
+        if kr == -np.inf or (kr < lo_all and -kr > hi_all):
+            break  # unreached from here on, or no later source can win anywhere
+        h, lo = a0[b, r], a1[b, r]
+        m = max(abs(h), abs(lo))
+        moved = False
+        for k in range(W.shape[0]):
+            beta = _bound(m, u, b, r, W[k])
+            if beta < lo_k[k] and -beta > hi_k[k]:
+                continue
+            c0, c1 = k * TILE, min(n, (k + 1) * TILE)
+            _factor_row(d, u, vt, b, r, row, c0, c1)
+            least, greatest = np.inf, -np.inf
+            for c in range(c0, c1):
+                x, y = _pair(h, lo, row[c])
+                g0 = _earlier(x, h0[c], r, q0[c], 1)
+                g1 = _earlier(y, h1[c], r, q1[c], -1)
+                h0[c], q0[c] = (x if g0 else h0[c]), (r if g0 else q0[c])
+                h1[c], q1[c] = (y if g1 else h1[c]), (r if g1 else q1[c])
+                least = min(least, h0[c])
+                greatest = max(greatest, h1[c])
+            lo_k[k], hi_k[k] = least, greatest
+            moved = True
+        if moved:
+            lo_all, hi_all = np.min(lo_k), np.max(hi_k)
+
+
+@njit(cache=True, parallel=True, boundscheck=False)
+def block_pair(a0, a1, d, u, v, o0, o1, p0, p1):
+    """Signed max pair through factored blocks: for each batch row ``b`` and column c,
+    ``o0, o1 = ⊕_r ⟨a0, a1⟩[b, r] ⊗ J[b, r, c]`` (M⁺ and M⁻) and ``p0``, ``p1`` the first
+    winning r. Rows of ``J`` are built from the factors tile by tile, only where the bounds of
+    the module docstring say a source can still win; values and positions are those of the
+    ascending scan (:func:`block_pair_scan`), which batch rows with a non-finite factor or
+    source get."""
+    B, n = a0.shape
+    for job in prange(_block_jobs(B)):
+        b0, b1, row, vt = _block_job(job, B, u, n)
+        W, Wall, lo_k, hi_k, key = _tile_scratch(n, u.shape[2])
+        for b in range(b0, b1):
+            _transpose_v(v, b, vt)
+            if n > 0 and _finite_factors(d, u, v, b) and _pair_sources_finite(a0, a1, b):
+                _pair_pruned(a0, a1, d, u, vt, b, row, W, Wall, lo_k, hi_k, key, o0[b], o1[b], p0[b], p1[b])
+            else:
+                _pair_scan(a0, a1, d, u, vt, b, row, o0[b], o1[b], p0[b], p1[b])
+
+
+@njit(cache=True, parallel=True, boundscheck=False)
+def block_pair_scan(a0, a1, d, u, v, o0, o1, p0, p1):
+    """:func:`block_pair` by the plain scan: every reached source in ascending r, its row of
+    ``J`` built in full and folded into every column by compare-and-blend (ties keep the
+    lowest r because only a strictly better candidate replaces the incumbent)."""
+    B, n = a0.shape
+    for job in prange(_block_jobs(B)):
+        b0, b1, row, vt = _block_job(job, B, u, n)
+        for b in range(b0, b1):
+            _transpose_v(v, b, vt)
+            _pair_scan(a0, a1, d, u, vt, b, row, o0[b], o1[b], p0[b], p1[b])
+
+
+# ---------------------------------------------------------------- max-abs
+@njit(inline="always")
+def _sources_finite(a, b):
+    for r in range(a.shape[1]):
+        x = a[b, r]
+        if x != -np.inf and not math.isfinite(x):
+            return False
+    return True
+
+
+@njit(inline="always")
+def _maxabs_scan(a, d, u, vt, b, row, h, q):
+    n = h.shape[0]
+    for c in range(n):
+        h[c] = -np.inf
+        q[c] = 0
+    for r in range(n):
+        x = a[b, r]
+        if x == -np.inf:
+            continue
+        _factor_row(d, u, vt, b, r, row, 0, n)
+        for c in range(n):
+            h[c], q[c] = _take(h[c], q[c], x * abs(row[c]), r, 1)
+
+
+@njit(inline="always")
+def _maxabs_pruned(a, d, u, vt, b, row, W, Wall, lo_k, key, h, q):
+    n = h.shape[0]
+    R = vt.shape[0]
+    for c in range(n):
+        h[c] = -np.inf
+        q[c] = 0
+        x = a[b, c]
+        key[c] = -np.inf
+        if x != -np.inf:
+            jv = d[b, c]
+            for t in range(R):
+                jv = jv + u[b, c, t] * vt[t, c]
+            h[c], q[c] = _take(h[c], q[c], x * abs(jv), c, 1)
+    _column_maxima(vt, W, Wall)
+    for r in range(n):
+        if a[b, r] != -np.inf:
+            key[r] = _bound(abs(a[b, r]), u, b, r, Wall)
+    _tile_worst(h, lo_k, 1)
+    lo_all = np.min(lo_k)
+    for r in _descending(key):
+        kr = key[r]
+        if kr == -np.inf or kr < lo_all:
+            break
+        x = a[b, r]
+        m = abs(x)
+        moved = False
+        for k in range(W.shape[0]):
+            if _bound(m, u, b, r, W[k]) < lo_k[k]:
+                continue
+            c0, c1 = k * TILE, min(n, (k + 1) * TILE)
+            _factor_row(d, u, vt, b, r, row, c0, c1)
+            least = np.inf
+            for c in range(c0, c1):
+                y = x * abs(row[c])
+                g = _earlier(y, h[c], r, q[c], 1)
+                h[c], q[c] = (y if g else h[c]), (r if g else q[c])
+                least = min(least, h[c])
+            lo_k[k] = least
+            moved = True
+        if moved:
+            lo_all = np.min(lo_k)
+
+
+@njit(cache=True, parallel=True, boundscheck=False)
+def block_maxabs(a, d, u, v, o, p):
+    """Max-abs through factored blocks: ``o[b, c] = max_r a[b, r]·|J[b, r, c]|`` and ``p`` the
+    first winning r, pruned as :func:`block_pair` (one component: a tile is skipped when the
+    bound is strictly below its least running best); rows with a non-finite factor or source
+    get :func:`block_maxabs_scan`."""
+    B, n = a.shape
+    for job in prange(_block_jobs(B)):
+        b0, b1, row, vt = _block_job(job, B, u, n)
+        W, Wall, lo_k, hi_k, key = _tile_scratch(n, u.shape[2])
+        for b in range(b0, b1):
+            _transpose_v(v, b, vt)
+            if n > 0 and _finite_factors(d, u, v, b) and _sources_finite(a, b):
+                _maxabs_pruned(a, d, u, vt, b, row, W, Wall, lo_k, key, o[b], p[b])
+            else:
+                _maxabs_scan(a, d, u, vt, b, row, o[b], p[b])
+
+
+@njit(cache=True, parallel=True, boundscheck=False)
+def block_maxabs_scan(a, d, u, v, o, p):
+    """:func:`block_maxabs` by the plain ascending scan (see :func:`block_pair_scan`)."""
+    B, n = a.shape
+    for job in prange(_block_jobs(B)):
+        b0, b1, row, vt = _block_job(job, B, u, n)
+        for b in range(b0, b1):
+            _transpose_v(v, b, vt)
+            _maxabs_scan(a, d, u, vt, b, row, o[b], p[b])
