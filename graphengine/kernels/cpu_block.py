@@ -52,7 +52,7 @@ time them as the baseline.
 >>> d = np.array([[2.0, 3.0]]); u = np.ones((1, 2, 1)); v = np.array([[[0.5], [-0.25]]])
 >>> a = np.array([[1.0, -1.0]])
 >>> o0, o1 = np.empty((1, 2)), np.empty((1, 2)); p0, p1 = np.empty((1, 2), np.int64), np.empty((1, 2), np.int64)
->>> block_pair(a, a, d, u, v, o0, o1, p0, p1)                      # J = [[2.5, -0.25], [0.5, 2.75]]
+>>> block_pair(a, a, d, u, v, o0, o1, p0, p1, 1)       # prune from n = 1; J = [[2.5, -0.25], [0.5, 2.75]]
 >>> o0.tolist(), p0.tolist(), o1.tolist(), p1.tolist()
 ([[2.5, -0.25]], [[0, 0]], [[-0.5, -2.75]], [[1, 1]])
 """
@@ -70,6 +70,9 @@ from .scalar import on_cpu
 
 BLOCK_JOBS = 64  # parallel jobs of a dense-block kernel at most (each allocates its scratch once)
 TILE = 32  # columns per tile of the pruning bounds
+SORT_IN_PLACE = 32  # contenders sorted by insertion in the scratch at most (more: argsort)
+GIVE_UP = 4  # a row gives up pruning after folding 1/GIVE_UP of its contenders' tiles (:func:`_gives_up`)
+PRUNE_FROM = 192  # the back end prunes blocks of at least this many columns and scans smaller ones
 
 _pair = on_cpu().pair_times
 _reached = on_cpu().pair_reached
@@ -92,9 +95,11 @@ def _block_job(job, B, u, n):
 @njit(inline="always")
 def _tile_scratch(n, R):
     """A job's pruning scratch: ``W`` per tile and term, ``W`` over all columns, the worst
-    running best of each component per tile, and a bound per source."""
+    running best of each component per tile, a bound per source, a list of sources and their
+    bounds."""
     tiles = (n + TILE - 1) // TILE
-    return np.empty((tiles, R)), np.empty(R), np.empty(tiles), np.empty(tiles), np.empty(n)
+    return (np.empty((tiles, R)), np.empty(R), np.empty(tiles), np.empty(tiles), np.empty(n), np.empty(n, np.int64),
+            np.empty(n))
 
 
 @njit(inline="always")
@@ -159,21 +164,61 @@ def _bound(m, u, b, r, W):
 
 
 @njit(inline="always")
+def _worst(h, c0, c1, sign):
+    """The least (``sign`` > 0) or greatest of ``h[c0:c1]`` (a separate pass: a reduction in
+    the fold's loop would keep it from vectorising)."""
+    e = h[c0]
+    for c in range(c0 + 1, c1):
+        e = min(e, h[c]) if sign > 0 else max(e, h[c])
+    return e
+
+
+@njit(inline="always")
 def _tile_worst(h, worst, sign):
     """Per tile the least (``sign`` > 0) or greatest running best of ``h``."""
     n = h.shape[0]
     for k in range(worst.shape[0]):
-        e = h[k * TILE]
-        for c in range(k * TILE + 1, min(n, (k + 1) * TILE)):
-            e = min(e, h[c]) if sign > 0 else max(e, h[c])
-        worst[k] = e
+        worst[k] = _worst(h, k * TILE, min(n, (k + 1) * TILE), sign)
 
 
 @njit(inline="always")
-def _descending(key):
-    """The sources in descending order of ``key`` (a permutation; ties in any order: the
-    out-of-order rule makes the result independent of it)."""
-    return np.argsort(key)[::-1]
+def _gives_up(done, contenders, tiles):
+    """Whether pruning is failing on this row: it has folded more than ``1/GIVE_UP`` of the
+    tiles that folding every contender everywhere would. The row is then computed again by the
+    plain scan, whose contiguous loops cost less than bounding and folding tile by tile (so a
+    row where the bounds do not help costs at most about ``1 + 2/GIVE_UP`` scans)."""
+    return GIVE_UP * done > contenders * tiles
+
+
+@njit(inline="always")
+def _contenders(key, lo_all, hi_all, pick, kept):
+    """The sources whose bound passes the row's first test (``key`` ≥ the least M⁺ or ``-key``
+    ≤ the greatest M⁻; ``hi_all`` = -inf for max-abs), in descending order of ``key`` (ties in
+    any order: the out-of-order rule makes the result independent of it), in ``pick[:k]``;
+    returns k. The others cannot win anywhere: the running bests only improve. Unreached
+    sources have ``key`` = -inf. A few are sorted in place, many by ``argsort``."""
+    k = 0
+    for r in range(key.shape[0]):
+        kr = key[r]
+        if kr != -np.inf and not (kr < lo_all and -kr > hi_all):
+            pick[k] = r
+            kept[k] = kr
+            k += 1
+    if k > SORT_IN_PLACE:
+        order = np.argsort(kept[:k])
+        for i in range(k):
+            kept[i] = pick[order[k - 1 - i]]
+        for i in range(k):
+            pick[i] = np.int64(kept[i])
+        return k
+    for i in range(1, k):
+        r, kr = pick[i], kept[i]
+        j = i
+        while j > 0 and kept[j - 1] < kr:
+            pick[j], kept[j] = pick[j - 1], kept[j - 1]
+            j -= 1
+        pick[j], kept[j] = r, kr
+    return k
 
 
 # ---------------------------------------------------------------- signed max pair
@@ -208,7 +253,19 @@ def _pair_scan(a0, a1, d, u, vt, b, row, h0, h1, q0, q1):
 
 
 @njit(inline="always")
-def _pair_pruned(a0, a1, d, u, vt, b, row, W, Wall, lo_k, hi_k, key, h0, h1, q0, q1):
+def _pair_fold(h, lo, row, r, h0, h1, q0, q1, c0, c1):
+    """Source r's candidates ``⟨h, lo⟩ ⊗ row[c]`` into columns ``c0 .. c1 - 1`` by the
+    out-of-order rule (compare and blend: the loop vectorises)."""
+    for c in range(c0, c1):
+        x, y = _pair(h, lo, row[c])
+        g0 = _earlier(x, h0[c], r, q0[c], 1)
+        g1 = _earlier(y, h1[c], r, q1[c], -1)
+        h0[c], q0[c] = (x if g0 else h0[c]), (r if g0 else q0[c])
+        h1[c], q1[c] = (y if g1 else h1[c]), (r if g1 else q1[c])
+
+
+@njit(inline="always")
+def _pair_pruned(a0, a1, d, u, vt, b, row, W, Wall, lo_k, hi_k, key, pick, kept, h0, h1, q0, q1):
     """Batch row b with the pruning of the module docstring (finite factors and sources)."""
     n = h0.shape[0]
     R = vt.shape[0]
@@ -234,50 +291,51 @@ def _pair_pruned(a0, a1, d, u, vt, b, row, W, Wall, lo_k, hi_k, key, h0, h1, q0,
     _tile_worst(h0, lo_k, 1)
     _tile_worst(h1, hi_k, -1)
     lo_all, hi_all = np.min(lo_k), np.max(hi_k)
-    for r in _descending(key):
+    tiles = W.shape[0]
+    done = 0
+    k = _contenders(key, lo_all, hi_all, pick, kept)
+    for i in range(k):
+        r = pick[i]
         kr = key[r]
-        if kr == -np.inf or (kr < lo_all and -kr > hi_all):
-            break  # unreached from here on, or no later source can win anywhere
+        if kr < lo_all and -kr > hi_all:
+            break  # no later source can win anywhere
+        if _gives_up(done, k, tiles):
+            _pair_scan(a0, a1, d, u, vt, b, row, h0, h1, q0, q1)
+            return
         h, lo = a0[b, r], a1[b, r]
         m = max(abs(h), abs(lo))
-        moved = False
-        for k in range(W.shape[0]):
+        folded = 0
+        for k in range(tiles):
             beta = _bound(m, u, b, r, W[k])
             if beta < lo_k[k] and -beta > hi_k[k]:
                 continue
             c0, c1 = k * TILE, min(n, (k + 1) * TILE)
             _factor_row(d, u, vt, b, r, row, c0, c1)
-            least, greatest = np.inf, -np.inf
-            for c in range(c0, c1):
-                x, y = _pair(h, lo, row[c])
-                g0 = _earlier(x, h0[c], r, q0[c], 1)
-                g1 = _earlier(y, h1[c], r, q1[c], -1)
-                h0[c], q0[c] = (x if g0 else h0[c]), (r if g0 else q0[c])
-                h1[c], q1[c] = (y if g1 else h1[c]), (r if g1 else q1[c])
-                least = min(least, h0[c])
-                greatest = max(greatest, h1[c])
-            lo_k[k], hi_k[k] = least, greatest
-            moved = True
-        if moved:
+            _pair_fold(h, lo, row, r, h0, h1, q0, q1, c0, c1)
+            lo_k[k], hi_k[k] = _worst(h0, c0, c1, 1), _worst(h1, c0, c1, -1)
+            folded += 1
+        done += folded
+        if folded:
             lo_all, hi_all = np.min(lo_k), np.max(hi_k)
 
 
 @njit(cache=True, parallel=True, boundscheck=False)
-def block_pair(a0, a1, d, u, v, o0, o1, p0, p1):
+def block_pair(a0, a1, d, u, v, o0, o1, p0, p1, prune_from):
     """Signed max pair through factored blocks: for each batch row ``b`` and column c,
     ``o0, o1 = ⊕_r ⟨a0, a1⟩[b, r] ⊗ J[b, r, c]`` (M⁺ and M⁻) and ``p0``, ``p1`` the first
     winning r. Rows of ``J`` are built from the factors tile by tile, only where the bounds of
     the module docstring say a source can still win; values and positions are those of the
-    ascending scan (:func:`block_pair_scan`), which batch rows with a non-finite factor or
-    source get."""
+    ascending scan (:func:`block_pair_scan`), which blocks of fewer than ``prune_from``
+    columns (there the bounds cost more than they save: ``PRUNE_FROM``) and batch rows with a
+    non-finite factor or source get."""
     B, n = a0.shape
     for job in prange(_block_jobs(B)):
         b0, b1, row, vt = _block_job(job, B, u, n)
-        W, Wall, lo_k, hi_k, key = _tile_scratch(n, u.shape[2])
+        W, Wall, lo_k, hi_k, key, pick, kept = _tile_scratch(n, u.shape[2])
         for b in range(b0, b1):
             _transpose_v(v, b, vt)
-            if n > 0 and _finite_factors(d, u, v, b) and _pair_sources_finite(a0, a1, b):
-                _pair_pruned(a0, a1, d, u, vt, b, row, W, Wall, lo_k, hi_k, key, o0[b], o1[b], p0[b], p1[b])
+            if n >= max(1, prune_from) and _finite_factors(d, u, v, b) and _pair_sources_finite(a0, a1, b):
+                _pair_pruned(a0, a1, d, u, vt, b, row, W, Wall, lo_k, hi_k, key, pick, kept, o0[b], o1[b], p0[b], p1[b])
             else:
                 _pair_scan(a0, a1, d, u, vt, b, row, o0[b], o1[b], p0[b], p1[b])
 
@@ -321,7 +379,16 @@ def _maxabs_scan(a, d, u, vt, b, row, h, q):
 
 
 @njit(inline="always")
-def _maxabs_pruned(a, d, u, vt, b, row, W, Wall, lo_k, key, h, q):
+def _abs_fold(x, row, r, h, q, c0, c1):
+    """Source r's candidates ``x·|row[c]|`` into columns ``c0 .. c1 - 1`` (out-of-order rule)."""
+    for c in range(c0, c1):
+        y = x * abs(row[c])
+        g = _earlier(y, h[c], r, q[c], 1)
+        h[c], q[c] = (y if g else h[c]), (r if g else q[c])
+
+
+@njit(inline="always")
+def _maxabs_pruned(a, d, u, vt, b, row, W, Wall, lo_k, key, pick, kept, h, q):
     n = h.shape[0]
     R = vt.shape[0]
     for c in range(n):
@@ -340,44 +407,46 @@ def _maxabs_pruned(a, d, u, vt, b, row, W, Wall, lo_k, key, h, q):
             key[r] = _bound(abs(a[b, r]), u, b, r, Wall)
     _tile_worst(h, lo_k, 1)
     lo_all = np.min(lo_k)
-    for r in _descending(key):
-        kr = key[r]
-        if kr == -np.inf or kr < lo_all:
+    tiles = W.shape[0]
+    done = 0
+    k = _contenders(key, lo_all, -np.inf, pick, kept)
+    for i in range(k):
+        r = pick[i]
+        if key[r] < lo_all:
             break
+        if _gives_up(done, k, tiles):
+            _maxabs_scan(a, d, u, vt, b, row, h, q)
+            return
         x = a[b, r]
         m = abs(x)
-        moved = False
-        for k in range(W.shape[0]):
+        folded = 0
+        for k in range(tiles):
             if _bound(m, u, b, r, W[k]) < lo_k[k]:
                 continue
             c0, c1 = k * TILE, min(n, (k + 1) * TILE)
             _factor_row(d, u, vt, b, r, row, c0, c1)
-            least = np.inf
-            for c in range(c0, c1):
-                y = x * abs(row[c])
-                g = _earlier(y, h[c], r, q[c], 1)
-                h[c], q[c] = (y if g else h[c]), (r if g else q[c])
-                least = min(least, h[c])
-            lo_k[k] = least
-            moved = True
-        if moved:
+            _abs_fold(x, row, r, h, q, c0, c1)
+            lo_k[k] = _worst(h, c0, c1, 1)
+            folded += 1
+        done += folded
+        if folded:
             lo_all = np.min(lo_k)
 
 
 @njit(cache=True, parallel=True, boundscheck=False)
-def block_maxabs(a, d, u, v, o, p):
+def block_maxabs(a, d, u, v, o, p, prune_from):
     """Max-abs through factored blocks: ``o[b, c] = max_r a[b, r]·|J[b, r, c]|`` and ``p`` the
     first winning r, pruned as :func:`block_pair` (one component: a tile is skipped when the
-    bound is strictly below its least running best); rows with a non-finite factor or source
-    get :func:`block_maxabs_scan`."""
+    bound is strictly below its least running best); blocks of fewer than ``prune_from``
+    columns and rows with a non-finite factor or source get :func:`block_maxabs_scan`."""
     B, n = a.shape
     for job in prange(_block_jobs(B)):
         b0, b1, row, vt = _block_job(job, B, u, n)
-        W, Wall, lo_k, hi_k, key = _tile_scratch(n, u.shape[2])
+        W, Wall, lo_k, hi_k, key, pick, kept = _tile_scratch(n, u.shape[2])
         for b in range(b0, b1):
             _transpose_v(v, b, vt)
-            if n > 0 and _finite_factors(d, u, v, b) and _sources_finite(a, b):
-                _maxabs_pruned(a, d, u, vt, b, row, W, Wall, lo_k, key, o[b], p[b])
+            if n >= max(1, prune_from) and _finite_factors(d, u, v, b) and _sources_finite(a, b):
+                _maxabs_pruned(a, d, u, vt, b, row, W, Wall, lo_k, key, pick, kept, o[b], p[b])
             else:
                 _maxabs_scan(a, d, u, vt, b, row, o[b], p[b])
 
