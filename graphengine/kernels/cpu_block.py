@@ -127,6 +127,23 @@ def _factor_row(d, u, vt, b, r, row, c0, c1):
 
 
 @njit(inline="always")
+def _diagonal(d, u, vt, b, c):
+    """``J[b, c, c]``, summed as :func:`_factor_row` sums it."""
+    jv = d[b, c]
+    for t in range(vt.shape[0]):
+        jv = jv + u[b, c, t] * vt[t, c]
+    return jv
+
+
+@njit(inline="always")
+def _reset(h, q, zero):
+    """Running bests ``zero`` at position 0 (the result of no candidate)."""
+    for c in range(h.shape[0]):
+        h[c] = zero
+        q[c] = 0
+
+
+@njit(inline="always")
 def _finite_factors(d, u, v, b):
     for r in range(d.shape[1]):
         if not math.isfinite(d[b, r]):
@@ -235,11 +252,8 @@ def _pair_sources_finite(a0, a1, b):
 def _pair_scan(a0, a1, d, u, vt, b, row, h0, h1, q0, q1):
     """Batch row b in full: every reached source in ascending r into every column."""
     n = h0.shape[0]
-    for c in range(n):
-        h0[c] = -np.inf
-        h1[c] = np.inf
-        q0[c] = 0
-        q1[c] = 0
+    _reset(h0, q0, -np.inf)
+    _reset(h1, q1, np.inf)
     for r in range(n):
         h = a0[b, r]
         lo = a1[b, r]
@@ -268,19 +282,13 @@ def _pair_fold(h, lo, row, r, h0, h1, q0, q1, c0, c1):
 def _pair_pruned(a0, a1, d, u, vt, b, row, W, Wall, lo_k, hi_k, key, pick, kept, h0, h1, q0, q1):
     """Batch row b with the pruning of the module docstring (finite factors and sources)."""
     n = h0.shape[0]
-    R = vt.shape[0]
+    _reset(h0, q0, -np.inf)
+    _reset(h1, q1, np.inf)
     for c in range(n):
-        h0[c] = -np.inf
-        h1[c] = np.inf
-        q0[c] = 0
-        q1[c] = 0
         h, lo = a0[b, c], a1[b, c]
         key[c] = -np.inf
         if _reached(h, lo):
-            jv = d[b, c]
-            for t in range(R):
-                jv = jv + u[b, c, t] * vt[t, c]
-            x, y = _pair(h, lo, jv)
+            x, y = _pair(h, lo, _diagonal(d, u, vt, b, c))
             h0[c], q0[c] = _take(h0[c], q0[c], x, c, 1)
             h1[c], q1[c] = _take(h1[c], q1[c], y, c, -1)
     _column_maxima(vt, W, Wall)
@@ -366,9 +374,7 @@ def _sources_finite(a, b):
 @njit(inline="always")
 def _maxabs_scan(a, d, u, vt, b, row, h, q):
     n = h.shape[0]
-    for c in range(n):
-        h[c] = -np.inf
-        q[c] = 0
+    _reset(h, q, -np.inf)
     for r in range(n):
         x = a[b, r]
         if x == -np.inf:
@@ -390,17 +396,12 @@ def _abs_fold(x, row, r, h, q, c0, c1):
 @njit(inline="always")
 def _maxabs_pruned(a, d, u, vt, b, row, W, Wall, lo_k, key, pick, kept, h, q):
     n = h.shape[0]
-    R = vt.shape[0]
+    _reset(h, q, -np.inf)
     for c in range(n):
-        h[c] = -np.inf
-        q[c] = 0
         x = a[b, c]
         key[c] = -np.inf
         if x != -np.inf:
-            jv = d[b, c]
-            for t in range(R):
-                jv = jv + u[b, c, t] * vt[t, c]
-            h[c], q[c] = _take(h[c], q[c], x * abs(jv), c, 1)
+            h[c], q[c] = _take(h[c], q[c], x * abs(_diagonal(d, u, vt, b, c)), c, 1)
     _column_maxima(vt, W, Wall)
     for r in range(n):
         if a[b, r] != -np.inf:
