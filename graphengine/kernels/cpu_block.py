@@ -15,7 +15,8 @@ The kernels therefore
 2. split the columns into tiles of ``TILE`` and keep, per tile and term t, ``W[k, t] = max_c
    |v[b, c, t]|`` over the tile, and per tile the worst running best (the least M⁺, the
    greatest M⁻, the least max-abs);
-3. visit the sources in descending order of a bound on all their off-diagonal candidates, and
+3. visit the sources whose bound over all their off-diagonal candidates can still beat some
+   running best (the others are dropped at once), in descending order of that bound, and
    for each tile compute ``β = m_r ⊗ (0 + |u[b, r, 0]|·W[k, 0] + |u[b, r, 1]|·W[k, 1] + …)``,
    with ``m_r = max(|a0[b, r]|, |a1[b, r]|)`` (``|a[b, r]|`` for max-abs), in floating point
    in the same order as the entries; a tile is skipped when ``β`` is strictly below its
@@ -25,7 +26,14 @@ The kernels therefore
    later sources have smaller bounds;
 4. fold the candidates of the tiles that are not skipped with the rule of
    :func:`graphengine.kernels.scalar.improves_or_earlier` (strictly better, or equal at a lower
-   r), since sources now arrive out of order.
+   r), since sources now arrive out of order;
+5. scan the row plainly instead where the bounds cannot pay: when more than half the tiles
+   start with a least M⁺ (least max-abs) ≤ 0 or a greatest M⁻ ≥ 0, which no bound (≥ 0) can
+   beat (:func:`_mostly_open`: paths of one sign at many sources), and when the last
+   ``WINDOW`` sources folded more than half their tiles (:func:`_gives_up`). Folding tile by
+   tile costs several times more per entry than the scan's contiguous loops, so a row where
+   pruning fails costs a little more than a scan, and one where it works (every layer norm
+   of the real backwards measured) a small fraction of it.
 
 Why the result is bit-identical to the ascending scan: the scan's result for a column is the
 largest non-NaN candidate (or ``-inf`` at 0 when there is none above ``-inf``) at the lowest r
@@ -42,7 +50,8 @@ which only improves, so it could never have been taken, not even by the tie rule
 diagonal column of a tile is covered by step 1 (and recomputed, harmlessly, when its tile is
 visited). A NaN bound (``0·inf`` after an overflow) fails every comparison, so nothing is
 skipped. A batch row with a non-finite factor or a reached source that is not finite (a path
-of weight -inf, NaN, ±inf) is scanned in full instead, so those cases are exactly as before.
+of weight -inf, NaN, ±inf) is scanned in full instead, so those cases are exactly as before;
+so are the blocks narrower than the back end's ``PRUNE_FROM``.
 
 :func:`block_pair_scan` and :func:`block_maxabs_scan` are the plain ascending scans (the
 pruned kernels' fallback for such rows): the tests compare against them and the benchmarks
@@ -71,7 +80,7 @@ from .scalar import on_cpu
 BLOCK_JOBS = 64  # parallel jobs of a dense-block kernel at most (each allocates its scratch once)
 TILE = 32  # columns per tile of the pruning bounds
 SORT_IN_PLACE = 32  # contenders sorted by insertion in the scratch at most (more: argsort)
-GIVE_UP = 4  # a row gives up pruning after folding 1/GIVE_UP of its contenders' tiles (:func:`_gives_up`)
+WINDOW = 16  # a row gives up pruning when its last WINDOW sources folded over half their tiles (:func:`_gives_up`)
 PRUNE_FROM = 192  # the back end prunes blocks of at least this many columns and scans smaller ones
 
 _pair = on_cpu().pair_times
@@ -94,12 +103,11 @@ def _block_job(job, B, u, n):
 
 @njit(inline="always")
 def _tile_scratch(n, R):
-    """A job's pruning scratch: ``W`` per tile and term, ``W`` over all columns, the worst
+    """A job's pruning scratch: ``W`` per tile and term (and over all columns), the worst
     running best of each component per tile, a bound per source, a list of sources and their
     bounds."""
     tiles = (n + TILE - 1) // TILE
-    return (np.empty((tiles, R)), np.empty(R), np.empty(tiles), np.empty(tiles), np.empty(n), np.empty(n, np.int64),
-            np.empty(n))
+    return np.empty((tiles + 1, R)), np.empty(tiles), np.empty(tiles), np.empty(n), np.empty(n, np.int64), np.empty(n)
 
 
 @njit(inline="always")
@@ -121,9 +129,8 @@ def _factor_row(d, u, vt, b, r, row, c0, c1):
         row[r] = d[b, r]
     for t in range(vt.shape[0]):
         x = u[b, r, t]
-        vr = vt[t]
-        for c in range(c0, c1):
-            row[c] = row[c] + x * vr[c]
+        for c in range(c0, c1):  # vt[t, c], not a view of row t: a view per tile costs more than the tile
+            row[c] = row[c] + x * vt[t, c]
 
 
 @njit(inline="always")
@@ -155,27 +162,30 @@ def _finite_factors(d, u, v, b):
 
 
 @njit(inline="always")
-def _column_maxima(vt, W, Wall):
-    """``W[k, t] = max |vt[t, c]|`` over the columns of tile k, ``Wall[t]`` over all."""
+def _column_maxima(vt, W):
+    """``W[k, t] = max |vt[t, c]|`` over the columns of tile k, and over all columns in the
+    last row of ``W``."""
     n = vt.shape[1]
+    tiles = W.shape[0] - 1
     for t in range(vt.shape[0]):
-        Wall[t] = 0.0
-        for k in range(W.shape[0]):
+        W[tiles, t] = 0.0
+        for k in range(tiles):
             w = 0.0
             for c in range(k * TILE, min(n, (k + 1) * TILE)):
                 w = max(w, abs(vt[t, c]))
             W[k, t] = w
-            Wall[t] = max(Wall[t], w)
+            W[tiles, t] = max(W[tiles, t], w)
 
 
 @njit(inline="always")
-def _bound(m, u, b, r, W):
+def _bound(m, u, b, r, W, k):
     """``fl(m·J̄)``: a bound on every candidate of source r (magnitude ``m``) over the columns
-    whose ``max |v[:, t]|`` are ``W[t]``, off the diagonal (module docstring); NaN (from
-    ``0·inf`` after an overflow) gives ``inf``."""
+    whose ``max |v[:, t]|`` are ``W[k, t]`` (tile k, or all columns for k = the number of
+    tiles), off the diagonal (module docstring); NaN (from ``0·inf`` after an overflow) gives
+    ``inf``."""
     j = 0.0
-    for t in range(W.shape[0]):
-        j = j + abs(u[b, r, t]) * W[t]
+    for t in range(W.shape[1]):
+        j = j + abs(u[b, r, t]) * W[k, t]
     beta = m * j
     return beta if beta >= 0.0 else np.inf
 
@@ -184,10 +194,19 @@ def _bound(m, u, b, r, W):
 def _worst(h, c0, c1, sign):
     """The least (``sign`` > 0) or greatest of ``h[c0:c1]`` (a separate pass: a reduction in
     the fold's loop would keep it from vectorising)."""
-    e = h[c0]
-    for c in range(c0 + 1, c1):
-        e = min(e, h[c]) if sign > 0 else max(e, h[c])
-    return e
+    e0 = e1 = e2 = e3 = h[c0]
+    c = c0 + 1
+    while c + 4 <= c1:  # four chains: a single one waits on every comparison
+        if sign > 0:
+            e0, e1, e2, e3 = min(e0, h[c]), min(e1, h[c + 1]), min(e2, h[c + 2]), min(e3, h[c + 3])
+        else:
+            e0, e1, e2, e3 = max(e0, h[c]), max(e1, h[c + 1]), max(e2, h[c + 2]), max(e3, h[c + 3])
+        c += 4
+    for j in range(c, c1):
+        e0 = min(e0, h[j]) if sign > 0 else max(e0, h[j])
+    if sign > 0:
+        return min(min(e0, e1), min(e2, e3))
+    return max(max(e0, e1), max(e2, e3))
 
 
 @njit(inline="always")
@@ -199,12 +218,25 @@ def _tile_worst(h, worst, sign):
 
 
 @njit(inline="always")
-def _gives_up(done, contenders, tiles):
-    """Whether pruning is failing on this row: it has folded more than ``1/GIVE_UP`` of the
-    tiles that folding every contender everywhere would. The row is then computed again by the
-    plain scan, whose contiguous loops cost less than bounding and folding tile by tile (so a
-    row where the bounds do not help costs at most about ``1 + 2/GIVE_UP`` scans)."""
-    return GIVE_UP * done > contenders * tiles
+def _mostly_open(lo_k, hi_k, pair):
+    """Whether more than half the tiles start where no bound can skip them: a bound is ≥ 0, so
+    a tile whose least M⁺ (least max-abs) is ≤ 0, or for the pair whose greatest M⁻ is ≥ 0,
+    can only be skipped once off-diagonal candidates have moved it. Such a row (M⁺ < 0 at many
+    sources: paths of one sign) is scanned at once."""
+    count = 0
+    for k in range(lo_k.shape[0]):
+        if not (lo_k[k] > 0.0 and (hi_k[k] < 0.0 or not pair)):
+            count += 1
+    return 2 * count > lo_k.shape[0]
+
+
+@njit(inline="always")
+def _gives_up(recent, tiles):
+    """Whether pruning is failing on this row: the last ``WINDOW`` sources (checked every
+    ``WINDOW`` sources) folded more than half of their tiles. The row is then computed again by
+    the plain scan, whose contiguous loops cost far less per entry than bounding and folding
+    tile by tile (a row where the bounds do not help costs about a sixth more than a scan)."""
+    return 2 * recent > WINDOW * tiles
 
 
 @njit(inline="always")
@@ -269,17 +301,27 @@ def _pair_scan(a0, a1, d, u, vt, b, row, h0, h1, q0, q1):
 @njit(inline="always")
 def _pair_fold(h, lo, row, r, h0, h1, q0, q1, c0, c1):
     """Source r's candidates ``⟨h, lo⟩ ⊗ row[c]`` into columns ``c0 .. c1 - 1`` by the
-    out-of-order rule (compare and blend: the loop vectorises)."""
+    out-of-order rule: a compare-and-blend pass with the strict rule (it vectorises) that
+    also notes whether a candidate equalled its incumbent, and only then a second pass that
+    gives those ties to the lower r (after the first pass an equal candidate has changed
+    nothing, so the second pass is exactly the rest of the rule)."""
+    tie = 0
     for c in range(c0, c1):
         x, y = _pair(h, lo, row[c])
-        g0 = _earlier(x, h0[c], r, q0[c], 1)
-        g1 = _earlier(y, h1[c], r, q1[c], -1)
-        h0[c], q0[c] = (x if g0 else h0[c]), (r if g0 else q0[c])
-        h1[c], q1[c] = (y if g1 else h1[c]), (r if g1 else q1[c])
+        tie |= (x == h0[c]) | (y == h1[c])
+        h0[c], q0[c] = _take(h0[c], q0[c], x, r, 1)
+        h1[c], q1[c] = _take(h1[c], q1[c], y, r, -1)
+    if tie:
+        for c in range(c0, c1):
+            x, y = _pair(h, lo, row[c])
+            if _earlier(x, h0[c], r, q0[c], 1):
+                h0[c], q0[c] = x, r
+            if _earlier(y, h1[c], r, q1[c], -1):
+                h1[c], q1[c] = y, r
 
 
 @njit(inline="always")
-def _pair_pruned(a0, a1, d, u, vt, b, row, W, Wall, lo_k, hi_k, key, pick, kept, h0, h1, q0, q1):
+def _pair_pruned(a0, a1, d, u, vt, b, row, W, lo_k, hi_k, key, pick, kept, h0, h1, q0, q1):
     """Batch row b with the pruning of the module docstring (finite factors and sources)."""
     n = h0.shape[0]
     _reset(h0, q0, -np.inf)
@@ -291,30 +333,35 @@ def _pair_pruned(a0, a1, d, u, vt, b, row, W, Wall, lo_k, hi_k, key, pick, kept,
             x, y = _pair(h, lo, _diagonal(d, u, vt, b, c))
             h0[c], q0[c] = _take(h0[c], q0[c], x, c, 1)
             h1[c], q1[c] = _take(h1[c], q1[c], y, c, -1)
-    _column_maxima(vt, W, Wall)
+    _tile_worst(h0, lo_k, 1)
+    _tile_worst(h1, hi_k, -1)
+    if _mostly_open(lo_k, hi_k, True):
+        _pair_scan(a0, a1, d, u, vt, b, row, h0, h1, q0, q1)
+        return
+    _column_maxima(vt, W)
+    tiles = W.shape[0] - 1
     for r in range(n):
         h, lo = a0[b, r], a1[b, r]
         if _reached(h, lo):
-            key[r] = _bound(max(abs(h), abs(lo)), u, b, r, Wall)
-    _tile_worst(h0, lo_k, 1)
-    _tile_worst(h1, hi_k, -1)
+            key[r] = _bound(max(abs(h), abs(lo)), u, b, r, W, tiles)
     lo_all, hi_all = np.min(lo_k), np.max(hi_k)
-    tiles = W.shape[0]
-    done = 0
-    k = _contenders(key, lo_all, hi_all, pick, kept)
-    for i in range(k):
+    recent = 0
+    many = _contenders(key, lo_all, hi_all, pick, kept)
+    for i in range(many):
         r = pick[i]
         kr = key[r]
         if kr < lo_all and -kr > hi_all:
             break  # no later source can win anywhere
-        if _gives_up(done, k, tiles):
-            _pair_scan(a0, a1, d, u, vt, b, row, h0, h1, q0, q1)
-            return
+        if i > 0 and i % WINDOW == 0:
+            if _gives_up(recent, tiles):
+                _pair_scan(a0, a1, d, u, vt, b, row, h0, h1, q0, q1)
+                return
+            recent = 0
         h, lo = a0[b, r], a1[b, r]
         m = max(abs(h), abs(lo))
         folded = 0
         for k in range(tiles):
-            beta = _bound(m, u, b, r, W[k])
+            beta = _bound(m, u, b, r, W, k)
             if beta < lo_k[k] and -beta > hi_k[k]:
                 continue
             c0, c1 = k * TILE, min(n, (k + 1) * TILE)
@@ -322,7 +369,7 @@ def _pair_pruned(a0, a1, d, u, vt, b, row, W, Wall, lo_k, hi_k, key, pick, kept,
             _pair_fold(h, lo, row, r, h0, h1, q0, q1, c0, c1)
             lo_k[k], hi_k[k] = _worst(h0, c0, c1, 1), _worst(h1, c0, c1, -1)
             folded += 1
-        done += folded
+        recent += folded
         if folded:
             lo_all, hi_all = np.min(lo_k), np.max(hi_k)
 
@@ -339,11 +386,11 @@ def block_pair(a0, a1, d, u, v, o0, o1, p0, p1, prune_from):
     B, n = a0.shape
     for job in prange(_block_jobs(B)):
         b0, b1, row, vt = _block_job(job, B, u, n)
-        W, Wall, lo_k, hi_k, key, pick, kept = _tile_scratch(n, u.shape[2])
+        W, lo_k, hi_k, key, pick, kept = _tile_scratch(n, u.shape[2])
         for b in range(b0, b1):
             _transpose_v(v, b, vt)
             if n >= max(1, prune_from) and _finite_factors(d, u, v, b) and _pair_sources_finite(a0, a1, b):
-                _pair_pruned(a0, a1, d, u, vt, b, row, W, Wall, lo_k, hi_k, key, pick, kept, o0[b], o1[b], p0[b], p1[b])
+                _pair_pruned(a0, a1, d, u, vt, b, row, W, lo_k, hi_k, key, pick, kept, o0[b], o1[b], p0[b], p1[b])
             else:
                 _pair_scan(a0, a1, d, u, vt, b, row, o0[b], o1[b], p0[b], p1[b])
 
@@ -386,15 +433,22 @@ def _maxabs_scan(a, d, u, vt, b, row, h, q):
 
 @njit(inline="always")
 def _abs_fold(x, row, r, h, q, c0, c1):
-    """Source r's candidates ``x·|row[c]|`` into columns ``c0 .. c1 - 1`` (out-of-order rule)."""
+    """Source r's candidates ``x·|row[c]|`` into columns ``c0 .. c1 - 1`` (out-of-order rule,
+    in two passes as :func:`_pair_fold`)."""
+    tie = 0
     for c in range(c0, c1):
         y = x * abs(row[c])
-        g = _earlier(y, h[c], r, q[c], 1)
-        h[c], q[c] = (y if g else h[c]), (r if g else q[c])
+        tie |= y == h[c]
+        h[c], q[c] = _take(h[c], q[c], y, r, 1)
+    if tie:
+        for c in range(c0, c1):
+            y = x * abs(row[c])
+            if _earlier(y, h[c], r, q[c], 1):
+                h[c], q[c] = y, r
 
 
 @njit(inline="always")
-def _maxabs_pruned(a, d, u, vt, b, row, W, Wall, lo_k, key, pick, kept, h, q):
+def _maxabs_pruned(a, d, u, vt, b, row, W, lo_k, key, pick, kept, h, q):
     n = h.shape[0]
     _reset(h, q, -np.inf)
     for c in range(n):
@@ -402,34 +456,39 @@ def _maxabs_pruned(a, d, u, vt, b, row, W, Wall, lo_k, key, pick, kept, h, q):
         key[c] = -np.inf
         if x != -np.inf:
             h[c], q[c] = _take(h[c], q[c], x * abs(_diagonal(d, u, vt, b, c)), c, 1)
-    _column_maxima(vt, W, Wall)
+    _tile_worst(h, lo_k, 1)
+    if _mostly_open(lo_k, lo_k, False):
+        _maxabs_scan(a, d, u, vt, b, row, h, q)
+        return
+    _column_maxima(vt, W)
+    tiles = W.shape[0] - 1
     for r in range(n):
         if a[b, r] != -np.inf:
-            key[r] = _bound(abs(a[b, r]), u, b, r, Wall)
-    _tile_worst(h, lo_k, 1)
+            key[r] = _bound(abs(a[b, r]), u, b, r, W, tiles)
     lo_all = np.min(lo_k)
-    tiles = W.shape[0]
-    done = 0
-    k = _contenders(key, lo_all, -np.inf, pick, kept)
-    for i in range(k):
+    recent = 0
+    many = _contenders(key, lo_all, -np.inf, pick, kept)
+    for i in range(many):
         r = pick[i]
         if key[r] < lo_all:
             break
-        if _gives_up(done, k, tiles):
-            _maxabs_scan(a, d, u, vt, b, row, h, q)
-            return
+        if i > 0 and i % WINDOW == 0:
+            if _gives_up(recent, tiles):
+                _maxabs_scan(a, d, u, vt, b, row, h, q)
+                return
+            recent = 0
         x = a[b, r]
         m = abs(x)
         folded = 0
         for k in range(tiles):
-            if _bound(m, u, b, r, W[k]) < lo_k[k]:
+            if _bound(m, u, b, r, W, k) < lo_k[k]:
                 continue
             c0, c1 = k * TILE, min(n, (k + 1) * TILE)
             _factor_row(d, u, vt, b, r, row, c0, c1)
             _abs_fold(x, row, r, h, q, c0, c1)
             lo_k[k] = _worst(h, c0, c1, 1)
             folded += 1
-        done += folded
+        recent += folded
         if folded:
             lo_all = np.min(lo_k)
 
@@ -443,11 +502,11 @@ def block_maxabs(a, d, u, v, o, p, prune_from):
     B, n = a.shape
     for job in prange(_block_jobs(B)):
         b0, b1, row, vt = _block_job(job, B, u, n)
-        W, Wall, lo_k, hi_k, key, pick, kept = _tile_scratch(n, u.shape[2])
+        W, lo_k, hi_k, key, pick, kept = _tile_scratch(n, u.shape[2])
         for b in range(b0, b1):
             _transpose_v(v, b, vt)
             if n >= max(1, prune_from) and _finite_factors(d, u, v, b) and _sources_finite(a, b):
-                _maxabs_pruned(a, d, u, vt, b, row, W, Wall, lo_k, key, pick, kept, o[b], p[b])
+                _maxabs_pruned(a, d, u, vt, b, row, W, lo_k, key, pick, kept, o[b], p[b])
             else:
                 _maxabs_scan(a, d, u, vt, b, row, o[b], p[b])
 
