@@ -70,18 +70,19 @@ def test_pruned_blocks_equal_the_scan_on_random_blocks(style):
         for R in (1, 2):
             B = int(rng.integers(1, 6))
             d, u, v = _layer_norm(rng, B, n, R)
-            if style == "prunes":      # paths of both signs at most sources: the diagonal wins, bounds prune
-                a0, a1 = np.abs(rng.standard_cauchy((B, n))), -np.abs(rng.normal(size=(B, n)))
-            else:                      # M⁺ negative at about half the sources: the bounds mostly fail
+            if style == "signed":      # M⁺ negative at about half the sources: rows are scanned
                 a0 = rng.normal(size=(B, n))
                 a1 = a0 - np.abs(rng.normal(size=(B, n)))
-            if style == "ties":        # repeated sources and columns, zero rows, constant v, ±0 adjoints
-                a0[:, 1::3], a1[:, 1::3] = a0[:, :1], a1[:, :1]
+            else:                      # paths of both signs at every source: the diagonal wins, bounds prune
+                a0, a1 = np.abs(rng.standard_cauchy((B, n))), -np.abs(rng.normal(size=(B, n)))
+            if style == "ties":        # repeated sources (equal candidates everywhere) and columns, a zero
+                a0[:, 1::3], a1[:, 1::3] = a0[:, :1], a1[:, :1]     # row, ±0 adjoints, constant v
+                u[:, 1::3], d[:, 1::3] = u[:, :1], d[:, :1]
                 v[:, : n // 2] = v[:, :1]
-                u[:, 2::4] = 0.0
-                d[:, 2::4] = 0.0
-                a0[:, 3::5], a1[:, 3::5] = 0.0, -0.0
                 if n > 5:
+                    u[:, 2] = 0.0
+                    d[:, 2] = 0.0
+                    a0[:, 3], a1[:, 3] = 0.0, -0.0
                     v[0] = 1.0
             dead = rng.random((B, n)) < 0.2
             a0[dead], a1[dead] = -np.inf, np.inf
