@@ -255,7 +255,7 @@ def _contenders(key, lo_all, hi_all, pick, kept):
             k += 1
     if k > SORT_IN_PLACE:
         order = np.argsort(kept[:k])
-        for i in range(k):
+        for i in range(k):  # kept holds the reordered sources for a moment (exact in float64)
             kept[i] = pick[order[k - 1 - i]]
         for i in range(k):
             pick[i] = np.int64(kept[i])
