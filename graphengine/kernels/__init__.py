@@ -15,7 +15,8 @@ module                 contents
 ``scalar``             the scalar steps written once (a dense block's entry, the signed pair's ⊗,
                        the k-best list operations...) and compiled for both back ends
 ``cpu``                the CPU back end; kernels in ``cpu_select`` (max pair, max-abs, max-plus,
-                       Boolean), ``cpu_kbest`` (k-best lists), ``cpu_log`` (log-sum-exp
+                       Boolean), ``cpu_block`` (max pair and max-abs dense blocks, exactly
+                       pruned), ``cpu_kbest`` (k-best lists), ``cpu_log`` (log-sum-exp
                        families, entropy / absolute dense blocks)
 ``cuda``               the CUDA back end (runs in the Numba CUDA simulator too)
 ``pointers``           compiled index plumbing of the walk (gathers, masking of unreached elements)

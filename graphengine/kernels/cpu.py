@@ -1,8 +1,8 @@
 """The CPU back end: Numba ``@njit`` kernels implementing
 :class:`graphengine.kernels.backend.Backend`, the interface that
 :mod:`graphengine.kernels.families` calls (the CUDA back end, :mod:`graphengine.kernels.cuda`,
-implements the same one). The kernels live in ``cpu_select``, ``cpu_kbest`` and ``cpu_log``;
-this module adds the thread gate and the numpy/BLAS pieces.
+implements the same one). The kernels live in ``cpu_select``, ``cpu_kbest``, ``cpu_log`` and
+``cpu_block``; this module adds the thread gate and the numpy/BLAS pieces.
 
 Linear semirings stay on numpy/BLAS on the CPU (``HOST_LINEAR``): the reference methods already
 do their contractions as matrix products of transformed weights, so the linear families call
@@ -22,7 +22,7 @@ import os
 import numba
 import numpy as np
 
-from . import cpu_kbest, cpu_log, cpu_select
+from . import cpu_block, cpu_kbest, cpu_log, cpu_select
 from .cpu_select import group_size, scale_pair_hi, scale_pair_lo, scatter_select
 
 NAME = "cpu"
@@ -50,8 +50,8 @@ def _gated(kernel, work):
 _matmul_pair = _gated(cpu_select.matmul_pair, lambda a0, a1, w, ia, iw, o0, *r: 2 * o0.size * a0.shape[2])
 _matmul_max = _gated(cpu_select.matmul_max, lambda a, w, ia, iw, plus, o, *r: o.size * a.shape[2])
 select_last = _gated(cpu_select.select_last, lambda a, *r: a.size)
-block_pair = _gated(cpu_select.block_pair, lambda a0, *r: 2 * a0.size * a0.shape[1])
-block_maxabs = _gated(cpu_select.block_maxabs, lambda a, *r: a.size * a.shape[1])
+_block_pair = _gated(cpu_block.block_pair, lambda a0, *r: 2 * a0.size * a0.shape[1])
+_block_maxabs = _gated(cpu_block.block_maxabs, lambda a, *r: a.size * a.shape[1])
 kbest_rows = _gated(cpu_kbest.kbest_rows, lambda c, q, k, *r: c.size * k)
 kbest_matmul = _gated(cpu_kbest.kbest_matmul, lambda c, w, ia, iw, k, s, o, p: o.size * c.shape[2] * k)
 kbest_scatter = _gated(cpu_kbest.kbest_scatter, lambda c, order, starts, k, *r: c.size * k)
@@ -82,6 +82,17 @@ def matmul_pair(a0, a1, w, ia, iw, o0, o1, p0, p1):
 def matmul_max(a, w, ia, iw, plus, o, p):
     """Max-abs / max-plus contraction (:func:`graphengine.kernels.cpu_select.matmul_max`)."""
     _matmul_max(a, w, ia, iw, plus, o, p, group_size(o.shape[1], numba.get_num_threads()))
+
+
+def block_pair(a0, a1, d, u, v, o0, o1, p0, p1):
+    """Signed max pair through factored blocks (:func:`graphengine.kernels.cpu_block.block_pair`,
+    pruned from ``cpu_block.PRUNE_FROM`` columns)."""
+    _block_pair(a0, a1, d, u, v, o0, o1, p0, p1, cpu_block.PRUNE_FROM)
+
+
+def block_maxabs(a, d, u, v, o, p):
+    """Max-abs through factored blocks (:func:`graphengine.kernels.cpu_block.block_maxabs`)."""
+    _block_maxabs(a, d, u, v, o, p, cpu_block.PRUNE_FROM)
 
 
 def matmul_logsumexp(a, lw, ia, iw, o):

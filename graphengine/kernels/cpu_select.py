@@ -1,5 +1,5 @@
-"""Numba CPU kernels for the selective semirings: argmax-tracking contractions, reductions,
-scatters and factored dense blocks for the signed max pair (⟨M⁺, M⁻⟩), max-abs, max-plus and
+"""Numba CPU kernels for the selective semirings: argmax-tracking contractions, reductions and
+scatters for the signed max pair (⟨M⁺, M⁻⟩), max-abs, max-plus and
 Boolean semirings.
 
 Conventions shared by every kernel here (and by the CUDA back end, :mod:`graphengine.kernels.cuda`):
@@ -346,98 +346,6 @@ def scatter_select(values, index, sign, zero, o, p):
         if p[s] < 0 or _improves(v, o[s], sign):
             o[s] = v
             p[s] = j
-
-
-BLOCK_JOBS = 64  # parallel jobs of a dense-block kernel at most (each allocates its scratch once)
-
-
-@njit(inline="always")
-def _block_jobs(B):
-    return min(B, BLOCK_JOBS)
-
-
-@njit(inline="always")
-def _block_job(job, B, u, n):
-    """The batch rows ``b0 .. b1 - 1`` of dense-block job ``job`` and its scratch: a row of
-    ``J`` and ``v[b]`` transposed (:func:`_factor_row`)."""
-    jobs = _block_jobs(B)
-    return job * B // jobs, (job + 1) * B // jobs, np.empty(n), np.empty((u.shape[2], n))
-
-
-@njit(inline="always")
-def _factor_row(d, u, vt, b, r, row):
-    """Row ``r`` of the factored block ``b`` into ``row``: ``J[b, r, c]`` for every c, the same
-    sum in the same order as :func:`graphengine.kernels.scalar.dense_entry` (``δ·d`` or 0, then
-    ``+ u·v`` term by term in ascending ``t``), one vectorised pass over the columns per term
-    (``vt`` is ``v[b]`` transposed, ``(R, n)``)."""
-    n = row.shape[0]
-    for c in range(n):
-        row[c] = 0.0
-    row[r] = d[b, r]
-    for t in range(vt.shape[0]):
-        x = u[b, r, t]
-        vr = vt[t]
-        for c in range(n):
-            row[c] = row[c] + x * vr[c]
-
-
-@njit(inline="always")
-def _transpose_v(v, b, vt):
-    for c in range(v.shape[1]):
-        for t in range(v.shape[2]):
-            vt[t, c] = v[b, c, t]
-
-
-@njit(cache=True, parallel=True, boundscheck=False)
-def block_pair(a0, a1, d, u, v, o0, o1, p0, p1):
-    """Signed max pair through factored blocks: for each batch row ``b`` and column c,
-    ``⊕_r a[b, r] ⊗ J[b, r, c]`` with ``J = δ·d[b, r] + Σ_t u[b, r, t] v[b, c, t]`` (see
-    :class:`graphengine.ir.jacobian.LowRankBlock`). Each row of ``J`` is built from the factors
-    when its source is reached (:func:`_factor_row`; the n×n block is never materialised) and
-    folded into the outputs by a vectorised compare-and-blend over the columns; sources are
-    taken in ascending r, so ties keep the lowest r and NaN never wins."""
-    B, n = a0.shape
-    for job in prange(_block_jobs(B)):
-        b0, b1, row, vt = _block_job(job, B, u, n)
-        for b in range(b0, b1):
-            h0, h1, q0, q1 = o0[b], o1[b], p0[b], p1[b]
-            for c in range(n):
-                h0[c] = -np.inf
-                h1[c] = np.inf
-                q0[c] = 0
-                q1[c] = 0
-            _transpose_v(v, b, vt)
-            for r in range(n):
-                h = a0[b, r]
-                lo = a1[b, r]
-                if not _reached(h, lo):
-                    continue
-                _factor_row(d, u, vt, b, r, row)
-                for c in range(n):
-                    x, y = _pair(h, lo, row[c])
-                    h0[c], q0[c] = _take(h0[c], q0[c], x, r, 1)
-                    h1[c], q1[c] = _take(h1[c], q1[c], y, r, -1)
-
-
-@njit(cache=True, parallel=True, boundscheck=False)
-def block_maxabs(a, d, u, v, o, p):
-    """Max-abs through factored blocks (``|J|``, rows built as in :func:`block_pair`)."""
-    B, n = a.shape
-    for job in prange(_block_jobs(B)):
-        b0, b1, row, vt = _block_job(job, B, u, n)
-        for b in range(b0, b1):
-            h, q = o[b], p[b]
-            for c in range(n):
-                h[c] = -np.inf
-                q[c] = 0
-            _transpose_v(v, b, vt)
-            for r in range(n):
-                x = a[b, r]
-                if x == -np.inf:
-                    continue
-                _factor_row(d, u, vt, b, r, row)
-                for c in range(n):
-                    h[c], q[c] = _take(h[c], q[c], x * abs(row[c]), r, 1)
 
 
 @vectorize(["float64(float64, float64, float64)"], cache=True)

@@ -14,11 +14,13 @@ helper                     used by
 =========================  ======================================================================
 ``dense_entry``            the factored dense-block kernels (CUDA: all; CPU: absolute, entropy):
                            one entry of ``J = diag(d) + u vᵀ`` (the CPU max-pair and max-abs
-                           kernels build a whole row in the same order, ``cpu_select``)
+                           kernels build rows in the same order, ``cpu_block``)
 ``pair_times``,            the signed max pair's ⊗ (contraction, dense block, scale) and its
 ``pair_reached``           0̄ test (``⟨-inf, +inf⟩``; ``⟨-inf, -inf⟩`` is a path of weight -inf)
 ``improves``               the selection rule: strictly better in a direction, ties keep the
                            lower position
+``improves_or_earlier``    the same rule for candidates taken out of order (the pruned dense
+                           blocks of ``cpu_block``): equal and at a lower position also wins
 ``select_row``             ``select_last``: the best of a row and its first position
 ``finite_or_zero``,        the two-pass log-sum-exp (its shift, its result, and one row:
 ``shifted_log``,           ``logsumexp_last``)
@@ -56,7 +58,7 @@ import functools
 import math
 import types
 
-HELPERS = ("dense_entry", "pair_times", "pair_reached", "improves", "select_row", "finite_or_zero", "shifted_log", "logsumexp_row",
+HELPERS = ("dense_entry", "pair_times", "pair_reached", "improves", "improves_or_earlier", "select_row", "finite_or_zero", "shifted_log", "logsumexp_row",
            "sorted_insert", "kbest_push", "kbest_finish", "kbest_select_row", "kbest_select_products",
            "kbest_select_segment")
 
@@ -132,6 +134,19 @@ def improves(v, best, sign):
     strictly better only, so ties keep the lowest position (``numpy.argmax``'s rule) and NaN
     never wins."""
     return v > best if sign > 0 else v < best
+
+
+def improves_or_earlier(v, best, n, pos, sign):
+    """:func:`improves` for candidates that arrive in any order: ``v`` at position ``n``
+    replaces ``best`` at ``pos`` when it is strictly better, or equal and at a lower position.
+    Over any order the winner is the one an ascending scan with :func:`improves` keeps (the
+    best value at its lowest position; NaN never wins; a first candidate equal to the initial
+    ``∓inf`` never replaces it, since the initial position 0 is never above a position).
+
+    >>> improves_or_earlier(2.0, 2.0, 1, 3, 1), improves_or_earlier(2.0, 2.0, 3, 1, 1)
+    (True, False)
+    """
+    return improves(v, best, sign) | ((v == best) & (n < pos))
 
 
 def select_row(x, sign):
