@@ -99,13 +99,38 @@ def _kept(arr, shape, dtype) -> np.ndarray:
     return _copy_shaped(arr, shape, dtype)
 
 
-def _finished(arr, dead, fill_dead: bool, shape, dtype) -> np.ndarray:
-    """``arr`` (shape ``shape``) with -1 where ``dead``; ``fill_dead``: whether any element is."""
+SPARSE_FINISH_MIN = 1 << 14  # records at least this large, with at most 1/8 of their elements
+                             # reached, are finished by writing only the reached elements
+
+
+def _live(dead) -> Optional[Tuple[np.ndarray, ...]]:
+    """The indices (``np.nonzero``) of the elements that are not ``dead``, when they are few
+    enough for a sparse finish to pay (an embedding table of which a sentence reaches a few
+    rows), else ``None``."""
+    if dead.size < SPARSE_FINISH_MIN or (dead.size - np.count_nonzero(dead)) * 8 > dead.size:
+        return None
+    return np.nonzero(~dead)
+
+
+def _finished(arr, dead, fill_dead: bool, shape, dtype, live=None) -> np.ndarray:
+    """``arr`` (shape ``shape``) with -1 where ``dead``; ``fill_dead``: whether any element is;
+    ``live``: :func:`_live` of ``dead`` when the sparse finish applies (the same array: -1
+    everywhere, then the reached elements written)."""
     if not fill_dead:
         return _kept(arr, shape, dtype)
-    if dead.all() or (_uniform(arr) and (arr.size == 0 or arr[(0,) * arr.ndim] == -1)):  # -1 everywhere
+    if (dead.all() if live is None else live[0].size == 0) or (
+            _uniform(arr) and (arr.size == 0 or arr[(0,) * arr.ndim] == -1)):  # -1 everywhere
         return _constant(dtype(-1), tuple(shape))
+    if live is not None:
+        return _written(np.broadcast_to(arr, shape)[live], live, shape, dtype)
     return np.where(dead, dtype(-1), _shaped(arr, shape, dtype))
+
+
+def _written(values, live, shape, dtype) -> np.ndarray:
+    """A fresh ``dtype`` array of ``shape``: -1, with ``values`` at the indices ``live``."""
+    out = np.full(shape, -1, dtype)
+    out[live] = values
+    return out
 
 
 class NoPointers:
@@ -190,7 +215,8 @@ class ElementPointers(NoPointers):
         """Component ``c``'s node, slot and element arrays, -1 where ``value == zero``."""
         dead = np.asarray(value) == zero
         shape, any_dead = dead.shape, bool(dead.any())
-        return tuple(_finished(arr, dead, any_dead, shape, dtype)
+        live = _live(dead) if any_dead else None
+        return tuple(_finished(arr, dead, any_dead, shape, dtype, live)
                      for arr, dtype in ((record.node[c], np.int32), (record.slot[c], np.int16),
                                         (record.element[c], _element_dtype(record.element[c]))))
 
@@ -223,18 +249,28 @@ class PairPointers(ElementPointers):
                                                      (record.element, edtype))))
         dead = np.logical_and.reduce(at_zero)
         any_dead = bool(dead.any())
+        live = _live(dead) if any_dead else None
         parts = []
         for c in range(len(value)):
             other = 1 - c
-            borrow = at_zero[c] & ~dead
             shape = dead.shape
             part = []
-            lend = borrow.any()
+            if live is not None:  # sparse: only the reached elements are read and written
+                borrow = at_zero[c][live]
+                lend = borrow.any()
+            else:
+                borrow = at_zero[c] & ~dead
+                lend = borrow.any()
             for arr, dtype in ((record.node, np.int32), (record.slot, np.int16), (record.element, edtype)):
                 own = arr[c]
+                if live is not None and lend:
+                    taken = np.where(borrow, np.broadcast_to(arr[other], shape)[live],
+                                     np.broadcast_to(own, shape)[live])
+                    part.append(_written(taken, live, shape, dtype))
+                    continue
                 if lend:
                     own = np.where(borrow, _shaped(arr[other], shape, dtype), _shaped(own, shape, dtype))
-                part.append(_finished(own, dead, any_dead, shape, dtype))
+                part.append(_finished(own, dead, any_dead, shape, dtype, live))
             parts.append(part)
         return Backpointers(*(tuple(p[j] for p in parts) for j in range(3)))
 
