@@ -18,6 +18,12 @@ the policy; what the indices encode is the policy's business:
 
 Ties keep the first candidate (the earlier consumer, the lower index), as the semirings do.
 
+Finished records are stored compactly: element indices as int32 where they fit, a record that
+holds one value everywhere as a read-only broadcast view, and a large record of which at most
+1/8 of the elements are reached (an embedding table, of which a sentence reaches a few rows)
+written sparsely, -1 everywhere and then the reached elements only (the same arrays as the
+dense finish, without its passes over the whole table).
+
 >>> import numpy as np
 >>> ElementPointers().seed((2,), 2)
 (array([0, 1]), array([0, 1]))
