@@ -51,7 +51,9 @@ _matmul_pair = _gated(cpu_select.matmul_pair, lambda a0, a1, w, ia, iw, o0, *r: 
 _matmul_max = _gated(cpu_select.matmul_max, lambda a, w, ia, iw, plus, o, *r: o.size * a.shape[2])
 select_last = _gated(cpu_select.select_last, lambda a, *r: a.size)
 _block_pair = _gated(cpu_block.block_pair, lambda a0, *r: 2 * a0.size * a0.shape[1])
+_block_pair_scan = _gated(cpu_block.block_pair_scan, lambda a0, *r: 2 * a0.size * a0.shape[1])
 _block_maxabs = _gated(cpu_block.block_maxabs, lambda a, *r: a.size * a.shape[1])
+_block_maxabs_scan = _gated(cpu_block.block_maxabs_scan, lambda a, *r: a.size * a.shape[1])
 kbest_rows = _gated(cpu_kbest.kbest_rows, lambda c, q, k, *r: c.size * k)
 kbest_matmul = _gated(cpu_kbest.kbest_matmul, lambda c, w, ia, iw, k, s, o, p: o.size * c.shape[2] * k)
 kbest_scatter = _gated(cpu_kbest.kbest_scatter, lambda c, order, starts, k, *r: c.size * k)
@@ -86,13 +88,20 @@ def matmul_max(a, w, ia, iw, plus, o, p):
 
 def block_pair(a0, a1, d, u, v, o0, o1, p0, p1):
     """Signed max pair through factored blocks (:func:`graphengine.kernels.cpu_block.block_pair`,
-    pruned from ``cpu_block.PRUNE_FROM`` columns)."""
-    _block_pair(a0, a1, d, u, v, o0, o1, p0, p1, cpu_block.PRUNE_FROM)
+    pruned from ``cpu_block.PRUNE_FROM`` columns; narrower blocks run the plain scan, so they never
+    compile the pruned kernel)."""
+    if a0.shape[1] >= cpu_block.PRUNE_FROM:
+        _block_pair(a0, a1, d, u, v, o0, o1, p0, p1, cpu_block.PRUNE_FROM)
+    else:
+        _block_pair_scan(a0, a1, d, u, v, o0, o1, p0, p1)
 
 
 def block_maxabs(a, d, u, v, o, p):
     """Max-abs through factored blocks (:func:`graphengine.kernels.cpu_block.block_maxabs`)."""
-    _block_maxabs(a, d, u, v, o, p, cpu_block.PRUNE_FROM)
+    if a.shape[1] >= cpu_block.PRUNE_FROM:
+        _block_maxabs(a, d, u, v, o, p, cpu_block.PRUNE_FROM)
+    else:
+        _block_maxabs_scan(a, d, u, v, o, p)
 
 
 def matmul_logsumexp(a, lw, ia, iw, o):

@@ -81,7 +81,11 @@ BLOCK_JOBS = 64  # parallel jobs of a dense-block kernel at most (each allocates
 TILE = 32  # columns per tile of the pruning bounds
 SORT_IN_PLACE = 32  # contenders sorted by insertion in the scratch at most (more: argsort)
 WINDOW = 16  # a row gives up pruning when its last WINDOW sources folded over half their tiles (:func:`_gives_up`)
-PRUNE_FROM = 192  # the back end prunes blocks of at least this many columns and scans smaller ones
+# The back end prunes blocks of at least this many columns and runs the plain scan (its own,
+# smaller kernel) on narrower ones. The pruned kernels take about 15x the scan's first-use
+# compile (tens of seconds, once per machine), which a block of MiniLM's 384 columns does not
+# repay (its max backward gains 3%); a GPT-2 layer norm (768) does, by seconds per backward.
+PRUNE_FROM = 512
 
 _pair = on_cpu().pair_times
 _reached = on_cpu().pair_reached
