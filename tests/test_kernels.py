@@ -7,6 +7,11 @@ bit-identical for the selective and counting semirings, ≤ 1e-12 relative other
 are identical, ties going to the lowest index.
 """
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -61,6 +66,29 @@ def test_blocked_contraction_across_row_blocks_panels_tiles_and_threads(name, mo
             assert_same_pos(got[1], want[1], f"matmul, {t} threads")
     finally:
         numba.set_num_threads(threads)
+
+
+_KEEPS_OMP = """
+import torch
+torch.set_num_threads(1)
+assert torch.get_num_threads() == 1  # torch has applied its count to this thread
+import numba, numpy as np
+from graphengine.kernels import cpu
+o = np.empty(2); p = np.empty(2, np.int64)
+cpu.select_last(np.ones((2, 3)), 1, o, p)  # the first parallel kernel starts Numba's pool
+print(numba.get_num_threads(), torch.get_num_threads())
+"""
+
+
+def test_the_first_parallel_kernel_keeps_torchs_thread_count():
+    # Numba's OpenMP layer sets the shared runtime's thread count to its own when its pool
+    # starts; before the fix a caller's torch.set_num_threads(1) became 2 (a fresh process:
+    # the pool starts once per process)
+    pytest.importorskip("torch")
+    env = dict(os.environ, NUMBA_NUM_THREADS="2", PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    p = subprocess.run([sys.executable, "-c", _KEEPS_OMP], env=env, capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.split() == ["2", "1"]
 
 
 def test_a_nan_product_never_wins_a_contraction():

@@ -17,6 +17,7 @@ only the dense-block kernels here (``matmul_sum`` and ``scatter_sum`` complete t
 
 from __future__ import annotations
 
+import ctypes
 import os
 
 import numba
@@ -33,9 +34,37 @@ HOST_LINEAR = True  # real/absolute/count/entropy contractions, sums and scatter
 PARALLEL_MIN_WORK = int(os.environ.get("GRAPHENGINE_PARALLEL_MIN_WORK", 1 << 22))
 
 
+_pool_started = False
+
+
+def _numba_threads() -> int:
+    """``numba.get_num_threads()``, starting Numba's thread pool on the first call without
+    changing the calling thread's OpenMP thread count.
+
+    Numba's OpenMP layer calls ``omp_set_num_threads(NUMBA_NUM_THREADS)`` when its pool starts.
+    With torch loaded, both share one OpenMP runtime, so a caller's ``torch.set_num_threads(1)``
+    silently became 2 after graphengine's first parallel kernel: a model trained next to an
+    analysis then ran two OpenMP threads per process and oversubscribed the cores. The count is
+    read before the pool starts and put back after (where no ``libgomp`` is loaded, the pool just
+    starts)."""
+    global _pool_started
+    if not _pool_started:
+        try:
+            gomp = ctypes.CDLL("libgomp.so.1")  # the runtime already loaded, if any (matched by soname)
+            before = gomp.omp_get_max_threads()
+        except (OSError, AttributeError):
+            gomp = None
+        threads = numba.get_num_threads()  # starts the pool
+        if gomp is not None and gomp.omp_get_max_threads() != before:
+            gomp.omp_set_num_threads(before)
+        _pool_started = True
+        return threads
+    return numba.get_num_threads()
+
+
 def _gated(kernel, work):
     def launch(*args):
-        threads = numba.get_num_threads()
+        threads = _numba_threads()
         if threads == 1 or work(*args) >= PARALLEL_MIN_WORK:
             return kernel(*args)
         numba.set_num_threads(1)
