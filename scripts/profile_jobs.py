@@ -152,6 +152,8 @@ def main(argv=None):
     unknown = sorted(set(jobs) - set(JOBS))
     if unknown:
         ap.error(f"unknown job(s) {', '.join(unknown)}; choose from {', '.join(JOBS)}")
+    if not 1 <= args.seq <= 1024:
+        ap.error(f"--seq must be between 1 and 1024 (GPT-2's positions), got {args.seq}")
     sys.path.insert(0, str(bc.REPO / "scripts"))
     import torch
     bc.limit_threads(1)

@@ -60,3 +60,14 @@ def test_profile_shares_are_of_the_backward_time():
     row = render_profile({"jobs": {"p1": job}}).splitlines()[2]
     assert row == "| P1, w.r.t. the token embeddings | 500.0 ms | entropy 60%, max 20% | linear 50%, add 30% " \
                   "| 10% (gelu 10%) | 10% |"
+
+
+@pytest.mark.parametrize("args, what", [(["--seq", "0"], "--seq must be between 1 and 1024"),
+                                        (["--jobs", "p9"], "unknown job(s) p9")])
+def test_profile_script_refuses_bad_arguments_in_one_line(args, what):
+    import subprocess
+    p = subprocess.run([sys.executable, os.path.join(REPO, "scripts", "profile_jobs.py"), *args],
+                       capture_output=True, text=True, timeout=600)
+    last = p.stderr.strip().splitlines()[-1]
+    assert p.returncode == 2 and last.startswith("profile_jobs.py: error: ") and what in last
+    assert "Traceback" not in p.stderr
