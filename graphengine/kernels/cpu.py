@@ -45,8 +45,9 @@ def _numba_threads() -> int:
     With torch loaded, both share one OpenMP runtime, so a caller's ``torch.set_num_threads(1)``
     silently became 2 after graphengine's first parallel kernel: a model trained next to an
     analysis then ran two OpenMP threads per process and oversubscribed the cores. The count is
-    read before the pool starts and put back after (where no ``libgomp`` is loaded, the pool just
-    starts)."""
+    read before the pool starts and put back after, through ``libgomp.so.1`` (the runtime already
+    loaded under that name, else the system's; where there is none, the pool just starts, and a
+    runtime under another name is left as Numba sets it)."""
     global _pool_started
     if not _pool_started:
         try:

@@ -261,12 +261,9 @@ class PairPointers(ElementPointers):
             other = 1 - c
             shape = dead.shape
             part = []
-            if live is not None:  # sparse: only the reached elements are read and written
-                borrow = at_zero[c][live]
-                lend = borrow.any()
-            else:
-                borrow = at_zero[c] & ~dead
-                lend = borrow.any()
+            # sparse: only the reached elements are read and written
+            borrow = at_zero[c][live] if live is not None else at_zero[c] & ~dead
+            lend = borrow.any()
             for arr, dtype in ((record.node, np.int32), (record.slot, np.int16), (record.element, edtype)):
                 own = arr[c]
                 if live is not None and lend:
